@@ -1,0 +1,259 @@
+"""The one HTTP client every connector uses: timeouts, retries, rate limits, call counts.
+
+- 429 and 5xx and connection errors are retried (tenacity) with jittered exponential
+  backoff, capped; a `Retry-After` (seconds or HTTP date) or an `X-RateLimit-Reset` epoch
+  on the response is honoured instead of the backoff.
+- Any other 4xx is never retried: 401 and 403 become `AuthError` / `PermissionDenied`
+  naming the endpoint path, others `FatalApiError`.
+- When the rate-limit headers say few calls remain, the client waits for the window to
+  reset before the next call, so a long sync does not run into a wall of 429s.
+- Messages and logs carry the method and the URL *path* only: no query string, header or
+  body, so no token can leak through them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from connectors.base import (
+    AuthError,
+    FatalApiError,
+    MalformedResponse,
+    PermissionDenied,
+    RetryableApiError,
+    SyncError,
+)
+
+log = logging.getLogger(__name__)
+
+_REMAINING_HEADERS = ("X-Rate-Limit-Remaining", "X-RateLimit-Remaining", "ratelimit-remaining")
+_LIMIT_HEADERS = ("X-Rate-Limit", "X-RateLimit-Limit", "X-RateLimit-Total", "ratelimit-limit")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]
+    data: Any
+    path: str
+
+
+@dataclass
+class CallCounts:
+    calls: int = 0
+    throttled: int = 0  # 429 answers
+    server_errors: int = 0
+    retries: int = 0
+    slowdowns: int = 0  # pauses taken because few calls remained
+
+
+def _header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def wait_hint(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait: `Retry-After` (seconds or date), else a reset epoch."""
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - now)
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        # An epoch (Intercom) or, on some APIs, seconds until reset.
+        return max(0.0, value - now) if value > 1_000_000_000 else max(0.0, value)
+    return None
+
+
+class HttpClient:
+    """A requests.Session bound to one helpdesk's base URL and credentials."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        max_wait: float = 120.0,
+        backoff_base: float = 0.5,
+        low_remaining: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.backoff_base = backoff_base
+        self.low_remaining = low_remaining
+        self.sleep = sleep
+        self.counts = CallCounts()
+        self._pause_until = 0.0
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxy or netrc from the environment
+        if auth is not None:
+            self.session.auth = auth
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "helpdesk-kpi"})
+        if headers:
+            self.session.headers.update(headers)
+
+    @property
+    def calls(self) -> int:
+        return self.counts.calls
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url + "/", path.lstrip("/"))
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
+        return self.request("GET", path, params=params)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotent: bool = True,
+    ) -> ApiResponse:
+        """Send one request, retrying only what is safe to retry. Returns parsed JSON."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((RetryableApiError, requests.ConnectionError, requests.Timeout)),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_attempts if idempotent else 1),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=self._before_sleep,
+        )
+        try:
+            return retrying(self._send, method, path, params, json_body)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SyncError(f"{self.name}: {method} {self._path(path)}: cannot reach the server ({type(exc).__name__})") from None
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any) -> ApiResponse:
+        self._respect_pause()
+        url = self.url(path)
+        self.counts.calls += 1
+        resp = self.session.request(method, url, params=params, json=json_body, timeout=self.timeout)
+        self._note_rate_limit(resp.headers)
+        where = f"{self.name}: {method} {self._path(url)}"
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            if status == 429:
+                self.counts.throttled += 1
+            else:
+                self.counts.server_errors += 1
+            raise RetryableApiError(f"{where}: {status} {resp.reason}", status, wait_hint(resp.headers))
+        if status == 401:
+            raise AuthError(f"{where}: 401 the credentials were rejected (expired or revoked token?)", status)
+        if status == 403:
+            raise PermissionDenied(
+                f"{where}: 403 permission denied: the credentials lack access to this endpoint"
+                f"{_vendor_message(resp)}",
+                status,
+            )
+        if status >= 400:
+            raise FatalApiError(f"{where}: {status} {resp.reason}{_vendor_message(resp)}", status)
+        if status == 204 or not resp.content:
+            return ApiResponse(status, resp.headers, None, self._path(url))
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, ValueError):
+            raise MalformedResponse(
+                f"{where}: the response body is not valid JSON ({len(resp.content)} bytes, truncated?)"
+            ) from None
+        return ApiResponse(status, resp.headers, data, self._path(url))
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hint = getattr(exc, "retry_after", None)
+        if hint is not None:
+            return min(float(hint), self.max_wait)
+        backoff = self.backoff_base * (2 ** (state.attempt_number - 1))
+        return min(random.uniform(0, backoff) + self.backoff_base / 2, self.max_wait)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.counts.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        log.warning("%s (retry %d in %.1fs)", _describe(exc), state.attempt_number, wait)
+
+    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
+        remaining = _header(headers, _REMAINING_HEADERS)
+        if remaining is None:
+            return
+        try:
+            left = int(float(remaining))
+        except ValueError:
+            return
+        if left > self.low_remaining:
+            return
+        hint = wait_hint({k: v for k, v in headers.items() if k != "Retry-After"})
+        pause = min(hint if hint is not None else 1.0, self.max_wait)
+        self._pause_until = max(self._pause_until, time.monotonic() + pause)
+
+    def _respect_pause(self) -> None:
+        delay = self._pause_until - time.monotonic()
+        if delay > 0:
+            self.counts.slowdowns += 1
+            log.info("%s: %d calls left in the rate-limit window; waiting %.1fs", self.name, self.low_remaining, delay)
+            self.sleep(delay)
+
+    @staticmethod
+    def _path(url: str) -> str:
+        return urlsplit(url).path
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, SyncError):
+        return str(exc)
+    return type(exc).__name__ if exc else "error"
+
+
+def _vendor_message(resp: requests.Response) -> str:
+    """The vendor's own error text, when it sends one (never echoes request data)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    text: Any = None
+    if isinstance(body, dict):
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            first = body["errors"][0]
+            if isinstance(first, dict):
+                text = first.get("message") or first.get("title") or first.get("code")
+        text = text or body.get("description") or body.get("error") or body.get("message")
+    if isinstance(text, dict):
+        text = text.get("message") or text.get("title")
+    return f" ({str(text)[:200]})" if text else ""

@@ -1,0 +1,78 @@
+"""The sandbox: fake Zendesk, Intercom and Freshdesk APIs on loopback over one generated world.
+
+`helpdesk-kpi sandbox` and `demo` serve it; the tests start it on port 0. Each fake lives
+in its own module and is registered in `FAKES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.sandbox.server import FakeApi
+from connectors.sandbox.world import World
+
+FAKES: dict[str, str] = {
+    "zendesk": "connectors.sandbox.zendesk:FakeZendesk",
+    "intercom": "connectors.sandbox.intercom:FakeIntercom",
+    "freshdesk": "connectors.sandbox.freshdesk:FakeFreshdesk",
+}
+
+
+def fake_class(name: str) -> Any:
+    module_name, class_name = FAKES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+@dataclass
+class Sandbox:
+    """All fakes over one world; `start` binds them to consecutive ports (or free ones)."""
+
+    world: World
+    names: tuple[str, ...] = tuple(FAKES)
+    fakes: dict[str, FakeApi] = field(default_factory=dict)
+
+    @classmethod
+    def generate(cls, seed: int = 7, tickets: int = 600, names: tuple[str, ...] | None = None, **fake_options: Any) -> Sandbox:
+        sandbox = cls(World(seed=seed, tickets=tickets), names or tuple(FAKES))
+        for name in sandbox.names:
+            sandbox.fakes[name] = fake_class(name)(sandbox.world, **fake_options)
+        return sandbox
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> dict[str, str]:
+        urls = {}
+        for offset, (name, fake) in enumerate(self.fakes.items()):
+            urls[name] = fake.start(host, port + offset if port else 0)
+        return urls
+
+    def stop(self) -> None:
+        for fake in self.fakes.values():
+            fake.stop()
+
+    def __getitem__(self, name: str) -> FakeApi:
+        return self.fakes[name]
+
+    def connector_settings(self) -> dict[str, dict[str, Any]]:
+        """The `[connectors.NAME]` sections that point each connector at its fake."""
+        return {name: fake.connector_settings() for name, fake in self.fakes.items()}  # type: ignore[attr-defined]
+
+    def config_toml(self, store_path: str, start_date: str | None = None) -> str:
+        """A complete config file for this sandbox (used by `demo` and the tests)."""
+        lines = ["[store]", f'path = "{store_path}"', ""]
+        for name, section in self.connector_settings().items():
+            lines.append(f"[connectors.{name}]")
+            if start_date:
+                section = {**section, "start_date": start_date}
+            for key, value in section.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,298 @@
+"""The normalized vocabulary every connector speaks and the KPI engine reads.
+
+Connectors turn vendor payloads into these rows; nothing else about a vendor reaches the
+store or the KPIs. Each row is a plain dict (cheap to build by the hundred thousand) whose
+keys are the columns of the table named by its record type; `RECORD_TYPES` says which keys
+a type carries, and `check_record` enforces it at the boundary.
+
+Timestamps are ISO-8601 UTC text ending in `Z` (`2026-03-01T09:00:05Z`), so that text
+order is time order in SQL. Durations carry their unit in the name (`handle_seconds`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Final, Mapping
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    CHAT = "chat"
+    MESSAGING = "messaging"
+    PHONE = "phone"
+    SOCIAL = "social"
+    WEB_FORM = "web_form"
+    API = "api"
+    OTHER = "other"
+
+
+LIVE_CHANNELS: Final = frozenset({Channel.CHAT, Channel.MESSAGING, Channel.PHONE})
+
+
+class Status(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    ON_HOLD = "on_hold"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    DELETED = "deleted"
+
+
+RESOLVED_STATUSES: Final = frozenset({Status.RESOLVED, Status.CLOSED})
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Role(StrEnum):
+    """Who wrote a message or who a person is."""
+
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    BOT = "bot"
+    SYSTEM = "system"  # triggers, automations, workflows
+
+
+class SurveyKind(StrEnum):
+    CSAT = "csat"
+    NPS = "nps"
+    CES = "ces"
+
+
+class StatusEventKind(StrEnum):
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+# Survey scales: name -> (lowest, highest). `freshdesk` is Freshdesk's -103..103 code set.
+SCALES: Final[dict[str, tuple[int, int]]] = {
+    "good_bad": (0, 1),
+    "1-5": (1, 5),
+    "0-10": (0, 10),
+    "1-7": (1, 7),
+    "1-3": (1, 3),
+    "1-10": (1, 10),
+    "freshdesk": (-103, 103),
+}
+
+
+class RecordError(ValueError):
+    """A normalized record is missing a key or carries a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """A normalized table: its name, its key columns and its typed columns."""
+
+    table: str
+    columns: Mapping[str, type]
+    required: frozenset[str]
+
+    @property
+    def pk(self) -> tuple[str, ...]:
+        return ("source", "source_id")
+
+
+def _record_type(table: str, columns: dict[str, type], required: set[str]) -> RecordType:
+    return RecordType(table, {"source": str, "source_id": str, **columns}, frozenset({"source", "source_id", *required}))
+
+
+CONTACT = _record_type(
+    "contacts",
+    {
+        "channel": str,
+        "status": str,
+        "priority": str,
+        "created_at": str,
+        "updated_at": str,
+        "first_customer_message_at": str,
+        "first_agent_reply_at": str,
+        "first_resolved_at": str,
+        "last_resolved_at": str,
+        "reopens": int,
+        "agent_replies": int,
+        "customer_messages": int,
+        "handle_seconds": float,
+        "requester_id": str,
+        "assignee_id": str,
+        "group_id": str,
+        "organization_id": str,
+        "brand_id": str,
+        "language": str,
+        "locale": str,
+        "country": str,
+        "ticket_type": str,
+        "tags": list,
+        "custom": dict,
+        "is_bot_only": bool,
+        "has_bot_message": bool,
+        "is_outbound": bool,
+        "last_activity_at": str,
+        # 1 when the connector delivered the contact's whole message and status history,
+        # so the store may derive reply/resolution facts from them (see kpi_core/derive.py).
+        "facts_from_events": bool,
+        "messages_truncated": bool,
+        "vendor": dict,  # the vendor's own metrics, kept for comparison (`*_vendor` values)
+        "raw": dict,  # the payload with personal fields removed
+    },
+    {"channel", "status", "created_at"},
+)
+
+MESSAGE = _record_type(
+    "messages",
+    {
+        "contact_id": str,
+        "author_id": str,
+        "author_role": str,  # None when only the people table knows the role (Zendesk)
+        "public": bool,
+        "created_at": str,
+        "body": str,  # None unless the admin stores message bodies
+    },
+    {"contact_id", "created_at", "public"},
+)
+
+STATUS_EVENT = _record_type(
+    "status_events",
+    {"contact_id": str, "kind": str, "at": str},
+    {"contact_id", "kind", "at"},
+)
+
+SURVEY_RESPONSE = _record_type(
+    "survey_responses",
+    {
+        "kind": str,
+        "score": float,
+        "scale": str,
+        "is_positive": bool,
+        "created_at": str,
+        "contact_id": str,
+        "requester_id": str,
+        "agent_id": str,
+        "question": str,
+        "comment": str,
+        "raw": dict,
+    },
+    {"kind", "score", "scale", "created_at"},
+)
+
+PERSON = _record_type(
+    "people",
+    {
+        "role": str,
+        "locale": str,
+        "language": str,
+        "country": str,
+        "organization_id": str,
+        "time_zone": str,
+        "tags": list,
+        "custom": dict,
+        "name": str,
+        "email": str,
+        "phone": str,
+        "email_hash": str,
+        "raw": dict,
+    },
+    {"role"},
+)
+
+GROUP = _record_type("groups", {"name": str, "raw": dict}, set())
+
+ORGANIZATION = _record_type(
+    "organizations",
+    {"name": str, "country": str, "tags": list, "custom": dict, "raw": dict},
+    set(),
+)
+
+RECORD_TYPES: Final[dict[str, RecordType]] = {
+    t.table: t for t in (CONTACT, MESSAGE, STATUS_EVENT, SURVEY_RESPONSE, PERSON, GROUP, ORGANIZATION)
+}
+
+_NUMERIC = (int, float)
+
+
+def check_record(kind: RecordType, row: Mapping[str, Any]) -> None:
+    """Raise RecordError naming the record and key when `row` does not fit `kind`."""
+    missing = [k for k in kind.required if row.get(k) is None]
+    if missing:
+        raise RecordError(f"{kind.table} {_ident(row)}: missing {', '.join(sorted(missing))}")
+    for key, value in row.items():
+        expected = kind.columns.get(key)
+        if expected is None:
+            raise RecordError(f"{kind.table} {_ident(row)}: unknown key {key!r}")
+        if value is None:
+            continue
+        if expected is float:
+            ok = isinstance(value, _NUMERIC) and not isinstance(value, bool) and math.isfinite(value)
+        elif expected is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, expected)
+        if not ok:
+            raise RecordError(
+                f"{kind.table} {_ident(row)}: {key} should be {expected.__name__}, got {type(value).__name__}"
+            )
+
+
+def _ident(row: Mapping[str, Any]) -> str:
+    return f"{row.get('source')}:{row.get('source_id')}"
+
+
+# --- small helpers shared by connectors ------------------------------------------------
+
+
+def iso_utc(value: str | int | float | None) -> str | None:
+    """Normalize an ISO string or epoch seconds to `YYYY-MM-DDTHH:MM:SSZ` (UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(f"not a timestamp: {value!r}")
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(value, str):
+        raise RecordError(f"not a timestamp: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RecordError(f"not a timestamp: {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def primary_language(locale: str | None) -> str:
+    """`pt-BR` -> `pt`; unknown -> `und` (the catalogue's language rule)."""
+    if not locale or not isinstance(locale, str):
+        return "und"
+    primary = locale.replace("_", "-").split("-")[0].strip().lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else "und"
+
+
+def is_positive_response(kind: str, score: float, scale: str) -> bool | None:
+    """The catalogue's positive answer: good; 4-5 of 1-5; 101-103 on Freshdesk; else top 20 %."""
+    if kind == SurveyKind.NPS:
+        return score >= 9 if scale == "0-10" else None
+    if scale == "good_bad":
+        return score >= 1
+    if scale == "1-5":
+        return score >= 4
+    if scale == "freshdesk":
+        return score > 100
+    low, high = SCALES.get(scale, (None, None))
+    if low is None or high is None:
+        return None
+    points = high - low + 1
+    top = math.ceil(points * 0.2)
+    return score > high - top
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)

@@ -1,0 +1,131 @@
+"""Pull every enabled connector into the store; each page is stored with its cursor.
+
+Only this module moves cursors, and only inside the transaction that stores the rows they
+cover (`Store.write_page`). One failing source does not stop the others: its error is
+logged in the run log and returned in the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from connectors import build_connector
+from connectors.base import Connector, SyncError
+from kpi_core.model import RecordError
+from kpi_core.settings import Settings
+from kpi_core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """What a sync has done so far; handed to the progress callback after every page."""
+
+    source: str
+    stream: str = ""
+    pages: int = 0
+    records: int = 0
+    api_calls: int = 0
+
+
+@dataclass
+class SourceResult:
+    source: str
+    ok: bool
+    records: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    by_stream: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    stopped: bool = False
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class StopRequested(Exception):
+    """A graceful stop was asked for; the page in hand has been committed."""
+
+
+def sync_source(
+    store: Store,
+    connector: Connector,
+    *,
+    full: bool = False,
+    on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+) -> SourceResult:
+    """Sync one connector's streams in order; never raises SyncError (it is returned)."""
+    name = connector.name
+    run_id = store.start_run(name)
+    progress = Progress(source=name)
+    result = SourceResult(source=name, ok=True)
+    if full:
+        store.clear_cursors(name)
+    try:
+        for stream in connector.streams():
+            progress.stream = stream.name
+            cursor = store.get_cursor(name, stream.name)
+            stream_records = 0
+            for page in connector.read(stream, cursor, full=full):
+                for record_id, reason in page.rejected:
+                    log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
+                    store.quarantine(name, stream.name, record_id, reason)
+                count = store.write_page(
+                    name, stream.name, page.records, page.cursor, run_id=run_id, api_calls=connector.api_calls
+                )
+                stream_records += count
+                progress.pages += 1
+                progress.records += count
+                progress.api_calls = connector.api_calls
+                if on_progress:
+                    on_progress(progress)
+                if stop is not None and stop.is_set():
+                    raise StopRequested()
+            result.by_stream[stream.name] = stream_records
+    except StopRequested:
+        result.stopped = True
+    except (SyncError, RecordError) as exc:
+        result.ok = False
+        result.error = str(exc)
+        log.error("%s: sync failed: %s", name, exc)
+    result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
+    status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
+    store.finish_run(run_id, status, connector.api_calls, result.error)
+    return result
+
+
+def sync_all(
+    store: Store,
+    settings: Settings,
+    *,
+    sources: Iterable[str] | None = None,
+    full: bool = False,
+    on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+) -> list[SourceResult]:
+    """Sync the enabled sources (or the named ones), each isolated from the others' failures."""
+    enabled = settings.connectors.enabled()
+    names = list(sources) if sources is not None else list(enabled)
+    results: list[SourceResult] = []
+    for name in names:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            connector = build_connector(name, enabled[name]) if name in enabled else None
+        except SyncError as exc:
+            connector = None
+            results.append(SourceResult(source=name, ok=False, error=str(exc)))
+            continue
+        if connector is None:
+            results.append(SourceResult(source=name, ok=False, error=f"{name}: not configured or not enabled"))
+            continue
+        try:
+            results.append(sync_source(store, connector, full=full, on_progress=on_progress, stop=stop))
+        finally:
+            connector.close()
+    return results
