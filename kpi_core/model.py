@@ -296,3 +296,11 @@ def is_positive_response(kind: str, score: float, scale: str) -> bool | None:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def email_hash(address: str, key: bytes) -> str:
+    """A keyed hash that stands in for an e-mail address (same customer across helpdesks)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, address.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()

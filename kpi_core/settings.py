@@ -172,6 +172,35 @@ class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class SurveyMapping(Section):
+    """Where NPS or CES answers live in a helpdesk, with the scale they are on."""
+
+    kind: Literal["nps", "ces", "csat"]
+    scale: str
+    helpdesk: str
+    location: Literal["ticket_field", "person_field"]
+    field: str
+
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, value: str) -> str:
+        from kpi_core.model import SCALES
+
+        if value not in SCALES:
+            raise ValueError(f"unknown scale; one of {', '.join(SCALES)}")
+        return value
+
+
+class SurveySettings(Section):
+    mappings: list[SurveyMapping] = Field(default_factory=list)
+
+
+class PrivacySettings(Section):
+    # Key of the keyed hash that stands in for an e-mail address (cross-helpdesk identity,
+    # survey imports, erasure by address). Give it through the environment.
+    hash_key: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Everything the program reads from its configuration, validated."""
 
@@ -185,6 +214,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    surveys: SurveySettings = Field(default_factory=SurveySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -228,7 +259,7 @@ def load_settings(path: str | Path) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigProblem(path, [(_key(err["loc"]), err["msg"]) for err in exc.errors()]) from None
+        raise ConfigProblem(path, [(_key(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
     if not settings.store.path.is_absolute():
         # A relative store path is relative to the config file, so cron and systemd agree.
         settings.store.path = (path.parent / settings.store.path).resolve()

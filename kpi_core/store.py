@@ -241,7 +241,9 @@ def open_store(path: str | Path) -> Store:
     old_umask = os.umask(0o077)  # WAL and SHM files are created later by SQLite itself
     try:
         try:
-            conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+            # Autocommit outside explicit transactions: every write path uses db.atomic(),
+            # and nothing may sit in an implicit transaction holding the write lock.
+            conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the store: {exc}") from exc
         db = Database(conn)

@@ -17,6 +17,7 @@ from connectors.base import Connector, SyncError
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
+from kpi_core.surveys import apply_mappings
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,10 @@ def sync_all(
             results.append(SourceResult(source=name, ok=False, error=f"{name}: not configured or not enabled"))
             continue
         try:
-            results.append(sync_source(store, connector, full=full, on_progress=on_progress, stop=stop))
+            result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop)
         finally:
             connector.close()
+        if result.ok:
+            result.records += apply_mappings(store, settings.surveys.mappings, name)
+        results.append(result)
     return results

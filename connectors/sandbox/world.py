@@ -204,6 +204,15 @@ class World:
             self._next_id += 1
             return self._next_id
 
+    def clock(self) -> int:
+        """The world's present: wall-clock now, or the latest change stamp when tick() ran ahead."""
+        return max(int(time.time()), self._last_stamp)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the world does (every change takes a tick or a fresh id): a cache key for fakes."""
+        return (self._last_stamp, self._next_id)
+
     # --- generation -------------------------------------------------------------------
 
     def _populate(self, data: SourceData, n_tickets: int) -> None:
