@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from connectors.base import ConfigError, Connector
+from connectors.base import ConfigError, Connector, Writer
 
 # name -> "module:Class", imported on demand so one broken connector cannot break the others.
 CONNECTORS: dict[str, str] = {
@@ -31,3 +31,21 @@ def build_connector(name: str, settings: Any) -> Connector:
     """The connector `name`, configured from its settings section."""
     connector: Connector = connector_class(name)(settings)
     return connector
+
+
+# Write-back, registered like the connectors: name -> "module:Class" implementing `base.Writer`.
+WRITERS: dict[str, str] = {
+    "zendesk": "connectors.zendesk_writer:ZendeskWriter",
+    "intercom": "connectors.intercom_writer:IntercomWriter",
+    "freshdesk": "connectors.freshdesk_writer:FreshdeskWriter",
+}
+
+
+def build_writer(name: str, settings: Any, **options: Any) -> Writer:
+    """The writer of helpdesk `name`, configured from its connector's settings section."""
+    try:
+        module_name, class_name = WRITERS[name].split(":")
+    except KeyError:
+        raise ConfigError(f"helpdesk {name!r} cannot be written to; known: {', '.join(sorted(WRITERS))}") from None
+    writer: Writer = getattr(importlib.import_module(module_name), class_name)(settings, **options)
+    return writer

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from kpi_core.model import RECORD_TYPES, check_record
+from kpi_core.model import RECORD_TYPES, check_record, email_hash
 
 
 class SyncError(Exception):
@@ -65,6 +66,83 @@ def scrub(value: Any, personal_keys: frozenset[str]) -> Any:
 
 
 @dataclass(frozen=True)
+class PersonalKeys:
+    """One vendor's personal keys, grouped by the `[privacy]` switch that may keep them.
+
+    `always` holds what no switch keeps (postal addresses, social handles, envelopes that
+    mix names with addresses). Keys match at any depth of a payload (see `scrub`).
+    """
+
+    names: frozenset[str]
+    emails: frozenset[str]
+    phones: frozenset[str]
+    bodies: frozenset[str]  # what anyone wrote: message bodies, subjects, descriptions
+    comments: frozenset[str]  # free text of survey answers
+    always: frozenset[str]
+
+    def every(self) -> frozenset[str]:
+        return self.names | self.emails | self.phones | self.bodies | self.comments | self.always
+
+
+class PrivacyChoices(Protocol):
+    """The `[privacy]` switches a connector reads (kpi_core.settings.PrivacySettings)."""
+
+    store_names: bool
+    store_emails: bool
+    store_phones: bool
+    store_message_bodies: bool
+    store_survey_comments: bool
+
+    def hash_key_bytes(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What one connector keeps of personal data: the keys scrubbed from raw JSON, the columns it fills."""
+
+    drop: frozenset[str]
+    names: bool = False
+    emails: bool = False
+    phones: bool = False
+    bodies: bool = False
+    comments: bool = False
+    hash_key: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def choose(cls, keys: PersonalKeys, choices: PrivacyChoices | None = None) -> Privacy:
+        """The scrub list and columns for `choices` (None: the defaults, which keep nothing personal)."""
+        if choices is None:
+            return cls(keys.every())
+        kept: frozenset[str] = frozenset()
+        for on, group in ((choices.store_names, keys.names), (choices.store_emails, keys.emails),
+                          (choices.store_phones, keys.phones), (choices.store_message_bodies, keys.bodies),
+                          (choices.store_survey_comments, keys.comments)):
+            if on:
+                kept |= group
+        return cls(keys.every() - kept, choices.store_names, choices.store_emails, choices.store_phones,
+                   choices.store_message_bodies, choices.store_survey_comments, choices.hash_key_bytes())
+
+    def raw(self, payload: Any) -> Any:
+        return scrub(payload, self.drop)
+
+    def person(self, name: Any, email: Any, phone: Any) -> dict[str, str | None]:
+        """people.name/email/phone as the switches allow (None otherwise), and the e-mail's keyed hash."""
+        address = email.strip() if isinstance(email, str) and email.strip() else None
+        return {
+            "name": name if self.names and isinstance(name, str) else None,
+            "email": address if self.emails else None,
+            "phone": phone if self.phones and isinstance(phone, str) else None,
+            "email_hash": email_hash(address, self.hash_key) if address and self.hash_key else None,
+        }
+
+    def body(self, text: Any) -> str | None:
+        return text if self.bodies and isinstance(text, str) else None
+
+    def comment(self, text: Any) -> str | None:
+        return text if self.comments and isinstance(text, str) and text else None
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     """One incremental stream of a connector: its name and the tables its pages fill."""
 
@@ -107,6 +185,8 @@ class WriteRequest:
     record_id: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     note: str | None = None
+    # The record's other key where an endpoint addresses it by that (Intercom's company_id).
+    external_id: str | None = None
 
 
 class Connector(Protocol):
@@ -129,4 +209,105 @@ class Connector(Protocol):
 
     def close(self) -> None:
         """Release the HTTP session."""
+        ...
+
+
+class Reconcilable(Protocol):
+    """Optional: a connector that can re-read a look-back window (the daemon's nightly reconciliation).
+
+    `rewind_cursor(stream, cursor, since)` returns a cursor, in the connector's own format,
+    from which `read(stream, that_cursor)` yields every record changed at or after `since`
+    (a UTC datetime), then carries on to the end of the stream as usual. It must never be
+    later than `cursor` (when the stored bookmark is already older than `since`, return
+    `cursor` itself), and returns None for a stream that cannot be re-read from a time.
+    Pages read from the rewound cursor are upserted, so records read twice are not duplicated.
+    """
+
+    def rewind_cursor(self, stream: StreamSpec, cursor: str | None, since: datetime) -> str | None:
+        ...
+
+
+# --- write-back: the optional half of a connector that writes into the helpdesk ----------------
+
+# Field types in neutral words; each writer maps its vendor's type names onto these.
+FIELD_TYPES = ("text", "integer", "number", "checkbox", "dropdown", "date", "other")
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """A custom field (or attribute) as the helpdesk defines it."""
+
+    object: str
+    key: str  # what a write names, as a string (Zendesk ticket fields: the numeric id)
+    type: str  # one of FIELD_TYPES
+    vendor_type: str  # the helpdesk's own type name
+    title: str = ""
+    options: tuple[str, ...] = ()  # allowed values of a dropdown
+    writable: bool = True  # False for system fields and attributes the API may not set
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A custom field to create: the key the mappings use, a title and the neutral type."""
+
+    object: str
+    key: str
+    title: str
+    type: str  # text | integer | number | checkbox
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What became of one write request (one record, or one note)."""
+
+    request: WriteRequest
+    ok: bool
+    error: str | None = None
+    # False when a failed request may have been carried out all the same (a note whose POST
+    # timed out): such a request is not sent again automatically, to avoid a duplicate note.
+    certain: bool = True
+
+
+class FieldNotCreatable(SyncError):
+    """The API cannot create this kind of field; the message says what the admin must create by hand."""
+
+
+class Writer(Protocol):
+    """Writes values into one helpdesk: custom fields by bulk or per record, and private notes.
+
+    Each call of `write` or `add_note` is exactly one write request to the API (plus, for a
+    bulk job, the polls of its status), so a caller can budget requests. A record the API
+    refuses comes back as a failed `WriteResult`; errors that concern every record (bad
+    credentials, the helpdesk unreachable) are raised as `SyncError`s.
+    """
+
+    name: ClassVar[str]
+    objects: ClassVar[tuple[str, ...]]  # the objects it can write, e.g. ("ticket", "user", "organization")
+
+    def field_definitions(self, object: str) -> list[FieldDef]:
+        """Every field the helpdesk defines on `object` (custom and system)."""
+        ...
+
+    def create_field(self, spec: FieldSpec) -> FieldDef:
+        """Create a custom field; raises FieldNotCreatable where the API cannot."""
+        ...
+
+    def batch_size(self, object: str) -> int:
+        """How many records one `write` call carries for `object` (1 where no bulk endpoint exists)."""
+        ...
+
+    def write(self, object: str, requests: Sequence[WriteRequest]) -> list[WriteResult]:
+        """Set custom field values on up to `batch_size(object)` records in one request."""
+        ...
+
+    def add_note(self, request: WriteRequest) -> WriteResult:
+        """Add `request.note` as a private, internal note on the contact `request.record_id`."""
+        ...
+
+    @property
+    def api_calls(self) -> int:
+        """Calls made so far (writes, polls and reads)."""
+        ...
+
+    def close(self) -> None:
         ...

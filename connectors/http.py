@@ -174,7 +174,12 @@ class HttpClient:
                 self.counts.throttled += 1
             else:
                 self.counts.server_errors += 1
-            raise RetryableApiError(f"{where}: {status} {resp.reason}", status, wait_hint(resp.headers))
+            # A rate-limit reset epoch only says when to retry a 429; Intercom sends it on every
+            # response, so a 5xx honours Retry-After alone and otherwise backs off.
+            retry_after = resp.headers.get("Retry-After")
+            hint = wait_hint(resp.headers) if status == 429 else (
+                wait_hint({"Retry-After": retry_after}) if retry_after else None)
+            raise RetryableApiError(f"{where}: {status} {resp.reason}", status, hint)
         if status == 401:
             raise AuthError(f"{where}: 401 the credentials were rejected (expired or revoked token?)", status)
         if status == 403:
@@ -253,7 +258,23 @@ def _vendor_message(resp: requests.Response) -> str:
             first = body["errors"][0]
             if isinstance(first, dict):
                 text = first.get("message") or first.get("title") or first.get("code")
+                if text and isinstance(first.get("field"), str) and first["field"]:
+                    text = f"{first['field']}: {text}"  # Freshdesk: which field failed validation
         text = text or body.get("description") or body.get("error") or body.get("message")
+        detail = _first_detail(body.get("details"))
+        if detail and isinstance(text, str):
+            text = f"{text}: {detail}"  # Zendesk's RecordInvalid says what was invalid only here
     if isinstance(text, dict):
         text = text.get("message") or text.get("title")
     return f" ({str(text)[:200]})" if text else ""
+
+
+def _first_detail(details: Any) -> str | None:
+    """The first description in Zendesk's `details` ({field: [{description}]}), if any."""
+    if not isinstance(details, dict):
+        return None
+    for items in details.values():
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("description"), str):
+                return item["description"]
+    return None

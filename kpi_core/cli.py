@@ -331,4 +331,7 @@ def utc_now() -> datetime:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Sub-command modules register into `kpi_core.cli`, not into `__main__`: run that one.
+    from kpi_core import cli as _cli
+
+    sys.exit(_cli.main())

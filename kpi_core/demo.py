@@ -1,21 +1,29 @@
-"""`helpdesk-kpi demo`: the whole product on the sandbox, end to end, in one command."""
+"""`helpdesk-kpi demo`: the whole product on the sandbox, end to end, in one command.
+
+Sandbox → sync all three helpdesks → compute → push back (fields and private notes) →
+scorecard → `demo-report.html`.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from connectors.sandbox import Sandbox
-from kpi_core.settings import load_settings
-from kpi_core.store import open_store
-from kpi_core.sync import sync_all
+from kpi_core import kpis
+from kpi_core.report import write_report
+from kpi_core.settings import Settings, load_settings
+from kpi_core.store import Store, open_store
+from kpi_core.sync import SourceResult, sync_all
+from kpi_core.writeback import demo as writeback_demo
 
 Say = Callable[[str], None]
 
 
-def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say) -> int:
-    """Start the sandbox, sync every helpdesk, compute and show the KPIs. Returns an exit code."""
+def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: Path = Path("demo-report.html")) -> int:
+    """Start the sandbox, sync every helpdesk, compute, push, show the KPIs. Returns an exit code."""
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"Generating a sandbox of {tickets:,} tickets across Zendesk, Intercom and Freshdesk...")
     sandbox = Sandbox.generate(seed=seed, tickets=tickets)
@@ -23,26 +31,60 @@ def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say) -> int:
     try:
         for name, url in urls.items():
             say(f"  fake {name} at {url}")
-        config = workdir / "helpdesk-kpi.toml"
-        store_path = (workdir / "helpdesk-kpi.sqlite").resolve()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(store_path) + suffix).unlink(missing_ok=True)  # each demo starts from an empty store
-        config.write_text(sandbox.config_toml(str(store_path)))
-        os.chmod(config, 0o600)
-        settings = load_settings(config)
+        settings = _write_config(sandbox, workdir)
+        writeback_demo.create_conversation_attributes(sandbox, settings)
         store = open_store(settings.store.path)
         try:
-            say("Syncing...")
-            results = sync_all(store, settings)
-            for r in results:
-                if r.ok:
-                    say(f"  {r.source}: {r.records:,} records, {r.api_calls:,} API calls")
-                else:
-                    warn(f"  {r.source}: FAILED: {r.error}")
+            results = _sync(store, settings, say, warn)
+            ok = _compute_push_report(store, settings, report, say, warn)
         finally:
             store.close()
-        say(f"Config: {config}   Store: {store_path}")
-        return 0 if all(r.ok for r in results) else 1
+        say(f"Config: {workdir / 'helpdesk-kpi.toml'}   Store: {settings.store.path}")
+        say("Try: helpdesk-kpi kpis --by channel --config " + str(workdir / "helpdesk-kpi.toml"))
+        return 0 if ok and all(r.ok for r in results) else 1
     finally:
         sandbox.stop()
 
+
+def _write_config(sandbox: Sandbox, workdir: Path) -> Settings:
+    config = workdir / "helpdesk-kpi.toml"
+    store_path = (workdir / "helpdesk-kpi.sqlite").resolve()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store_path) + suffix).unlink(missing_ok=True)  # each demo starts from an empty store
+    config.write_text(sandbox.config_toml(str(store_path)) + "\n" + writeback_demo.sandbox_toml())
+    os.chmod(config, 0o600)
+    return load_settings(config)
+
+
+def _sync(store: Store, settings: Settings, say: Say, warn: Say) -> list[SourceResult]:
+    say("Syncing...")
+    results = sync_all(store, settings)
+    for r in results:
+        if r.ok:
+            say(f"  {r.source}: {r.records:,} records, {r.api_calls:,} API calls")
+        else:
+            warn(f"  {r.source}: FAILED: {r.error}")
+    return results
+
+
+def _compute_push_report(store: Store, settings: Settings, report: Path, say: Say, warn: Say) -> bool:
+    started = time.monotonic()
+    summary = kpis.compute(store, settings)
+    say(f"Computed {summary.values_written:,} KPI values in {time.monotonic() - started:.1f}s")
+    say("Pushing KPIs back into the helpdesks...")
+    pushed = writeback_demo.run(store, settings, say, warn)
+    rows = kpis.kpi_rows(store, settings, "month", None, None)
+    previous = kpis.previous_rows(store, settings, "month", None, None)
+    say("")
+    say(kpis.format_scorecard(rows, previous))
+    found = kpis.diagnose(store, settings, None, None)
+    overall = [d for d in found if not d["segment"]]
+    if overall:
+        say("")
+        say(kpis.format_diagnostics(overall))
+    if len(found) > len(overall):
+        say(f"  ({len(found) - len(overall)} more by channel, language and source: helpdesk-kpi diagnose)")
+    written = write_report(store, settings, report)
+    say("")
+    say(f"Report: {written.path.resolve()} ({written.bytes:,} bytes)")
+    return pushed

@@ -15,7 +15,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "HELPDESK_KPI_"
@@ -53,6 +54,13 @@ class ConnectorSettings(Section):
     page_size: int | None = Field(default=None, ge=1, description="override the API's page size (tests, slow links)")
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=20)
+    # The [privacy] switches, handed over by Settings after validation (not a key of this section).
+    _privacy: PrivacySettings | None = PrivateAttr(default=None)
+
+    @property
+    def privacy(self) -> PrivacySettings:
+        """What the connector may store of personal data; the defaults keep nothing personal."""
+        return self._privacy if self._privacy is not None else PrivacySettings()
 
     @field_validator("base_url")
     @classmethod
@@ -105,6 +113,8 @@ class IntercomSettings(ConnectorSettings):
 class FreshdeskSettings(ConnectorSettings):
     domain: str = ""
     api_key: SecretStr | None = None
+    # Freshdesk marks no bot: the ids of agent accounts that bots (answer bots, AI agents) post as.
+    bot_agent_ids: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_account(self) -> FreshdeskSettings:
@@ -136,12 +146,134 @@ class ConnectorsSettings(Section):
         return out
 
 
+_HOURS_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SEGMENT_DIMENSIONS = ("source", "channel", "agent", "group", "language", "market", "priority", "tag")
+PERIOD_GRAINS = ("day", "week", "month", "quarter")
+
+
+class MarketSettings(Section):
+    """One market: a contact belongs to the first market whose countries, organizations, brands or tags match."""
+
+    name: str = Field(min_length=1)
+    countries: list[str] = Field(default_factory=list)
+    organizations: list[str] = Field(default_factory=list)  # "source:id" or a bare id
+    brands: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+
+class BusinessHoursSettings(Section):
+    """A business-hours schedule: local weekly hours, holidays, and the groups or markets it serves."""
+
+    time_zone: str = "UTC"
+    hours: dict[str, list[str]] = Field(default_factory=dict)  # weekday -> ["09:00-17:00", ...]
+    holidays: list[date] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)  # "source:id" or a bare id
+    markets: list[str] = Field(default_factory=list)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _check_hours(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, list[str]] = {}
+        for day, ranges in value.items():
+            if day not in WEEKDAYS:
+                raise ValueError(f"unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+            ranges = [ranges] if isinstance(ranges, str) else ranges
+            for item in ranges:
+                match = _HOURS_RANGE.match(str(item))
+                if not match or (match.group(3) == "24" and match.group(4) != "00"):
+                    raise ValueError(f"{day}: {item!r} is not a range such as \"09:00-17:00\"")
+                if int(match.group(1)) * 60 + int(match.group(2)) >= int(match.group(3)) * 60 + int(match.group(4)):
+                    raise ValueError(f"{day}: {item!r} ends before it starts")
+            out[day] = list(ranges)
+        return out
+
+
+class BusinessInputSettings(Section):
+    """A business input no helpdesk holds, for [start, end): cost, orders or an agent's available hours."""
+
+    kind: Literal["operating_cost", "orders", "available_hours"]
+    start: date
+    end: date
+    value: float = Field(ge=0)
+    agent: str = ""  # available_hours: the agent as "source:id"
+    segment: str = ""  # optional scope such as "channel=chat" or "market=DACH"
+
+    @model_validator(mode="after")
+    def _check_range(self) -> BusinessInputSettings:
+        if self.end <= self.start:
+            raise ValueError("end must be after start (end is exclusive)")
+        if (self.kind == "available_hours") != bool(self.agent):
+            raise ValueError("agent is required for available_hours and only for it")
+        return self
+
+
+class ReasonSettings(Section):
+    """Where contact reasons come from: tags, the ticket type or a custom field."""
+
+    by: str = "tag"  # tag | ticket_type | custom.FIELD
+    top: int = Field(default=10, ge=1, le=100)
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("by")
+    @classmethod
+    def _check_by(cls, value: str) -> str:
+        if value not in ("tag", "ticket_type") and not (value.startswith("custom.") and len(value) > 7):
+            raise ValueError('expected "tag", "ticket_type" or "custom.FIELD"')
+        return value
+
+
 class KpiSettings(Section):
     abandon_after: timedelta = timedelta(minutes=30)
     fcr_window_days: int = Field(default=7, ge=1, le=90)
     targets: dict[str, Any] = Field(default_factory=dict)
+    # What `compute` keeps up to date: period grains x segmentations over the last history_months.
+    periods: list[Literal["day", "week", "month", "quarter"]] = Field(default_factory=lambda: list(PERIOD_GRAINS))
+    segments: list[list[str]] = Field(default_factory=lambda: [[], ["channel"], ["source"], ["language"]])
+    history_months: int = Field(default=13, ge=1, le=120)
+    custom_segments: dict[str, str] = Field(default_factory=dict)  # segment name -> custom field key
+    markets: list[MarketSettings] = Field(default_factory=list)
+    default_market: str = "other"
+    business_hours: dict[str, BusinessHoursSettings] = Field(default_factory=dict)
+    inputs: list[BusinessInputSettings] = Field(default_factory=list)
+    reasons: ReasonSettings = Field(default_factory=ReasonSettings)
+    currency: str = ""
 
     _parse_abandon = field_validator("abandon_after", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("targets")
+    @classmethod
+    def _check_targets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from kpi_core.kpis.targets import check_targets  # late: the KPI package imports this module
+
+        return check_targets(value)
+
+    @model_validator(mode="after")
+    def _check_kpi_sections(self) -> KpiSettings:
+        for by in self.segments:
+            for dim in by:
+                if dim not in SEGMENT_DIMENSIONS and dim not in self.custom_segments and not dim.startswith("custom."):
+                    raise ValueError(f"segments: unknown segment {dim!r}")
+        defaults = [name for name, s in self.business_hours.items() if not s.groups and not s.markets]
+        if len(defaults) > 1:
+            raise ValueError(f"business_hours: only one schedule may serve everything else, found {defaults}")
+        clash = set(self.custom_segments) & set(SEGMENT_DIMENSIONS)
+        if clash:
+            raise ValueError(f"custom_segments: {sorted(clash)} is a built-in segment")
+        return self
 
 
 class ScheduleSettings(Section):
@@ -196,9 +328,73 @@ class SurveySettings(Section):
 
 
 class PrivacySettings(Section):
+    """Which personal fields are stored (none by default), for how long, and the key of the e-mail hash."""
+
+    store_names: bool = False
+    store_emails: bool = False
+    store_phones: bool = False
+    store_message_bodies: bool = False  # message bodies, subjects and ticket descriptions
+    store_survey_comments: bool = False
+    retention_days: int = Field(default=730, ge=1)  # contacts idle longer than this are purged
     # Key of the keyed hash that stands in for an e-mail address (cross-helpdesk identity,
     # survey imports, erasure by address). Give it through the environment.
     hash_key: SecretStr | None = None
+
+    def hash_key_bytes(self) -> bytes | None:
+        secret = self.hash_key.get_secret_value() if self.hash_key else ""
+        return secret.encode("utf-8") if secret else None
+
+
+class WritebackMapping(Section):
+    """One per-record metric written into one custom field of one object of one helpdesk."""
+
+    helpdesk: Literal["zendesk", "intercom", "freshdesk"]
+    object: str
+    metric: str
+    field: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_known(self) -> WritebackMapping:
+        from kpi_core.writeback.mappings import check_mapping  # late: write-back imports this module
+
+        check_mapping(self.helpdesk, self.object, self.metric)
+        return self
+
+
+class WritebackNote(Section):
+    """A private note added once per contact that meets `rule`, from `template`."""
+
+    helpdesk: Literal["zendesk", "intercom", "freshdesk"]
+    rule: Literal["repeat_contact", "detractor", "sla_breached"]
+    template: str = Field(min_length=1)
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        from kpi_core.writeback.mappings import check_template
+
+        check_template(value)
+        return value
+
+
+class WritebackSettings(Section):
+    enabled: bool = False
+    max_writes_per_run: int = Field(default=1000, ge=1)  # write requests per push, so pushing never starves syncing
+    mappings: list[WritebackMapping] = Field(default_factory=list)
+    notes: list[WritebackNote] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> WritebackSettings:
+        seen: set[tuple[str, str, str]] = set()
+        for m in self.mappings:
+            key = (m.helpdesk, m.object, m.field)
+            if key in seen:
+                raise ValueError(f"mappings: {m.helpdesk} {m.object} field {m.field!r} is mapped twice")
+            seen.add(key)
+        rules = [(n.helpdesk, n.rule) for n in self.notes]
+        if len(rules) != len(set(rules)):
+            raise ValueError("notes: one template per helpdesk and rule")
+        return self
 
 
 class Settings(BaseSettings):
@@ -216,6 +412,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     surveys: SurveySettings = Field(default_factory=SurveySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -227,6 +424,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)  # first wins: the environment beats the file
+
+    @model_validator(mode="after")
+    def _hand_privacy_to_connectors(self) -> Settings:
+        """Connectors are built from their own section, so each section carries the [privacy] switches."""
+        for name in type(self.connectors).model_fields:
+            section = getattr(self.connectors, name)
+            if section is not None:
+                section._privacy = self.privacy
+        return self
 
 
 class ConfigProblem(Exception):
@@ -278,5 +484,5 @@ def secret_in_file_readable_by_others(path: Path) -> bool:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    holds_secret = re.search(r"^\s*(api_token|oauth_token|access_token|api_key)\s*=\s*\"[^\"]+\"", text, re.M)
+    holds_secret = re.search(r"^\s*(api_token|oauth_token|access_token|api_key|hash_key)\s*=\s*\"[^\"]+\"", text, re.M)
     return bool(holds_secret) and bool(mode & 0o044)

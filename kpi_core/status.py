@@ -1,26 +1,49 @@
-"""Health of each source, read from the store's run log: for `status` and monitoring."""
+"""Health of each source, read from the store's run log, and of the daemon's jobs: for `status` and monitoring.
+
+Works whether or not a daemon runs: the store says what was synced; the daemon's state
+file beside it (`kpi_core.daemon_state`) says what it plans next; the lock file names its pid.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from kpi_core.daemon_state import read_state, state_path_for
+from kpi_core.lock import running_daemon
 from kpi_core.settings import Settings
 from kpi_core.store import Store
+from kpi_core.writeback import ledger as writeback_ledger
 
 
 def _parse(ts: str | None) -> datetime | None:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) if ts else None
 
 
+def quarantine_count(store: Store, source: str) -> int:
+    return int(store.db.execute("SELECT count(*) FROM quarantine WHERE source = ?", [source]).fetchone()[0])
+
+
+def failures_since_success(store: Store, source: str) -> int:
+    """Failed syncs of `source` after its last successful one (0 when healthy)."""
+    return int(store.db.execute(
+        "SELECT count(*) FROM sync_runs WHERE source = ? AND status = 'failed' AND id >"
+        " coalesce((SELECT max(id) FROM sync_runs WHERE source = ? AND status = 'ok'), 0)",
+        [source, source]).fetchone()[0])
+
+
 def collect(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
-    """Per enabled source: last success, lag, cursors, records, API calls, last error."""
+    """Per enabled source: last success, lag, cursors, records, API calls, errors, next sync; the daemon's jobs."""
     now = now or datetime.now(timezone.utc)
+    daemon = daemon_report(settings)
+    jobs = daemon["jobs"]
     sources: dict[str, Any] = {}
     for name in settings.connectors.enabled():
         last_ok = store.last_run(name, status="ok")
         last = store.last_run(name)
         ok_at = _parse(last_ok.ended_at) if last_ok else None
+        job = jobs.get(f"sync:{name}", {})
         sources[name] = {
             "last_success_at": last_ok.ended_at if last_ok else None,
             "lag_seconds": int((now - ok_at).total_seconds()) if ok_at else None,
@@ -29,10 +52,40 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
             "api_calls_last_run": last.api_calls if last else 0,
             "last_run_status": last.status if last else None,
             "last_error": last.error if last and last.status == "failed" else None,
-            "quarantined": int(store.db.execute(
-                "SELECT count(*) FROM quarantine WHERE source = ?", [name]).fetchone()[0]),
+            "failures_since_success": failures_since_success(store, name),
+            "quarantined": quarantine_count(store, name),
+            "next_sync_at": job.get("next_run_at"),
+            "backoff_seconds": job.get("backoff_seconds") or 0,
         }
-    return {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "sources": sources}
+    return {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "sources": sources, "daemon": daemon,
+            "writeback": writeback_ledger.status(store)}
+
+
+def daemon_report(settings: Settings) -> dict[str, Any]:
+    """Whether a daemon runs on this store (its pid) and each job's last result and next run."""
+    pid = running_daemon(settings.store.path)
+    state = read_state(state_path_for(settings.store.path))
+    jobs: dict[str, Any] = {}
+    if state is not None:
+        for job_id, job in sorted(state.jobs.items()):
+            jobs[job_id] = {
+                # A plan is only a plan while the daemon that made it runs.
+                "next_run_at": job.next_run_at if pid == state.pid else None,
+                "running": job.running and pid == state.pid,
+                "last_started_at": job.last_started_at,
+                "last_finished_at": job.last_finished_at,
+                "last_result": job.last_result,
+                "last_error": job.last_error,
+                "consecutive_failures": job.consecutive_failures,
+                "backoff_seconds": job.backoff_seconds if pid == state.pid else 0,
+            }
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "started_at": state.started_at if state and pid == state.pid else None,
+        "last_seen_at": state.updated_at if state else None,
+        "jobs": jobs,
+    }
 
 
 def lagging(report: dict[str, Any], max_lag: timedelta) -> list[str]:
@@ -53,15 +106,49 @@ def _age(seconds: int | None) -> str:
     return f"{seconds // 86400}d"
 
 
-def format_table(report: dict[str, Any]) -> str:
-    header = ("source", "last success (UTC)", "lag", "records", "API calls", "quarantined", "last error")
-    rows = [header]
-    for name, s in report["sources"].items():
-        rows.append((name, s["last_success_at"] or "never", _age(s["lag_seconds"]), f"{s['records']:,}",
-                     f"{s['api_calls_last_run']:,}", str(s["quarantined"]), (s["last_error"] or "")[:80]))
-    if len(rows) == 1:
-        return "no source is enabled"
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _next(job: dict[str, Any], daemon_running: bool) -> str:
+    if job.get("running"):
+        return "running"
+    if job.get("next_run_at"):
+        return str(job["next_run_at"])
+    return "-" if daemon_running else "(no daemon)"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    header = ("source", "last success (UTC)", "lag", "records", "API calls", "errors", "quarantined", "next sync",
+              "last error")
+    rows: list[tuple[str, ...]] = [header]
+    daemon = report.get("daemon", {"running": False, "jobs": {}})
+    for name, s in report["sources"].items():
+        job = daemon["jobs"].get(f"sync:{name}", {})
+        next_sync = _next(job, daemon["running"])
+        if s.get("backoff_seconds"):
+            next_sync += f" (backing off {_age(int(s['backoff_seconds']))})"
+        rows.append((name, s["last_success_at"] or "never", _age(s["lag_seconds"]), f"{s['records']:,}",
+                     f"{s['api_calls_last_run']:,}", str(s.get("failures_since_success", 0)), str(s["quarantined"]),
+                     next_sync, (s["last_error"] or "")[:80]))
+    if len(rows) == 1:
+        return "no source is enabled"
+    lines = _table(rows)
+    lines.append("")
+    if daemon["running"]:
+        lines.append(f"daemon: running (pid {daemon['pid']}, since {daemon['started_at'] or '?'})")
+    else:
+        seen = f"; last seen {daemon['last_seen_at']}" if daemon.get("last_seen_at") else ""
+        lines.append(f"daemon: not running{seen}")
+    if daemon["jobs"]:
+        job_rows: list[tuple[str, ...]] = [("job", "next run (UTC)", "last result", "last finished (UTC)", "failures in a row")]
+        for job_id, job in daemon["jobs"].items():
+            job_rows.append((job_id, _next(job, daemon["running"]), job["last_result"] or "-",
+                             job["last_finished_at"] or "-", str(job["consecutive_failures"])))
+        lines.append("")
+        lines.extend(_table(job_rows))
+    lines.extend(writeback_ledger.status_lines(report.get("writeback")))
     return "\n".join(lines)

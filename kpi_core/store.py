@@ -69,6 +69,149 @@ def m002_sync_state(db: Database) -> None:
     )
 
 
+# Contact columns the KPI facts read: a change to any of them marks the contact for a refresh.
+KPI_FACT_INPUTS = (
+    "channel", "status", "priority", "created_at", "first_customer_message_at", "first_agent_reply_at",
+    "first_resolved_at", "last_resolved_at", "reopens", "agent_replies", "handle_seconds", "requester_id",
+    "assignee_id", "group_id", "organization_id", "brand_id", "language", "country", "ticket_type", "tags",
+    "custom", "is_bot_only", "has_bot_message", "is_outbound", "last_activity_at",
+)
+
+
+@migrations()
+def m010_kpi_values(db: Database) -> None:
+    """Computed KPI values and diagnostics, which periods they cover, business inputs and engine state."""
+    db.execute(
+        "CREATE TABLE kpi_values (grain TEXT NOT NULL, by_key TEXT NOT NULL, period_start TEXT NOT NULL,"
+        " period_end TEXT NOT NULL, kpi TEXT NOT NULL, segment TEXT NOT NULL, value REAL, numerator REAL,"
+        " denominator REAL, n INTEGER, computed_at TEXT NOT NULL,"
+        " PRIMARY KEY (grain, by_key, period_start, period_end, kpi, segment)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE kpi_computed (grain TEXT NOT NULL, by_key TEXT NOT NULL, period_start TEXT NOT NULL,"
+        " period_end TEXT NOT NULL, computed_at TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+        " backlog_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (grain, by_key, period_start, period_end)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE kpi_diagnostics (grain TEXT NOT NULL, by_key TEXT NOT NULL, period_start TEXT NOT NULL,"
+        " period_end TEXT NOT NULL, diagnostic TEXT NOT NULL, segment TEXT NOT NULL, evidence TEXT NOT NULL,"
+        " message TEXT NOT NULL, computed_at TEXT NOT NULL,"
+        " PRIMARY KEY (grain, by_key, period_start, period_end, diagnostic, segment)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE kpi_inputs (id INTEGER PRIMARY KEY, origin TEXT NOT NULL, kind TEXT NOT NULL,"
+        " start TEXT NOT NULL, [end] TEXT NOT NULL, value REAL NOT NULL, agent TEXT NOT NULL DEFAULT '',"
+        " segment TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,"
+        " UNIQUE (origin, kind, start, [end], agent, segment))"
+    )
+    db.execute("CREATE TABLE kpi_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations()
+def m011_kpi_facts(db: Database) -> None:
+    """One narrow row of derived facts per contact, and triggers that note what a sync changed."""
+    db.execute(
+        "CREATE TABLE kpi_facts (id INTEGER PRIMARY KEY, source TEXT NOT NULL, source_id TEXT NOT NULL,"
+        " is_deleted INTEGER NOT NULL, channel TEXT, agent TEXT, grp TEXT, language TEXT, market TEXT,"
+        " priority TEXT, ticket_type TEXT, tags TEXT, custom TEXT, requester TEXT, created_at TEXT NOT NULL,"
+        " first_resolved_at TEXT, last_resolved_at TEXT, replied INTEGER NOT NULL, start_epoch INTEGER,"
+        " first_resolved_epoch INTEGER, activity_epoch INTEGER, frt_s INTEGER, res_s INTEGER,"
+        " full_res_s INTEGER, handle_s REAL, agent_replies INTEGER NOT NULL, reopens INTEGER NOT NULL,"
+        " bot_only INTEGER NOT NULL, csat_n INTEGER NOT NULL, csat_classified INTEGER NOT NULL,"
+        " csat_pos INTEGER NOT NULL, transitions TEXT, next_contact_epoch INTEGER, schedule INTEGER,"
+        " frt_bh_s INTEGER, res_bh_s INTEGER, full_res_bh_s INTEGER)"
+    )
+    db.execute("CREATE UNIQUE INDEX kpi_facts_contact ON kpi_facts (source, source_id)")
+    db.execute("CREATE INDEX kpi_facts_created ON kpi_facts (created_at)")
+    db.execute("CREATE INDEX kpi_facts_first_resolved ON kpi_facts (first_resolved_at)")
+    db.execute("CREATE INDEX kpi_facts_last_resolved ON kpi_facts (last_resolved_at)")
+    db.execute("CREATE INDEX kpi_facts_history ON kpi_facts (created_at) WHERE transitions IS NOT NULL")
+    db.execute("CREATE TABLE kpi_dirty_contacts (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id)) WITHOUT ROWID")
+    db.execute("CREATE TABLE kpi_dirty_days (day TEXT PRIMARY KEY) WITHOUT ROWID")
+    # Not "INSERT OR IGNORE": an outer upsert's conflict rule overrides a trigger's OR IGNORE,
+    # so a contact written twice would fail on the dirty table's key. WHERE NOT EXISTS does not.
+    into = "INSERT INTO kpi_dirty_contacts"
+    mark = into + " SELECT"
+    changed = " OR ".join(f"OLD.[{c}] IS NOT NEW.[{c}]" for c in KPI_FACT_INPUTS)
+    def absent(row: str, key: str = "source_id") -> str:
+        return (f" {row}.source, {row}.{key} WHERE NOT EXISTS (SELECT 1 FROM kpi_dirty_contacts d"
+                f" WHERE d.source = {row}.source AND d.source_id = {row}.{key});")
+
+    db.execute(f"CREATE TRIGGER kpi_contacts_ins AFTER INSERT ON contacts BEGIN {mark}{absent('NEW')} END")
+    db.execute(f"CREATE TRIGGER kpi_contacts_upd AFTER UPDATE ON contacts WHEN {changed}"
+               f" BEGIN {mark}{absent('NEW')} END")
+    db.execute(f"CREATE TRIGGER kpi_contacts_del AFTER DELETE ON contacts BEGIN {mark}{absent('OLD')} END")
+    for event in ("INSERT", "UPDATE", "DELETE"):
+        row = "OLD" if event == "DELETE" else "NEW"
+        day = (f" INSERT INTO kpi_dirty_days SELECT substr({row}.at, 1, 10) WHERE NOT EXISTS"
+               f" (SELECT 1 FROM kpi_dirty_days WHERE day = substr({row}.at, 1, 10));")
+        db.execute(
+            f"CREATE TRIGGER kpi_events_{event.lower()[:3]} AFTER {event} ON status_events"
+            f" BEGIN {mark}{absent(row, 'contact_id')}{day} END"
+        )
+        rows = ("OLD", "NEW") if event == "UPDATE" else (row,)
+        body = " ".join(
+            f"INSERT INTO kpi_dirty_days SELECT substr({r}.created_at, 1, 10) WHERE NOT EXISTS"
+            f" (SELECT 1 FROM kpi_dirty_days WHERE day = substr({r}.created_at, 1, 10));"
+            f" {into} SELECT {r}.source, {r}.contact_id WHERE {r}.contact_id IS NOT NULL AND NOT EXISTS"
+            f" (SELECT 1 FROM kpi_dirty_contacts d WHERE d.source = {r}.source AND d.source_id = {r}.contact_id);"
+            for r in rows
+        )
+        db.execute(f"CREATE TRIGGER kpi_surveys_{event.lower()[:3]} AFTER {event} ON survey_responses BEGIN {body} END")
+    requester = (f"{into} SELECT c.source, c.source_id FROM contacts c"
+                 " WHERE c.source = NEW.source AND c.requester_id = NEW.source_id AND NOT EXISTS"
+                 " (SELECT 1 FROM kpi_dirty_contacts d WHERE d.source = c.source AND d.source_id = c.source_id);")
+    db.execute(f"CREATE TRIGGER kpi_people_ins AFTER INSERT ON people BEGIN {requester} END")
+    db.execute(
+        "CREATE TRIGGER kpi_people_upd AFTER UPDATE OF country, organization_id ON people"
+        f" WHEN OLD.country IS NOT NEW.country OR OLD.organization_id IS NOT NEW.organization_id BEGIN {requester} END"
+    )
+
+
+
+@migrations()
+def m012_kpi_facts_changes(db: Database) -> None:
+    """Old (-1) and new (+1) versions of the facts rows each refresh changed, kept until `compute` moves the
+    stored backlog by them (a refresh outside `compute`, such as write-back's, must not lose them)."""
+    db.execute(
+        "CREATE TABLE kpi_facts_changes (seq INTEGER NOT NULL, recorded_at TEXT NOT NULL, sign INTEGER NOT NULL,"
+        " source TEXT NOT NULL,"
+        " source_id TEXT NOT NULL, is_deleted INTEGER NOT NULL, channel TEXT, agent TEXT, grp TEXT, language TEXT,"
+        " market TEXT, priority TEXT, tags TEXT, custom TEXT, created_at TEXT NOT NULL, first_resolved_at TEXT,"
+        " transitions TEXT)"
+    )
+    db.execute("CREATE INDEX kpi_facts_changes_contact ON kpi_facts_changes (source, source_id, seq)")
+
+
+@migrations()
+def m020_writeback(db: Database) -> None:
+    """Write-back: its runs, the ledger of what was last written where, every attempt, cached field definitions."""
+    db.execute(
+        "CREATE TABLE writeback_runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, ended_at TEXT,"
+        " status TEXT NOT NULL, dry_run INTEGER NOT NULL DEFAULT 0, planned INTEGER NOT NULL DEFAULT 0,"
+        " requests INTEGER NOT NULL DEFAULT 0, written INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+        " deferred INTEGER NOT NULL DEFAULT 0, api_calls INTEGER NOT NULL DEFAULT 0, outcome TEXT, error TEXT)"
+    )
+    # One row per (record, field) or (contact, note rule): the latest attempt and its result.
+    db.execute(
+        "CREATE TABLE writeback_ledger (helpdesk TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL,"
+        " kind TEXT NOT NULL, target TEXT NOT NULL, value TEXT, seen TEXT, status TEXT NOT NULL, error TEXT,"
+        " attempts INTEGER NOT NULL, first_attempt_at TEXT NOT NULL, last_attempt_at TEXT NOT NULL,"
+        " written_at TEXT, run_id INTEGER, PRIMARY KEY (helpdesk, object, record_id, kind, target)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX writeback_ledger_status ON writeback_ledger (status, helpdesk)")
+    db.execute(
+        "CREATE TABLE writeback_log (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, at TEXT NOT NULL,"
+        " helpdesk TEXT NOT NULL, object TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL,"
+        " target TEXT NOT NULL, value TEXT, status TEXT NOT NULL, error TEXT)"
+    )
+    db.execute("CREATE INDEX writeback_log_record ON writeback_log (helpdesk, object, record_id)")
+    db.execute("CREATE INDEX writeback_log_at ON writeback_log (at)")
+    db.execute(
+        "CREATE TABLE writeback_fields (helpdesk TEXT NOT NULL, object TEXT NOT NULL, definitions TEXT NOT NULL,"
+        " fetched_at TEXT NOT NULL, PRIMARY KEY (helpdesk, object)) WITHOUT ROWID"
+    )
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -188,6 +331,16 @@ class Store:
                 [utc_now(), status, api_calls, error, run_id],
             )
 
+    def close_unfinished_runs(self, status: str, error: str, source: str | None = None) -> int:
+        """Close run-log rows left 'running' by a process that died or abandoned them."""
+        sql = "UPDATE sync_runs SET ended_at = ?, status = ?, error = ? WHERE status = 'running'"
+        params: list[Any] = [utc_now(), status, error]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        with self.db.atomic():
+            return self.db.execute(sql, params).rowcount
+
     def last_run(self, source: str, status: str | None = None) -> SyncRun | None:
         sql = "SELECT * FROM sync_runs WHERE source = ?" + (" AND status = ?" if status else "")
         params: list[Any] = [source] + ([status] if status else [])
@@ -250,6 +403,12 @@ def open_store(path: str | Path) -> Store:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # A 64 MiB page cache and fewer, larger WAL checkpoints: measured on a 200k-ticket
+            # sync, local time 447 s -> 172 s, peak RSS 128 -> 193 MB.
+            db.execute("PRAGMA cache_size=-65536")
+            db.execute("PRAGMA wal_autocheckpoint=10000")
+            # Deleted rows (forget, purge, updates) are overwritten with zeros, not left in free space.
+            db.execute("PRAGMA secure_delete=ON")
             db.execute("PRAGMA foreign_keys=OFF")
             _refuse_newer_schema(db, path)
             migrations.apply(db)

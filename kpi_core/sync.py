@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from connectors import build_connector
 from connectors.base import Connector, SyncError
@@ -98,6 +99,27 @@ def sync_source(
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
     store.finish_run(run_id, status, connector.api_calls, result.error)
     return result
+
+
+def rewind_source(store: Store, connector: Connector, since: datetime) -> dict[str, str]:
+    """Move each stream's cursor back so the next read re-reads changes since `since`.
+
+    For the nightly reconciliation; only connectors offering `rewind_cursor`
+    (`connectors.base.Reconcilable`) can do it. Moving a cursor back loses nothing: the
+    window is read again and upserted. Returns the streams moved, with their new cursors.
+    """
+    rewind = getattr(connector, "rewind_cursor", None)
+    if rewind is None:
+        return {}
+    moved: dict[str, str] = {}
+    with store.db.atomic():
+        for stream in connector.streams():
+            current = store.get_cursor(connector.name, stream.name)
+            target = rewind(stream, current, since)
+            if target is not None and target != current:
+                store.set_cursor(connector.name, stream.name, target)
+                moved[stream.name] = target
+    return moved
 
 
 def sync_all(

@@ -29,3 +29,13 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
 def test_readme_leads_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make demo") < readme.index("make test") < readme.index("## Connect")
+
+
+def test_every_kpi_id_is_in_the_readme_and_the_definitions_page() -> None:
+    from kpi_core.kpis import CATALOGUE_IDS
+
+    readme = (ROOT / "README.md").read_text()
+    definitions = (ROOT / "docs" / "kpi-definitions.md").read_text()
+    for kpi_id in CATALOGUE_IDS:
+        assert f"`{kpi_id}`" in readme, kpi_id
+        assert kpi_id in definitions, kpi_id

@@ -125,6 +125,10 @@ class FakeApi:
     def throttle_headers(self, wait: float) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(wait)))}
 
+    def request_cost(self, path: str, query: dict[str, list[str]]) -> int:
+        """Rate-limit credits one call uses (Freshdesk charges extra for includes)."""
+        return 1
+
     # --- the test API -----------------------------------------------------------------
 
     def fail(self, status: int, *, times: int = 1, skip: int = 0, path: str | None = None, method: str | None = None,
@@ -137,6 +141,11 @@ class FakeApi:
         """Cut the next matching answers short, as a dropped connection does."""
         with self.lock:
             self.faults.append(Fault(None, times, skip, path, None, {}, None, True))
+
+    def slow(self, delay: float, *, times: int = 1, skip: int = 0, path: str | None = None) -> None:
+        """Answer the next matching requests normally, but only after `delay` seconds (slow links, timeouts)."""
+        with self.lock:
+            self.faults.append(Fault(None, times, skip, path, None, {}, None, False, delay))
 
     def rate_limit(self, limit: int | None, window: float = 60.0) -> None:
         """Enforce `limit` calls per `window` seconds (None: off)."""
@@ -160,6 +169,7 @@ class FakeApi:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
             def _serve(self) -> None:
                 fake._serve(self)
@@ -218,7 +228,7 @@ class FakeApi:
         return response, cut
 
     def _answer(self, request: FakeRequest, fault: Fault | None) -> tuple[FakeResponse, bool]:
-        throttled_for = self._count_call()
+        throttled_for = self._count_call(self.request_cost(request.path, request.query))
         if fault is not None and fault.status is not None:
             response = self.error_response(fault.status, f"injected {fault.status}")
             if fault.body is not None:
@@ -261,13 +271,13 @@ class FakeApi:
                 return fault
         return None
 
-    def _count_call(self) -> float | None:
-        """Count a call against the window; return seconds to wait when over the limit."""
+    def _count_call(self, cost: int = 1) -> float | None:
+        """Count a call (of `cost` credits) against the window; return seconds to wait when over the limit."""
         with self.lock:
             now = time.monotonic()
             if now - self._window_start >= self.window:
                 self._window_start, self._window_calls = now, 0
-            self._window_calls += 1
+            self._window_calls += cost
             if self.limit is not None and self._window_calls > self.limit:
                 return self.window - (now - self._window_start)
             return None

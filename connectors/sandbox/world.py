@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Source = Literal["zendesk", "intercom", "freshdesk"]
 SOURCES: tuple[Source, ...] = ("zendesk", "intercom", "freshdesk")
@@ -69,6 +69,7 @@ class Person:
     time_zone: str = "UTC"
     created_at: int = 0
     updated_at: int = 0
+    custom: dict[str, Any] = field(default_factory=dict)  # custom field values written through the API
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Organization:
     tags: list[str]
     created_at: int = 0
     updated_at: int = 0
+    custom: dict[str, Any] = field(default_factory=dict)  # custom field values written through the API
 
 
 @dataclass(slots=True)
@@ -142,6 +144,7 @@ class Ticket:
     spam: bool = False
     handle_seconds: int | None = None  # time logged by agents (Freshdesk time entries, Intercom handling)
     deleted_at: int | None = None
+    custom: dict[str, Any] = field(default_factory=dict)  # custom field values written through the API
 
     @property
     def status(self) -> StatusName:
@@ -154,6 +157,18 @@ class Ticket:
     @property
     def reopen_times(self) -> list[int]:
         return [c.at for c in self.status_changes if c.previous in ("resolved",) and c.status not in ("resolved", "closed")]
+
+
+@dataclass
+class CustomField:
+    """A custom field an admin defined in one helpdesk (for write-back); `type` in neutral words."""
+
+    id: int
+    object: str  # ticket | person | organization
+    key: str  # what a write names: Zendesk user/org field key, Intercom attribute name, Freshdesk cf_ name
+    title: str
+    type: str  # text | integer | decimal | checkbox | date | dropdown
+    options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -188,6 +203,7 @@ class World:
         self._last_stamp = 0
         self._next_id = 1000
         self.sources: dict[str, SourceData] = {s: SourceData(s) for s in SOURCES}
+        self.custom_fields: dict[str, list[CustomField]] = {s: [] for s in SOURCES}
         for source in SOURCES:
             self._populate(self.sources[source], max(1, round(tickets * SOURCE_WEIGHTS[source])))
 
@@ -428,6 +444,28 @@ class World:
                 data.tickets[ticket.id] = ticket
                 ids.append(ticket.id)
             return ids
+
+    def define_field(self, source: str, object: str, key: str, type: str, title: str = "",
+                     options: tuple[str, ...] = ()) -> CustomField:
+        """Define a custom field, as an admin does in the helpdesk's settings (or its API); no key: its id."""
+        with self.lock:
+            ident = self.next_id()
+            defined = CustomField(ident, object, key or str(ident), title or key, type, tuple(options))
+            self.custom_fields[source].append(defined)
+            return defined
+
+    def fields_of(self, source: str, object: str) -> list[CustomField]:
+        return [f for f in self.custom_fields[source] if f.object == object]
+
+    def add_note(self, source: str, ticket_id: int, author_id: int, body: str, public: bool = False) -> Message:
+        """A comment posted through the API now (a private note unless `public`); the ticket changes."""
+        with self.lock:
+            ticket = self.sources[source].tickets[ticket_id]
+            at = self.tick()
+            message = Message(self.next_id(), author_id, "agent", public, at, body)
+            ticket.messages.append(message)
+            ticket.updated_at = at
+            return message
 
     def delete_ticket(self, source: str, ticket_id: int) -> None:
         with self.lock:

@@ -1,0 +1,232 @@
+"""Ingest benchmark: sync a sandbox helpdesk of N tickets into a fresh store and report.
+
+    python bench/ingest.py [--source zendesk] [N ...]      (N = tickets of that source; default 50000 200000)
+
+For each N it starts the sandbox in a subprocess (the fake API, over a world big enough to
+give the source N tickets), runs one full sync in another subprocess with the real
+connector, and prints:
+- tickets/s of local processing (normalize + store): the syncing thread's CPU time outside
+  the HTTP client (so a busy machine or a slow server does not blur it), split into
+  normalizing and storing, and the same by wall time; the time inside the HTTP client
+  (server rendering, network, JSON decoding, retries) is reported beside it;
+- the peak RSS of the syncing process (it should stay flat as N grows);
+- API calls per 1,000 tickets per stream against the minimum the pagination allows.
+
+The fake advertises a rate limit high enough never to slow the client down: the bench
+measures this program, not Zendesk's 10 exports per minute. Another helpdesk is one more
+entry in `SOURCES` (how to read the minimum calls from its fake, and its page sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors import build_connector
+from connectors.base import Connector
+from connectors.sandbox import fake_class
+from connectors.sandbox.server import FakeApi
+from connectors.sandbox.world import SOURCE_WEIGHTS, World
+from kpi_core.settings import ConnectorsSettings
+from kpi_core.store import Store, open_store
+from kpi_core.sync import sync_source
+
+
+@dataclass(frozen=True)
+class SourceBench:
+    """What the bench needs to know about one helpdesk."""
+
+    # stream -> (what its records are, how many the fake holds, largest page size)
+    volumes: Callable[[FakeApi], dict[str, tuple[str, int, int]]]
+    # calls a first sync makes beyond paging (a feature probe, say)
+    extra_calls: dict[str, int]
+    stream_of_path: Callable[[str], str]
+
+
+def zendesk_volumes(fake: Any) -> dict[str, tuple[str, int, int]]:
+    index = fake.index()
+    return {
+        "users": ("users", len(index.users), 1000),
+        "groups": ("groups", len(fake.data.groups), 100),
+        "organizations": ("organizations", len(index.organizations), 1000),
+        "tickets": ("tickets", len(index.tickets), 1000),
+        "ticket_events": ("ticket events", len(index.events), 1000),
+        "csat": ("ratings offered", len(index.ratings), 100),
+    }
+
+
+ZENDESK_PATHS = {"users/cursor": "users", "groups": "groups", "organizations": "organizations",
+                 "tickets/cursor": "tickets", "ticket_events": "ticket_events", "satisfaction_ratings": "csat",
+                 "survey_responses": "csat"}
+
+SOURCES: dict[str, SourceBench] = {
+    "zendesk": SourceBench(
+        volumes=zendesk_volumes,
+        extra_calls={"csat": 1},  # csat = "auto" asks the new-CSAT endpoint once
+        stream_of_path=lambda path: next((s for k, s in ZENDESK_PATHS.items() if k in path), path),
+    ),
+}
+
+
+# --- the sandbox subprocess -------------------------------------------------------------
+
+
+def serve(source: str, tickets: int, seed: int) -> None:
+    """Build the world, start the fake and print one JSON line: settings and volumes."""
+    world = World(seed=seed, tickets=math.ceil(tickets / SOURCE_WEIGHTS[source]))
+    fake = fake_class(source)(world)
+    fake.nominal_limit = 100_000  # never make the client wait: the bench measures this program
+    fake.start()
+    volumes = SOURCES[source].volumes(fake)
+    print(json.dumps({"settings": fake.connector_settings(), "volumes": volumes}), flush=True)
+    sys.stdin.read()  # serve until the parent closes our stdin
+
+
+# --- the syncing subprocess -------------------------------------------------------------
+
+
+def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
+    """One full sync; prints wall/HTTP times, peak RSS and calls by stream as JSON."""
+    section = ConnectorsSettings(**{source: settings}).enabled()[source]
+    connector = build_connector(source, section)
+    timing = _instrument(connector, SOURCES[source].stream_of_path)
+    store = open_store(store_path)
+    _time_store(store, timing)
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    result = sync_source(store, connector)
+    wall, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
+    counts = {t: store.count(t) for t in ("contacts", "messages", "status_events", "people", "survey_responses")}
+    store.close()
+    connector.close()
+    print(json.dumps({
+        "ok": result.ok, "error": result.error, "wall_s": wall, "http_s": timing["http"],
+        "network_s": timing["network"], "cpu_s": cpu, "http_cpu_s": timing["http_cpu"],
+        "store_cpu_s": timing["store_cpu"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "calls": timing["calls"], "stored": counts,
+    }))
+
+
+def _instrument(connector: Connector, stream_of_path: Callable[[str], str]) -> dict[str, Any]:
+    """Time spent inside the HTTP client (wall and CPU; and on the wire), and calls by stream."""
+    client = getattr(connector, "client")
+    timing: dict[str, Any] = {"http": 0.0, "http_cpu": 0.0, "network": 0.0, "store_cpu": 0.0, "calls": Counter()}
+    request, send = client.request, client.session.request
+
+    def timed_request(method: str, path: str, **kwargs: Any) -> Any:
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        try:
+            return request(method, path, **kwargs)
+        finally:
+            timing["http"] += time.perf_counter() - started
+            timing["http_cpu"] += time.thread_time() - started_cpu
+
+    def timed_send(method: str, url: str, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return send(method, url, **kwargs)
+        finally:
+            timing["network"] += time.perf_counter() - started
+            timing["calls"][stream_of_path(url)] += 1
+
+    client.request, client.session.request = timed_request, timed_send
+    return timing
+
+
+def _time_store(store: Store, timing: dict[str, Any]) -> None:
+    """CPU spent storing pages (upserts, derived facts, commit), to tell it from normalizing."""
+    write_page = store.write_page
+
+    def timed_write_page(*args: Any, **kwargs: Any) -> int:
+        started = time.thread_time()
+        try:
+            return write_page(*args, **kwargs)
+        finally:
+            timing["store_cpu"] += time.thread_time() - started
+
+    store.write_page = timed_write_page  # type: ignore[method-assign]
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+def run_size(source: str, tickets: int, seed: int) -> dict[str, Any]:
+    me = [sys.executable, str(Path(__file__).resolve())]
+    server = subprocess.Popen([*me, "--serve", "--source", source, "--tickets", str(tickets), "--seed", str(seed)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        sandbox = json.loads(server.stdout.readline())
+        with tempfile.TemporaryDirectory() as tmp:
+            worker = subprocess.run([*me, "--worker", "--source", source, "--settings", json.dumps(sandbox["settings"]),
+                                     "--store", os.path.join(tmp, "bench.sqlite")],
+                                    capture_output=True, text=True, check=True)
+        stats = json.loads(worker.stdout.strip().splitlines()[-1])
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        server.wait(30)
+    return {**stats, "volumes": sandbox["volumes"]}
+
+
+def report(source: str, stats: dict[str, Any]) -> str:
+    volumes: dict[str, list[Any]] = stats["volumes"]
+    tickets = volumes["tickets"][1]
+    local = stats["wall_s"] - stats["http_s"]
+    local_cpu = stats["cpu_s"] - stats["http_cpu_s"]
+    store_cpu = stats["store_cpu_s"]
+    lines = [
+        f"{source}: {tickets:,} tickets ({stats['stored']['messages']:,} messages,"
+        f" {stats['stored']['people']:,} people) -> {'ok' if stats['ok'] else 'FAILED: ' + str(stats['error'])}",
+        f"  wall {stats['wall_s']:.1f} s = local (normalize + store) {local:.1f} s"
+        f" + inside the HTTP client {stats['http_s']:.1f} s (of which waiting on the server {stats['network_s']:.1f} s)",
+        f"  CPU of the syncing process {stats['cpu_s']:.1f} s = normalize {local_cpu - store_cpu:.1f} s"
+        f" + store {store_cpu:.1f} s + HTTP client (JSON decoding, requests) {stats['http_cpu_s']:.1f} s",
+        f"  local processing: {tickets / local_cpu:,.0f} tickets/s by CPU time ({tickets / local:,.0f} by wall"
+        f" time); normalizing alone {tickets / (local_cpu - store_cpu):,.0f} tickets/s",
+        f"  peak RSS of the syncing process: {stats['peak_rss_mb']:.0f} MB",
+        f"  {'stream':<14}{'records':>28}{'calls':>8}{'minimum':>9}{'per 1k tickets':>16}{'minimum':>9}",
+    ]
+    extra = SOURCES[source].extra_calls
+    for stream, (what, count, page) in volumes.items():
+        calls = stats["calls"].get(stream, 0)
+        minimum = max(1, math.ceil(count / page)) + extra.get(stream, 0)
+        lines.append(f"  {stream:<14}{count:>12,} {what:<15}{calls:>8}{minimum:>9}"
+                     f"{1000 * calls / tickets:>16.2f}{1000 * minimum / tickets:>9.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sizes", nargs="*", type=int, default=[50_000, 200_000], help="tickets of the source")
+    parser.add_argument("--source", default="zendesk", choices=sorted(SOURCES))
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tickets", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.source, args.tickets, args.seed)
+    elif args.worker:
+        sync_once(args.source, json.loads(args.settings), args.store)
+    else:
+        for size in args.sizes:
+            print(report(args.source, run_size(args.source, size, args.seed)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""KPI engine benchmark: a year of 1,000,000 contacts, computed by month unsegmented and by channel x language.
+
+    .venv/bin/python bench/kpis.py [--contacts 1000000] [--store PATH] [--business-hours] [--keep]
+
+Generates contacts (with messages, status events, CSAT and NPS answers, requesters) straight
+into a store with bulk SQL inserts, then, each in a fresh process so peak RSS is the
+phase's own: a full `compute`, a recompute with nothing changed, and an incremental
+recompute after one day's contacts changed. Finally the same KPIs done naively in pandas,
+when pandas is installed. Goals on a 2-core machine: full < 20 s, incremental < 2 s,
+RSS < 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kpi_core.kpis import compute  # noqa: E402
+from kpi_core.settings import KpiSettings  # noqa: E402
+from kpi_core.store import open_store  # noqa: E402
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+YEAR_START = date(2025, 1, 1)
+SEGMENTS = [[], ["channel", "language"]]
+CHANNELS = {"email": 35, "chat": 25, "web_form": 12, "messaging": 8, "phone": 8, "social": 6, "api": 4, "other": 2}
+LANGUAGES = {"en": 40, "de": 14, "fr": 11, "es": 9, "pt": 8, "ja": 5, "nl": 5, "it": 4, "zh": 2, "und": 2}
+COUNTRIES = {"en": "US", "de": "DE", "fr": "FR", "es": "ES", "pt": "BR", "ja": "JP", "nl": "NL", "it": "IT", "zh": "CN"}
+SOURCES = {"zendesk": 50, "intercom": 25, "freshdesk": 25}
+REPLY_SECONDS = {"chat": 90, "messaging": 150, "phone": 25, "email": 5 * 3600, "web_form": 6 * 3600,
+                 "social": 2 * 3600, "api": 8 * 3600, "other": 10 * 3600}
+TAGS = ["billing", "refund", "shipping", "login", "bug", "feature_request", "returns", "vip", "invoice", "delay"]
+LIVE = {"chat", "messaging", "phone"}
+BATCH = 50_000
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _picker(rng: random.Random, weights: dict[str, int]) -> Any:
+    names, cum = list(weights), []
+    total = 0
+    for w in weights.values():
+        total += w
+        cum.append(total)
+    return lambda: rng.choices(names, cum_weights=cum)[0]
+
+
+def settings(business_hours: bool, abandon_after: str = "30m") -> KpiSettings:
+    extra: dict[str, Any] = {"abandon_after": abandon_after}
+    if business_hours:
+        week = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
+        extra["business_hours"] = {"office": {"time_zone": "Europe/Berlin", "hours": week,
+                                              "holidays": ["2025-12-25", "2025-12-26"]}}
+    return KpiSettings(**extra)
+
+
+def generate(path: Path, contacts: int, seed: int) -> dict[str, Any]:
+    """Bulk-insert a year of contacts and their messages, status events, surveys and requesters."""
+    rng = random.Random(seed)
+    store = open_store(path)
+    conn = store.db.conn
+    started = time.perf_counter()
+    channel, language, source = _picker(rng, CHANNELS), _picker(rng, LANGUAGES), _picker(rng, SOURCES)
+    requesters = max(1, contacts * 2 // 5)
+    t0 = datetime.combine(YEAR_START, datetime.min.time(), timezone.utc).timestamp()
+    span = 365 * 86400 - 3600
+    counts = {"contacts": 0, "messages": 0, "status_events": 0, "survey_responses": 0, "people": 0}
+    conn.execute("BEGIN")
+    people = [(s, f"r{i}", "customer", lang, COUNTRIES.get(lang)) for i in range(requesters)
+              for s, lang in [(source(), language())]]
+    conn.executemany("INSERT OR IGNORE INTO people (source, source_id, role, language, country) VALUES (?, ?, ?, ?, ?)",
+                     people)
+    counts["people"] = len(people)
+    del people
+    msg_id = ev_id = sv_id = 0
+    rows: list[tuple[Any, ...]] = []
+    msgs: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    surveys: list[tuple[Any, ...]] = []
+    for i in range(contacts):
+        src, ch, lang = source(), channel(), language()
+        created = t0 + rng.random() * span
+        outbound = rng.random() < 0.05
+        first_customer = created + rng.randint(600, 86400) if outbound and rng.random() < 0.6 else (
+            None if outbound else created)
+        bot_only = ch in LIVE and not outbound and rng.random() < 0.08
+        replied = not bot_only and rng.random() < 0.94 and (first_customer is not None or outbound)
+        reply = (first_customer or created) + max(5, rng.lognormvariate(0, 0.9) * REPLY_SECONDS[ch]) if replied else None
+        replies = (1 + rng.choices([0, 1, 2, 3], weights=[55, 25, 12, 8])[0]) if replied else 0
+        resolved = bot_only or (replied and rng.random() < 0.88)
+        first_res = ((reply or created) + rng.randint(60, 3 * 86400)) if resolved else None
+        reopened = resolved and not bot_only and rng.random() < 0.08
+        last_res = first_res + rng.randint(3600, 5 * 86400) if reopened and first_res else first_res
+        status = "closed" if resolved and rng.random() < 0.5 else ("resolved" if resolved else "open")
+        if rng.random() < 0.01:
+            status = "deleted"
+        handle = float(rng.randint(120, 5400)) if resolved and src != "zendesk" else None
+        tags = json.dumps(rng.sample(TAGS, rng.randint(0, 2)))
+        rows.append((src, f"c{i}", ch, status, rng.choice(("low", "normal", "normal", "high", "urgent")),
+                     iso(created), iso(first_customer) if first_customer else None, iso(reply) if reply else None,
+                     iso(first_res) if first_res else None, iso(last_res) if last_res else None, int(reopened),
+                     replies, 1 + replies, handle, f"r{rng.randrange(requesters)}", f"a{rng.randrange(120)}",
+                     f"g{rng.randrange(8)}", lang, COUNTRIES.get(lang), rng.choice(("question", "incident", "problem")),
+                     tags, json.dumps({"sku": f"SKU-{rng.randrange(40)}"}), int(bot_only), int(bot_only),
+                     int(outbound), iso(last_res or reply or created)))
+        if first_customer:
+            msg_id += 1
+            msgs.append((src, f"m{msg_id}", f"c{i}", "customer", 1, iso(first_customer)))
+        if reply:
+            msg_id += 1
+            msgs.append((src, f"m{msg_id}", f"c{i}", "agent", 1, iso(reply)))
+        if bot_only:
+            msg_id += 1
+            msgs.append((src, f"m{msg_id}", f"c{i}", "bot", 1, iso(created + 20)))
+        if first_res:
+            for kind, at in [("resolved", first_res)] + ([("reopened", first_res + 1800), ("resolved", last_res)]
+                                                         if reopened else []):
+                ev_id += 1
+                events.append((src, f"e{ev_id}", f"c{i}", kind, iso(at)))
+            if rng.random() < 0.3:
+                sv_id += 1
+                scale, score = {"zendesk": ("good_bad", float(rng.random() < 0.85)),
+                                "intercom": ("1-5", float(rng.choices([1, 2, 3, 4, 5], [4, 3, 8, 25, 60])[0])),
+                                "freshdesk": ("freshdesk", float(rng.choice([103, 102, 101, 100, -101, -103])))}[src]
+                surveys.append((src, f"s{sv_id}", "csat", score, scale, iso(first_res + rng.randint(600, 86400)),
+                                f"c{i}", None))
+            if rng.random() < 0.05:
+                sv_id += 1
+                surveys.append((src, f"s{sv_id}", "nps", float(rng.choices(range(11), [1] * 6 + [2, 3, 4, 6, 6])[0]),
+                                "0-10", iso(first_res + rng.randint(600, 7 * 86400)), f"c{i}", None))
+        if len(rows) >= BATCH or i == contacts - 1:
+            _flush(conn, rows, msgs, events, surveys, counts)
+    conn.execute("COMMIT")
+    store.close()
+    return {**counts, "seconds": round(time.perf_counter() - started, 1),
+            "store_mb": round(path.stat().st_size / 1e6, 1)}
+
+
+def _flush(conn: Any, rows: list[Any], msgs: list[Any], events: list[Any], surveys: list[Any],
+           counts: dict[str, int]) -> None:
+    conn.executemany(
+        "INSERT INTO contacts (source, source_id, channel, status, priority, created_at, first_customer_message_at,"
+        " first_agent_reply_at, first_resolved_at, last_resolved_at, reopens, agent_replies, customer_messages,"
+        " handle_seconds, requester_id, assignee_id, group_id, language, country, ticket_type, tags, custom,"
+        " is_bot_only, has_bot_message, is_outbound, last_activity_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO messages (source, source_id, contact_id, author_role, public, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?)", msgs)
+    conn.executemany("INSERT INTO status_events (source, source_id, contact_id, kind, at) VALUES (?, ?, ?, ?, ?)", events)
+    conn.executemany("INSERT INTO survey_responses (source, source_id, kind, score, scale, created_at, contact_id,"
+                     " requester_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", surveys)
+    for name, batch in (("contacts", rows), ("messages", msgs), ("status_events", events),
+                        ("survey_responses", surveys)):
+        counts[name] += len(batch)
+        batch.clear()
+
+
+def change_one_day(path: Path, day: date, seed: int) -> int:
+    """A sync's worth of changes on one day: replies and resolutions arrive, new contacts and ratings come in."""
+    rng = random.Random(seed)
+    store = open_store(path)
+    conn = store.db.conn
+    conn.execute("BEGIN")
+    ids = [r[0] for r in conn.execute(
+        "SELECT rowid FROM contacts WHERE created_at >= ? AND created_at < ? AND first_resolved_at IS NULL",
+        [day.isoformat(), (day + timedelta(days=1)).isoformat()])]
+    at = iso(datetime.combine(day, datetime.min.time(), timezone.utc).timestamp() + 20 * 3600)
+    conn.executemany("UPDATE contacts SET status = 'resolved', first_resolved_at = ?, last_resolved_at = ?,"
+                     " first_agent_reply_at = coalesce(first_agent_reply_at, ?), agent_replies = max(agent_replies, 1)"
+                     " WHERE rowid = ?", [(at, at, at, i) for i in ids])
+    new = [("zendesk", f"new{i}", "email", "open", "normal", at, at, None, None, None, 0, 0, 1, None,
+            f"r{rng.randrange(1000)}", None, "g1", "en", "US", "question", "[]", "{}", 0, 0, 0, at) for i in range(300)]
+    _flush(conn, new, [], [], [("zendesk", f"newsv{i}", "csat", 1.0, "good_bad", at, None, f"r{i}")
+                               for i in range(100)], {k: 0 for k in ("contacts", "messages", "status_events",
+                                                                     "survey_responses")})
+    conn.execute("COMMIT")
+    store.close()
+    return len(ids) + 400
+
+
+def phase_compute(path: Path, business_hours: bool, abandon_after: str) -> dict[str, Any]:
+    store = open_store(path)
+    started, cpu = time.perf_counter(), time.process_time()
+    summary = compute(store, settings(business_hours, abandon_after), YEAR_START, NOW.date(), grains=["month"],
+                      segments=SEGMENTS, now=NOW)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    store.close()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    done = summary.as_dict()
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "load": round(os.getloadavg()[0], 1),
+            "peak_rss_mb": round(rss_mb), "periods": done["periods_computed"],
+            "periods_partly": done["periods_partly"], "values": done["values_written"],
+            "refreshed": done["contacts_refreshed"], "changed": done["contacts_changed"],
+            "diagnostics": done["diagnostics"]}
+
+
+def run_phase(path: Path, business_hours: bool, abandon_after: str = "30m") -> dict[str, Any]:
+    """One compute in a fresh process (so its peak RSS is its own); another abandon_after redoes every value."""
+    cmd = [sys.executable, __file__, "--phase", "compute", "--store", str(path), "--abandon-after", abandon_after] + (
+        ["--business-hours"] if business_hours else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def naive_pandas(path: Path) -> dict[str, Any] | str:
+    """The same monthly KPIs (a representative subset of the heavy ones) done the obvious way in pandas."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return "skipped: pandas is not installed (pip install pandas to compare)"
+    import sqlite3
+
+    started = time.perf_counter()
+    conn = sqlite3.connect(path)
+    df = pd.read_sql("SELECT source, channel, language, status, created_at, first_customer_message_at,"
+                     " first_agent_reply_at, first_resolved_at, last_resolved_at, reopens, agent_replies,"
+                     " requester_id, is_outbound, is_bot_only FROM contacts WHERE status != 'deleted'", conn)
+    surveys = pd.read_sql("SELECT kind, score, scale, created_at FROM survey_responses", conn)
+    conn.close()
+    loaded = time.perf_counter() - started
+    for col in ("created_at", "first_customer_message_at", "first_agent_reply_at", "first_resolved_at",
+                "last_resolved_at"):
+        df[col] = pd.to_datetime(df[col], utc=True)
+    start = df["first_customer_message_at"].where(df["is_outbound"] == 1, df["created_at"])
+    df["frt"] = (df["first_agent_reply_at"] - start).dt.total_seconds() / 60
+    df["res"] = (df["first_resolved_at"] - df["created_at"]).dt.total_seconds() / 3600
+    df["month"] = df["created_at"].dt.strftime("%Y-%m")
+    df["res_month"] = df["first_resolved_at"].dt.strftime("%Y-%m")
+    for keys in (["month"], ["month", "channel", "language"]):
+        created = df.groupby(keys)
+        created["frt"].agg(["mean", "median", lambda s: s.quantile(0.9, interpolation="higher"), "count"])
+        created["requester_id"].agg(["count", "nunique"])
+        res_keys = ["res_month"] + keys[1:]
+        resolved = df[df["first_resolved_at"].notna()].groupby(res_keys)
+        resolved["res"].agg(["mean", "median"])
+        resolved.apply(lambda g: ((g["agent_replies"] == 1) & (g["reopens"] == 0)).sum()
+                       / max((g["agent_replies"] >= 1).sum(), 1))
+    csat = surveys[surveys["kind"] == "csat"].copy()
+    csat["positive"] = ((csat["scale"] == "good_bad") & (csat["score"] >= 1)) | (
+        (csat["scale"] == "1-5") & (csat["score"] >= 4)) | ((csat["scale"] == "freshdesk") & (csat["score"] > 100))
+    csat.groupby(csat["created_at"].str[:7])["positive"].mean()
+    return {"seconds": round(time.perf_counter() - started, 2), "load_seconds": round(loaded, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "note": "FRT, resolution time, repeat rate, one-touch and CSAT only; no backlog, FCR, bh or diagnostics"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--store", type=Path)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--business-hours", action="store_true", help="configure a schedule (adds the _bh KPIs)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated store")
+    parser.add_argument("--phase", choices=["compute"], help=argparse.SUPPRESS)
+    parser.add_argument("--abandon-after", default="30m", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase == "compute":
+        print(json.dumps(phase_compute(args.store, args.business_hours, args.abandon_after)))
+        return
+    path = args.store or Path(tempfile.mkdtemp(prefix="bench-kpis-")) / "store.sqlite"
+    report: dict[str, Any] = {"contacts": args.contacts, "business_hours": args.business_hours}
+    if not path.exists():
+        report["generate"] = generate(path, args.contacts, args.seed)
+        print("generated:", json.dumps(report["generate"]), flush=True)
+    report["first_compute"] = run_phase(path, args.business_hours)
+    print("first compute (builds the per-contact facts, then every value):", json.dumps(report["first_compute"]),
+          flush=True)
+    report["full_compute"] = run_phase(path, args.business_hours, "31m")
+    print("full recompute (a setting changed: every value again, facts kept):", json.dumps(report["full_compute"]),
+          flush=True)
+    report["no_change_recompute"] = run_phase(path, args.business_hours, "31m")
+    print("recompute, nothing changed:", json.dumps(report["no_change_recompute"]), flush=True)
+    report["changed_rows"] = change_one_day(path, date(2025, 6, 17), args.seed)
+    report["incremental_compute"] = run_phase(path, args.business_hours, "31m")
+    print(f"incremental compute ({report['changed_rows']} rows of 2025-06-17 changed):",
+          json.dumps(report["incremental_compute"]), flush=True)
+    report["pandas"] = naive_pandas(path)
+    print("naive pandas:", json.dumps(report["pandas"]), flush=True)
+    goals = {"full < 20 s": report["full_compute"]["seconds"] < 20,
+             "incremental < 2 s": report["incremental_compute"]["seconds"] < 2,
+             "RSS < 500 MB": max(report[k]["peak_rss_mb"] for k in ("first_compute", "full_compute",
+                                                                       "incremental_compute")) < 500}
+    print("goals:", json.dumps(goals))
+    if not args.keep and not args.store:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        path.parent.rmdir()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,633 @@
+"""A fake Intercom REST API (version 2.14 shapes) over the world's `intercom` slice.
+
+Endpoints: `POST /conversations/search`, `GET /conversations/{id}`, `GET /admins`,
+`GET /teams`, `GET /contacts`, `POST /contacts/search`, `POST /companies/list`.
+
+How the world is rendered, and the vendor behaviours it mimics:
+- A world ticket is a conversation; its first message is the conversation's `source`
+  (message #0), every later message and status change is a conversation part.
+- Search orders by `updated_at`, then id, and its `starting_after` cursor is the base64
+  JSON `[updated_at, id]` of the last item handed out, the shape of the reference's
+  example. `>` and `<` on dates are strict (the docs are ambiguous; strict is the case a
+  client must survive). `repeat_cursor_once()` makes the next continued page hand back the
+  cursor it was asked with: the documented "cursor already given" trap.
+- `GET /conversations/{id}` returns at most `parts_cap` (500) most recent parts;
+  `statistics.count_conversation_parts` keeps the true count.
+- Deleted world tickets vanish: search never lists them and `GET` answers 404 (Intercom
+  has no deleted state to search on).
+- World messages of role `system` (automated acknowledgements) are bot-authored comments
+  without the AI flags; world `bot` messages carry `from_ai_agent` (Fin's answers).
+- Statistics are null for a conversation without parts created in the last ten minutes
+  (Intercom computes them asynchronously).
+- 429 answers carry `X-RateLimit-Reset` (epoch) and no `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from connectors.sandbox.intercom_writes import IntercomWrites
+from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
+from connectors.sandbox.world import Message, Organization, Person, StatusChange, Ticket, World
+
+TOKEN = "sandbox-intercom-token"
+API_VERSION = "2.14"
+MAX_PER_PAGE = 150
+MAX_COMPANIES_PER_PAGE = 60
+MAX_FILTERS = 15
+FRESH_SECONDS = 600  # statistics of a part-less conversation younger than this are not computed yet
+
+# World channel -> possible `source.type` values (picked by ticket id, so stable).
+SOURCE_TYPES: dict[str, tuple[str, ...]] = {
+    "chat": ("conversation",),
+    "email": ("email",),
+    "messaging": ("whatsapp", "sms"),
+    "phone": ("phone_call",),
+    "social": ("twitter", "facebook", "instagram"),
+    "web_form": ("conversation",),
+    "api": ("conversation",),
+    "other": ("conversation",),
+}
+
+# Intercom's contact location carries English country names, not codes.
+COUNTRY_NAMES: dict[str, str] = {
+    "US": "United States", "GB": "United Kingdom", "DE": "Germany", "FR": "France", "ES": "Spain",
+    "BR": "Brazil", "JP": "Japan", "NL": "Netherlands", "IT": "Italy", "CN": "China",
+}
+CITIES: dict[str, str] = {
+    "US": "Austin", "GB": "Leeds", "DE": "Köln", "FR": "Lyon", "ES": "Sevilla", "BR": "Recife",
+    "JP": "Osaka", "NL": "Utrecht", "IT": "Torino", "CN": "Chengdu",
+}
+
+_STATE = {"new": "open", "open": "open", "pending": "snoozed", "on_hold": "snoozed", "resolved": "closed", "closed": "closed"}
+_RESOLVED = ("resolved", "closed")
+_DATE_FIELDS = frozenset({"updated_at", "created_at"})
+_STRING_FIELDS = frozenset({"id", "state", "source.type"})
+
+Hook = Callable[[int], None]
+
+
+def contact_ref(person_id: int) -> str:
+    """The Intercom contact id of a world person (24 hex digits, like Intercom's own)."""
+    return f"{person_id:024x}"
+
+
+def company_ref(org_id: int) -> str:
+    """The Intercom company id of a world organization."""
+    return f"c{org_id:023x}"
+
+
+def contact_role(person_id: int) -> str:
+    """`lead` for every fifth customer, else `user`."""
+    return "lead" if person_id % 5 == 0 else "user"
+
+
+def encode_cursor(key: tuple[int, str]) -> str:
+    return base64.b64encode(json.dumps([key[0], key[1]], separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(token: str) -> tuple[int, str]:
+    try:
+        updated, ident = json.loads(base64.b64decode(token.encode(), validate=True))
+        return int(updated), str(ident)
+    except (ValueError, TypeError) as exc:
+        raise HttpError(400, "starting_after is not a valid cursor", "parameter_invalid") from exc
+
+
+class FakeIntercom(IntercomWrites, FakeApi):
+    """Intercom's conversations, contacts, admins, teams and companies, rendered from the world."""
+
+    name = "intercom"
+
+    def __init__(self, world: World, *, page_size_cap: int | None = None, parts_cap: int = 500) -> None:
+        self.parts_cap = parts_cap
+        self._repeat_cursor = False
+        self._search_hooks: list[Hook] = []
+        self._searches = 0
+        self._hook_lock = threading.Lock()
+        super().__init__(world, page_size_cap=page_size_cap)
+        self.window = 10.0  # Intercom spreads its quota over 10-second windows
+        self.nominal_limit = 1666  # 10,000 calls a minute per app
+
+    # --- test API ---------------------------------------------------------------------
+
+    def repeat_cursor_once(self) -> None:
+        """The next conversation search that continues a pass hands back the cursor it got."""
+        with self.lock:
+            self._repeat_cursor = True
+
+    def on_search(self, hook: Hook) -> None:
+        """Call `hook(n)` before answering the n-th conversation search (n from 1)."""
+        with self._hook_lock:
+            self._search_hooks.append(hook)
+
+    # --- FakeApi ----------------------------------------------------------------------
+
+    def register_routes(self) -> None:
+        self.route("POST", "/conversations/search", self._search_conversations)
+        self.route("GET", r"/conversations/(?P<id>[^/]+)", self._get_conversation)
+        self.route("GET", "/admins", self._admins)
+        self.route("GET", "/teams", self._teams)
+        self.route("GET", "/contacts", self._list_contacts)
+        self.route("POST", "/contacts/search", self._search_contacts)
+        self.route("POST", "/companies/list", self._list_companies)
+        self.register_write_routes()  # connectors/sandbox/intercom_writes.py
+
+    def authorized(self, request: FakeRequest) -> bool:
+        auth = {k.lower(): v for k, v in request.headers.items()}.get("authorization", "")
+        return auth == f"Bearer {TOKEN}"
+
+    def connector_settings(self) -> dict[str, Any]:
+        start = datetime.fromtimestamp(self.world.start, tz=timezone.utc).date().isoformat()
+        return {"base_url": self.base_url, "access_token": TOKEN, "start_date": start}
+
+    def error_response(self, status: int, message: str, code: str | None = None) -> FakeResponse:
+        default = {400: "parameter_invalid", 401: "unauthorized", 403: "api_plan_restricted", 404: "not_found",
+                   429: "rate_limit_exceeded"}.get(status, "server_error" if status >= 500 else "bad_request")
+        if status == 401:
+            message = "Access Token Invalid"
+        elif status == 403 and message.startswith("injected"):
+            message = "Active subscription needed."
+        return FakeResponse(status, {"type": "error.list", "request_id": str(uuid.uuid4()),
+                                     "errors": [{"code": code or default, "message": message}]})
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_in: float) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(int(time.time() + math.ceil(reset_in)))}
+
+    def throttle_headers(self, wait: float) -> dict[str, str]:
+        return {"X-RateLimit-Reset": str(int(time.time() + max(1, math.ceil(wait))))}
+
+    # --- conversations ----------------------------------------------------------------
+
+    def _search_conversations(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        with self._hook_lock:
+            self._searches += 1
+            hooks, number = list(self._search_hooks), self._searches
+        for hook in hooks:
+            hook(number)
+        body = _body(request)
+        matches = _compile_query(body.get("query"), _conversation_field)
+        tickets = [t for t in self._live_tickets() if matches(t)]
+        items, pages, total = self._page(tickets, body.get("pagination"), _conversation_key, may_repeat=True)
+        return FakeResponse(200, {"type": "conversation.list", "pages": pages, "total_count": total,
+                                  "conversations": [self.render_conversation(t) for t in items]})
+
+    def _get_conversation(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        ident = match.group("id")
+        ticket = self.world.sources["intercom"].tickets.get(int(ident)) if ident.isdigit() else None
+        if ticket is None or ticket.deleted:
+            raise HttpError(404, "Resource Not Found", "not_found")
+        plain = request.arg("display_as") == "plaintext"
+        conversation = self.render_conversation(ticket, plaintext=plain)
+        parts = self.render_parts(ticket, plaintext=plain)
+        shown = parts[-self.parts_cap:] if self.parts_cap else []
+        conversation["conversation_parts"] = {"type": "conversation_part.list", "conversation_parts": shown,
+                                              "total_count": len(shown)}
+        return FakeResponse(200, conversation)
+
+    def _live_tickets(self) -> list[Ticket]:
+        return [t for t in self.world.sources["intercom"].tickets.values() if not t.deleted]
+
+    def _page(self, rows: list[Any], pagination: Any, key: Callable[[Any], tuple[int, str]],
+              may_repeat: bool = False) -> tuple[list[Any], dict[str, Any], int]:
+        """One keyset page over `rows` ordered by `key`, and Intercom's `pages` object."""
+        pagination = pagination if isinstance(pagination, dict) else {}
+        per_page = _per_page(pagination.get("per_page"), default=20, cap=MAX_PER_PAGE)
+        if self.page_size_cap:
+            per_page = min(per_page, self.page_size_cap)
+        ordered = sorted(rows, key=lambda r: _sort_key(key(r)))
+        after = pagination.get("starting_after")
+        start = 0
+        if after:
+            if not isinstance(after, str):
+                raise HttpError(400, "starting_after must be a string", "parameter_invalid")
+            last = _sort_key(decode_cursor(after))
+            start = next((i for i, r in enumerate(ordered) if _sort_key(key(r)) > last), len(ordered))
+        items = ordered[start:start + per_page]
+        total = len(ordered)
+        pages: dict[str, Any] = {"type": "pages", "page": start // per_page + 1, "per_page": per_page,
+                                 "total_pages": max(1, math.ceil(total / per_page))}
+        if start + per_page < total and items:
+            token = encode_cursor(key(items[-1]))
+            with self.lock:
+                if after and may_repeat and self._repeat_cursor:
+                    token, self._repeat_cursor = after, False
+            pages["next"] = {"page": pages["page"] + 1, "starting_after": token}
+        return items, pages, total
+
+    def render_conversation(self, ticket: Ticket, *, plaintext: bool = False) -> dict[str, Any]:
+        """The conversation list item (no parts) of a world ticket."""
+        data = self.world.sources["intercom"]
+        first = ticket.messages[0]
+        requester = data.people[ticket.requester_id]
+        parts = self.render_parts(ticket)
+        agents_who_wrote = sorted({m.author_id for m in ticket.messages if m.role == "agent"})
+        state = _STATE[ticket.status]
+        last_customer = max((m.created_at for m in ticket.messages if m.role == "customer"), default=None)
+        last_any = max(m.created_at for m in ticket.messages)
+        source_type = _pick(SOURCE_TYPES[ticket.channel], ticket.id)
+        return {
+            "type": "conversation",
+            "id": str(ticket.id),
+            "title": ticket.subject if ticket.channel == "email" else None,
+            "created_at": ticket.created_at,
+            "updated_at": ticket.updated_at,
+            "waiting_since": last_customer if state != "closed" and last_customer == last_any else None,
+            "snoozed_until": ticket.status_changes[-1].at + 86400 if state == "snoozed" else None,
+            "open": state != "closed",
+            "state": state,
+            "read": True,
+            "priority": "priority" if ticket.priority in ("high", "urgent") else "not_priority",
+            "admin_assignee_id": ticket.assignee_id,
+            "team_assignee_id": ticket.group_id,
+            "source": {
+                "type": source_type,
+                "id": str(first.id),
+                "delivered_as": _delivered_as(ticket),
+                "subject": ticket.subject if source_type == "email" else "",
+                "body": _body_text(first.body, plaintext),
+                "author": self._author(first),
+                "attachments": [],
+                "url": None,
+                "redacted": False,
+            },
+            "contacts": {"type": "contact.list", "contacts": [
+                {"type": "contact", "id": contact_ref(requester.id), "external_id": f"u-{requester.id}"}]},
+            "teammates": {"type": "admin.list", "admins": [{"type": "admin", "id": str(a)} for a in agents_who_wrote]},
+            "tags": {"type": "tag.list", "tags": [
+                {"type": "tag", "id": str(_tag_id(name)), "name": name, "applied_at": ticket.created_at,
+                 "applied_by": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None} for name in ticket.tags]},
+            "custom_attributes": {"ticket_type": ticket.type, "sku": ticket.sku, **ticket.custom},
+            "first_contact_reply": _first_contact_reply(ticket, source_type),
+            "statistics": self._statistics(ticket, parts),
+            "conversation_rating": self._rating(ticket),
+            "ai_agent_participated": any(m.role == "bot" for m in ticket.messages),
+            "ai_agent": _ai_agent(ticket),
+            "sla_applied": None,
+            "linked_objects": {"type": "list", "data": [], "total_count": 0, "has_more": False},
+            "ticket": None,
+        }
+
+    def render_parts(self, ticket: Ticket, *, plaintext: bool = False) -> list[dict[str, Any]]:
+        """Every conversation part after the source, oldest first."""
+        events: list[tuple[int, int, int, Message | StatusChange]] = [
+            (m.created_at, 0, m.id, m) for m in ticket.messages[1:]]
+        events += [(c.at, 1, c.id, c) for c in ticket.status_changes if c.previous is not None]
+        events.sort(key=lambda e: e[:3])
+        state = "open"
+        parts: list[dict[str, Any]] = []
+        for at, _, ident, event in events:
+            if isinstance(event, StatusChange):
+                part_type = _status_part_type(event)
+                state = _STATE[event.status]
+                if part_type is None:
+                    continue
+                parts.append(self._part(ident, part_type, at, None, self._status_author(ticket, event), state,
+                                        assigned_to=ticket.assignee_id if part_type == "assignment" else None))
+            else:
+                part_type = _message_part_type(event)
+                parts.append(self._part(ident, part_type, at, _body_text(event.body, plaintext), self._author(event), state))
+        return parts
+
+    def _part(self, ident: int, part_type: str, at: int, body: str | None, author: dict[str, Any], state: str,
+              assigned_to: int | None = None) -> dict[str, Any]:
+        return {
+            "type": "conversation_part", "id": str(ident), "part_type": part_type, "body": body,
+            "created_at": at, "updated_at": at, "notified_at": at,
+            "assigned_to": {"type": "admin", "id": str(assigned_to)} if assigned_to else None,
+            "author": author, "attachments": [], "external_id": None, "redacted": False, "state": state,
+            "tags": [], "event_details": {}, "metadata": {}, "app_package_code": None,
+        }
+
+    def _author(self, message: Message) -> dict[str, Any]:
+        person = self.world.sources["intercom"].people[message.author_id]
+        if message.role == "customer":
+            kind, ident = contact_role(person.id), contact_ref(person.id)
+        elif message.role == "agent":
+            kind, ident = "admin", str(person.id)
+        else:
+            kind, ident = "bot", str(person.id)
+        ai = message.role == "bot"
+        return {"type": kind, "id": ident, "name": "Fin" if ai else person.name, "email": person.email,
+                "from_ai_agent": ai, "is_ai_answer": ai and message.id % 2 == 0}
+
+    def _status_author(self, ticket: Ticket, change: StatusChange) -> dict[str, Any]:
+        data = self.world.sources["intercom"]
+        bot_only = not any(m.role == "agent" for m in ticket.messages if m.created_at <= change.at)
+        if bot_only and any(m.role == "bot" for m in ticket.messages):
+            bot = data.bots()[0]
+            return {"type": "bot", "id": str(bot.id), "name": "Fin", "email": bot.email,
+                    "from_ai_agent": True, "is_ai_answer": False}
+        admin = data.people.get(ticket.assignee_id or 0) or data.agents()[0]
+        return {"type": "admin", "id": str(admin.id), "name": admin.name, "email": admin.email,
+                "from_ai_agent": False, "is_ai_answer": False}
+
+    def _statistics(self, ticket: Ticket, parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not parts and ticket.created_at > time.time() - FRESH_SECONDS:
+            return None
+        customer = [m.created_at for m in ticket.messages if m.role == "customer"]
+        first_contact = min(customer, default=None)
+        admin_replies = [m.created_at for m in ticket.messages if m.role == "agent" and m.public]
+        first_admin = min((t for t in admin_replies if first_contact is not None and t >= first_contact), default=None)
+        closes, reopens = ticket.resolved_times, _reopen_count(ticket)
+        assignments = [c.at for c in ticket.status_changes if c.previous == "new" and c.status == "open"]
+        first_close, last_close = (closes[0], closes[-1]) if closes else (None, None)
+        return {
+            "type": "conversation_statistics",
+            "time_to_assignment": _since(assignments[0] if assignments else None, ticket.created_at),
+            "time_to_admin_reply": _since(first_admin, first_contact),
+            "time_to_first_close": _since(first_close, ticket.created_at),
+            "time_to_last_close": _since(last_close, ticket.created_at),
+            "median_time_to_reply": _since(first_admin, first_contact),
+            "first_contact_reply_at": first_contact,
+            "first_assignment_at": assignments[0] if assignments else None,
+            "first_admin_reply_at": first_admin,
+            "first_close_at": first_close,
+            "last_assignment_at": assignments[-1] if assignments else None,
+            "last_assignment_admin_reply_at": first_admin,
+            "last_contact_reply_at": max(customer, default=None),
+            "last_admin_reply_at": max(admin_replies, default=None),
+            "last_close_at": last_close,
+            "last_closed_by_id": str(ticket.assignee_id) if last_close and ticket.assignee_id else None,
+            "count_reopens": reopens,
+            "count_assignments": len(assignments),
+            "count_conversation_parts": len(parts),
+            "assigned_team_first_response_time_by_team": [],
+            "assigned_team_first_response_time_in_office_hours": [],
+            "handling_time": ticket.handle_seconds,
+            "adjusted_handling_time": ticket.handle_seconds // 3 if ticket.handle_seconds else None,
+        }
+
+    def _rating(self, ticket: Ticket) -> dict[str, Any] | None:
+        rating = ticket.rating
+        if rating is None or rating.answered_at is None or rating.score is None:
+            return None
+        return {"rating": rating.score, "remark": rating.comment, "created_at": rating.offered_at,
+                "updated_at": max(rating.answered_at, rating.updated_at),
+                "contact": {"type": "contact", "id": contact_ref(ticket.requester_id)},
+                "teammate": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None}
+
+    # --- admins, teams, contacts, companies ---------------------------------------------
+
+    def _admins(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        data = self.world.sources["intercom"]
+        teams = sorted(data.groups)
+        admins = [{"type": "admin", "id": str(p.id), "name": p.name, "email": p.email, "job_title": "Support",
+                   "away_mode_enabled": False, "away_mode_reassign": False, "has_inbox_seat": True,
+                   "team_ids": [teams[i % len(teams)]] if teams else [],
+                   "avatar": {"type": "avatar", "image_url": None}, "email_verified": True}
+                  for i, p in enumerate(sorted(data.agents(), key=lambda a: a.id))]
+        return FakeResponse(200, {"type": "admin.list", "admins": admins})
+
+    def _teams(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        data = self.world.sources["intercom"]
+        agents = sorted(a.id for a in data.agents())
+        teams = [{"type": "team", "id": str(g.id), "name": g.name,
+                  "admin_ids": [a for i, a in enumerate(agents) if i % len(data.groups) == n],
+                  "admin_priority_level": None}
+                 for n, g in enumerate(sorted(data.groups.values(), key=lambda g: g.id))]
+        return FakeResponse(200, {"type": "team.list", "teams": teams})
+
+    def _customers(self) -> list[Person]:
+        return self.world.sources["intercom"].customers()
+
+    def _list_contacts(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        pagination = {"per_page": request.arg("per_page"), "starting_after": request.arg("starting_after")}
+        items, pages, total = self._page(self._customers(), pagination, _contact_key)
+        return FakeResponse(200, {"type": "list", "data": [self.render_contact(p) for p in items],
+                                  "total_count": total, "pages": pages})
+
+    def _search_contacts(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        body = _body(request)
+        matches = _compile_query(body.get("query"), _contact_field)
+        people = [p for p in self._customers() if matches(p)]
+        items, pages, total = self._page(people, body.get("pagination"), _contact_key)
+        return FakeResponse(200, {"type": "list", "data": [self.render_contact(p) for p in items],
+                                  "total_count": total, "pages": pages})
+
+    def render_contact(self, person: Person) -> dict[str, Any]:
+        """A world customer as an Intercom contact."""
+        override = person.locale.split("-")[0] if person.locale and person.id % 3 == 0 else None
+        company = person.organization_id
+        return {
+            "type": "contact", "id": contact_ref(person.id), "workspace_id": "sandbox", "external_id": f"u-{person.id}",
+            "role": contact_role(person.id), "email": person.email, "phone": person.phone, "name": person.name,
+            "avatar": None, "owner_id": None, "social_profiles": {"type": "list", "data": []},
+            "has_hard_bounced": False, "marked_email_as_spam": False, "unsubscribed_from_emails": False,
+            "created_at": person.created_at, "updated_at": person.updated_at, "signed_up_at": person.created_at,
+            "last_seen_at": None, "last_replied_at": None, "last_contacted_at": None,
+            "language_override": override, "browser_language": None if override else person.locale,
+            "os": None, "browser": None,
+            "location": {"type": "location", "country": COUNTRY_NAMES.get(person.country or ""),
+                         "region": None, "city": CITIES.get(person.country or "")},
+            "custom_attributes": dict(person.custom),
+            "tags": {"type": "list", "data": [], "url": f"/contacts/{contact_ref(person.id)}/tags",
+                     "total_count": 0, "has_more": False},
+            "companies": {"type": "list",
+                          "data": [{"type": "company", "id": company_ref(company),
+                                    "url": f"/companies/{company_ref(company)}"}] if company else [],
+                          "url": f"/contacts/{contact_ref(person.id)}/companies",
+                          "total_count": 1 if company else 0, "has_more": False},
+        }
+
+    def _list_companies(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        per_page = _per_page(request.arg("per_page"), default=15, cap=MAX_COMPANIES_PER_PAGE)
+        if self.page_size_cap:
+            per_page = min(per_page, self.page_size_cap)
+        try:
+            page = int(request.arg("page") or 1)
+        except ValueError:
+            raise HttpError(400, "page must be an integer", "parameter_invalid") from None
+        orgs = sorted(self.world.sources["intercom"].organizations.values(), key=lambda o: o.id)
+        total_pages = max(1, math.ceil(len(orgs) / per_page))
+        chunk = orgs[(page - 1) * per_page: page * per_page]
+        data = [self.render_company(o) for o in chunk]
+        pages = {"type": "pages", "page": page, "per_page": per_page, "total_pages": total_pages,
+                 "next": None if page >= total_pages else {"page": page + 1}}
+        return FakeResponse(200, {"type": "list", "data": data, "pages": pages, "total_count": len(orgs)})
+
+    def render_company(self, o: Organization) -> dict[str, Any]:
+        return {"type": "company", "id": company_ref(o.id), "company_id": f"org-{o.id}", "name": o.name,
+                "app_id": "sandbox", "created_at": o.created_at, "updated_at": o.updated_at,
+                "remote_created_at": o.created_at, "last_request_at": None, "size": 0, "website": None,
+                "industry": None, "monthly_spend": 0, "session_count": 0, "user_count": 0,
+                "plan": {}, "custom_attributes": {"country": o.country, **o.custom},
+                "tags": {"type": "tag.list", "tags": [{"type": "tag", "id": str(_tag_id(t)), "name": t} for t in o.tags]},
+                "segments": {"type": "segment.list", "segments": []}}
+
+
+# --- query language -------------------------------------------------------------------
+
+Predicate = Callable[[Any], bool]
+
+
+def _compile_query(query: Any, field_of: Callable[[Any, str], Any]) -> Predicate:
+    """Intercom's search query: a filter, or AND/OR of filters, at most two levels deep."""
+    if query is None:
+        return lambda _: True
+    return _compile_node(query, field_of, depth=0)
+
+
+def _compile_node(node: Any, field_of: Callable[[Any, str], Any], depth: int) -> Predicate:
+    if not isinstance(node, dict):
+        raise HttpError(400, "query must be an object", "parameter_invalid")
+    operator = node.get("operator")
+    if operator in ("AND", "OR"):
+        children = node.get("value")
+        if not isinstance(children, list) or not children:
+            raise HttpError(400, f"{operator} needs a list of filters", "parameter_invalid")
+        if depth >= 2:
+            raise HttpError(400, "queries may nest at most two levels", "parameter_invalid")
+        if len(children) > MAX_FILTERS:
+            raise HttpError(400, f"at most {MAX_FILTERS} filters per group", "parameter_invalid")
+        compiled = [_compile_node(child, field_of, depth + 1) for child in children]
+        combine = all if operator == "AND" else any
+        return lambda item: combine(p(item) for p in compiled)
+    return _compile_filter(node, field_of)
+
+
+def _compile_filter(node: dict[str, Any], field_of: Callable[[Any, str], Any]) -> Predicate:
+    name, operator, value = node.get("field"), node.get("operator"), node.get("value")
+    if name in _DATE_FIELDS:
+        if operator not in ("=", "<", ">") or isinstance(value, bool):
+            raise HttpError(400, f"{name}: operator {operator!r} is not valid for a date", "parameter_invalid")
+        try:
+            bound = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise HttpError(400, f"{name}: value must be a Unix timestamp", "parameter_invalid") from None
+        compare: dict[str, Callable[[int], bool]] = {
+            "=": lambda v: v == bound, "<": lambda v: v < bound, ">": lambda v: v > bound}
+        check = compare[operator]
+        return lambda item: check(int(field_of(item, name)))
+    if name in _STRING_FIELDS:
+        if operator in ("=", "!="):
+            wanted = str(value)
+            return (lambda item: str(field_of(item, name)) == wanted) if operator == "=" else \
+                (lambda item: str(field_of(item, name)) != wanted)
+        if operator in ("IN", "NIN") and isinstance(value, list):
+            values = {str(v) for v in value}
+            return (lambda item: str(field_of(item, name)) in values) if operator == "IN" else \
+                (lambda item: str(field_of(item, name)) not in values)
+        raise HttpError(400, f"{name}: operator {operator!r} is not valid here", "parameter_invalid")
+    raise HttpError(400, f"field {name!r} cannot be searched in the sandbox", "parameter_invalid")
+
+
+def _conversation_field(ticket: Ticket, name: str) -> Any:
+    if name == "state":
+        return _STATE[ticket.status]
+    if name == "source.type":
+        return _pick(SOURCE_TYPES[ticket.channel], ticket.id)
+    return {"id": str(ticket.id), "updated_at": ticket.updated_at, "created_at": ticket.created_at}[name]
+
+
+def _contact_field(person: Person, name: str) -> Any:
+    if name in ("state", "source.type"):
+        raise HttpError(400, f"field {name!r} does not exist on contacts", "parameter_invalid")
+    return {"id": contact_ref(person.id), "updated_at": person.updated_at, "created_at": person.created_at}[name]
+
+
+def _conversation_key(ticket: Ticket) -> tuple[int, str]:
+    return ticket.updated_at, str(ticket.id)
+
+
+def _contact_key(person: Person) -> tuple[int, str]:
+    return person.updated_at, contact_ref(person.id)
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _body(request: FakeRequest) -> dict[str, Any]:
+    if request.body is None:
+        return {}
+    if not isinstance(request.body, dict):
+        raise HttpError(400, "the request body must be a JSON object", "bad_request")
+    return request.body
+
+
+def _per_page(value: Any, *, default: int, cap: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise HttpError(400, "per_page must be an integer", "parameter_invalid") from None
+    if not 1 <= number <= cap:
+        raise HttpError(400, f"per_page must be between 1 and {cap}", "parameter_invalid")
+    return number
+
+
+def _sort_key(key: tuple[int, str]) -> tuple[int, int, str]:
+    # Numeric ids of any length and fixed-length hex ids both order correctly by (length, text).
+    return key[0], len(key[1]), key[1]
+
+
+def _pick(options: tuple[str, ...], ident: int) -> str:
+    return options[ident % len(options)]
+
+
+def _delivered_as(ticket: Ticket) -> str:
+    if not ticket.outbound:
+        return "customer_initiated"
+    return "admin_initiated" if ticket.id % 2 == 0 else "automated"
+
+
+def _body_text(text: str, plaintext: bool) -> str:
+    return text if plaintext else f"<p>{text}</p>"
+
+
+def _message_part_type(message: Message) -> str:
+    if message.role == "agent" and not message.public:
+        return "note"
+    if message.role == "bot" and message.id % 3 == 0:
+        return "quick_reply"
+    return "comment"
+
+
+def _status_part_type(change: StatusChange) -> str | None:
+    was_resolved = change.previous in _RESOLVED
+    if change.status in _RESOLVED:
+        return None if was_resolved else "close"
+    if change.status in ("pending", "on_hold"):
+        return "snoozed"
+    if change.status == "open":
+        return "assignment" if change.previous == "new" else "open"
+    return None
+
+
+def _reopen_count(ticket: Ticket) -> int:
+    return sum(1 for c in ticket.status_changes if c.previous in _RESOLVED and c.status not in _RESOLVED)
+
+
+def _since(later: int | None, earlier: int | None) -> int | None:
+    return later - earlier if later is not None and earlier is not None else None
+
+
+def _first_contact_reply(ticket: Ticket, source_type: str) -> dict[str, Any] | None:
+    first = min((m.created_at for m in ticket.messages if m.role == "customer"), default=None)
+    return None if first is None else {"created_at": first, "type": source_type, "url": None}
+
+
+def _ai_agent(ticket: Ticket) -> dict[str, Any] | None:
+    if not any(m.role == "bot" for m in ticket.messages):
+        return None
+    human = any(m.role == "agent" and m.public for m in ticket.messages)
+    state = "routed_to_team" if human else ("assumed_resolution" if ticket.resolved_times else None)
+    return {"source_type": "workflow", "source_title": "Inbound triage", "last_answer_type": "ai_answer",
+            "resolution_state": state, "rating": None, "rating_remark": None}
+
+
+def _tag_id(name: str) -> int:
+    return 40 + zlib.crc32(name.encode()) % 100_000
+

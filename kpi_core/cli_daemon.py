@@ -1,0 +1,107 @@
+"""`helpdesk-kpi run [--once]`: the unattended daemon, one per store, stopped cleanly by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from kpi_core.cli import EXIT_FAILED, EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from
+from kpi_core.lock import AlreadyRunning, StoreLock
+from kpi_core.logs import configure_logging
+from kpi_core.metrics import Metrics, MetricsUnavailable, metrics_from
+from kpi_core.scheduler import CycleResult, Daemon, kpi_compute_step, writeback_push_step
+from kpi_core.settings import ConfigProblem, Settings, config_path
+
+log = logging.getLogger(__name__)
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    """The unattended daemon: scheduled sync, compute and push; --once runs one cycle and exits."""
+    settings = settings_from(args)
+    configure_logging(verbose=args.verbose, fmt=settings.logging.format, level=settings.logging.level)
+    # The scheduler's own "running job ..." lines add nothing to ours but volume.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not settings.connectors.enabled():
+        raise UsageError("no source is enabled in the configuration")
+    metrics = _metrics(settings, args)
+    lock = StoreLock(settings.store.path)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        err(f"helpdesk-kpi run: {exc}")
+        return EXIT_FAILED
+    stop = _stop_on_signals()
+    daemon = Daemon(settings, compute=kpi_compute_step(settings), push=writeback_push_step(settings),
+                    metrics=metrics, stop=stop)
+    try:
+        if args.once:
+            cycle = daemon.run_once()
+            _print_cycle(cycle)
+            return EXIT_OK if cycle.ok else EXIT_FAILED
+        try:
+            code = daemon.run_forever()
+        except MetricsUnavailable as exc:
+            raise ConfigProblem(config_path(args.config), [("metrics.port", str(exc))]) from None
+        if daemon.abandoned:
+            # A job is stuck in a network wait: nothing uncommitted matters, so do not wait for it
+            # (the interpreter would join its thread). The kernel releases the lock.
+            logging.shutdown()
+            os._exit(code)
+        return code
+    finally:
+        if not daemon.abandoned:
+            lock.release()
+
+
+def _metrics(settings: Settings, args: argparse.Namespace) -> Metrics:
+    try:
+        return metrics_from(settings.metrics)
+    except MetricsUnavailable as exc:
+        raise ConfigProblem(config_path(args.config), [("metrics.enabled", str(exc))]) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT: finish the page in hand and stop; a second one: stop at once."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            os._exit(128 + signum)  # asked twice: every committed page is safe, leave now
+
+        def request_stop() -> None:
+            log.info("%s received: stopping after the page in hand", name)
+            stop.set()
+
+        # Set from a helper thread: the main thread may be inside stop.wait(), holding the event's lock.
+        threading.Thread(target=request_stop, name="stop", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    return stop
+
+
+def _print_cycle(cycle: CycleResult) -> None:
+    for r in cycle.syncs:
+        if r.ok:
+            state = "stopped early (resumes next time)" if r.stopped else "ok"
+            out(f"{r.source}: {state}: {r.records:,} records in {r.pages:,} pages, {r.api_calls:,} API calls")
+        else:
+            err(f"{r.source}: FAILED: {r.error}")
+    if cycle.computed is not None:
+        (out if cycle.computed else err)(f"compute: {'ok' if cycle.computed else 'FAILED'}")
+    if cycle.pushed is not None:
+        (out if cycle.pushed else err)(f"push: {'ok' if cycle.pushed else 'FAILED'}")
+
+
+def _add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[common], help=cmd_run.__doc__)
+    p.add_argument("--once", action="store_true", help="run one cycle (sync, compute, push) and exit with its result")
+
+
+PARSER_EXTENSIONS.append(_add_parser)

@@ -1,0 +1,134 @@
+"""The KPI engine's commands: compute, kpis, diagnose, reasons, inputs import."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, out, parse_date, settings_from, store_from
+from kpi_core.kpis import (
+    InputsError, PeriodError, SegmentError, UnknownKpi, compute, diagnose, format_diagnostics, format_reasons,
+    format_scorecard, import_inputs, kpi_rows, previous_rows, rows_to_csv, rows_to_json, top_reasons,
+)
+from kpi_core.settings import Settings
+from kpi_core.store import Store
+
+
+@contextmanager
+def _engine(args: argparse.Namespace) -> Iterator[tuple[Settings, Store]]:
+    """The settings and store of a KPI command; the engine's request errors become usage errors (exit 2)."""
+    settings = settings_from(args)
+    store = store_from(settings)
+    try:
+        yield settings, store
+    except (PeriodError, SegmentError, UnknownKpi, InputsError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@command("compute")
+def cmd_compute(args: argparse.Namespace) -> int:
+    """(Re)compute the KPI values and diagnostics into the store (only what changed since last time)."""
+    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    with _engine(args) as (settings, store):
+        summary = compute(store, settings, since, until, full=args.full)
+    out(f"computed {summary.periods_computed:,} periods in full and {summary.periods_partly:,} in part"
+        f" ({summary.values_written:,} values, {summary.diagnostics:,} diagnostics firing) from"
+        f" {summary.contacts_refreshed:,} refreshed contacts in {summary.seconds:.1f}s")
+    return EXIT_OK
+
+
+@command("kpis")
+def cmd_kpis(args: argparse.Namespace) -> int:
+    """Print KPI values: the scorecard (default), JSON or CSV; default period: the current month."""
+    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    by, kpi_ids = _list(args.by), _list(args.kpi)
+    with _engine(args) as (settings, store):
+        rows = kpi_rows(store, settings, args.period, since, until, by, kpi_ids)
+        if args.format == "json":
+            out(rows_to_json(rows))
+        elif args.format == "csv":
+            out(rows_to_csv(rows).rstrip("\n"))
+        else:
+            before = previous_rows(store, settings, args.period, since, until, by, kpi_ids)
+            out(format_scorecard(rows, before).rstrip("\n"))
+    return EXIT_OK
+
+
+@command("diagnose")
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Print the read-together diagnostics that fire (default: the current month)."""
+    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    with _engine(args) as (settings, store):
+        found = diagnose(store, settings, since, until, args.period)
+    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else format_diagnostics(found).rstrip())
+    return EXIT_OK
+
+
+@command("reasons")
+def cmd_reasons(args: argparse.Namespace) -> int:
+    """Print the top contact reasons (tags, ticket type or a custom field) with share and change."""
+    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    with _engine(args) as (settings, store):
+        found = top_reasons(store, settings, since, until, args.by, args.top)
+    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else format_reasons(found).rstrip())
+    return EXIT_OK
+
+
+@command("inputs")
+def cmd_inputs(args: argparse.Namespace) -> int:
+    """Import business inputs (operating cost, orders, available hours per agent) from a CSV file."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    with _engine(args) as (_, store):
+        count = import_inputs(store, path)
+    out(f"{path}: {count:,} business inputs stored; run `helpdesk-kpi compute` to use them")
+    return EXIT_OK
+
+
+def _range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--until", help="end day, exclusive, YYYY-MM-DD (UTC)")
+
+
+def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("compute", parents=[common], help=cmd_compute.__doc__)
+    _range(p)
+    p.add_argument("--full", action="store_true", help="rebuild the per-contact facts and every stored value")
+
+    p = sub.add_parser("kpis", parents=[common], help=cmd_kpis.__doc__)
+    p.add_argument("--period", choices=("day", "week", "month", "quarter"),
+                   help="the grain; with --since/--until alone the range is one custom period")
+    _range(p)
+    p.add_argument("--by", help="segment by FIELD[,FIELD]: source, channel, agent, group, language, market,"
+                                " priority, tag or custom.FIELD")
+    p.add_argument("--kpi", help="only these KPI ids, comma-separated")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+    p = sub.add_parser("diagnose", parents=[common], help=cmd_diagnose.__doc__)
+    _range(p)
+    p.add_argument("--period", choices=("day", "week", "month", "quarter"), default="month")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("reasons", parents=[common], help=cmd_reasons.__doc__)
+    _range(p)
+    p.add_argument("--by", help="tag, ticket_type or custom.FIELD (default: [kpis.reasons] by)")
+    p.add_argument("--top", type=int, help="how many reasons (default: [kpis.reasons] top)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("inputs", parents=[common], help=cmd_inputs.__doc__)
+    p.add_argument("action", choices=("import",))
+    p.add_argument("file", help="CSV with kind,start,end,value[,agent][,segment]")
+
+
+PARSER_EXTENSIONS.append(_parser)

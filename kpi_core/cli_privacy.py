@@ -1,0 +1,96 @@
+"""`helpdesk-kpi forget` (erase one person) and `helpdesk-kpi purge` (delete what is past retention)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from kpi_core import privacy
+from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from, store_from
+
+
+@command("forget")
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one person: their contacts, messages, survey answers, write-back and quarantine rows."""
+    from connectors import CONNECTORS
+
+    if bool(args.requester) == bool(args.email):
+        raise UsageError("give either --source NAME --requester ID or --email ADDRESS")
+    if args.requester and not args.source:
+        raise UsageError("--requester needs --source (the helpdesk whose id it is)")
+    if args.source and args.source not in CONNECTORS:
+        raise UsageError(f"--source {args.source}: unknown helpdesk (known: {', '.join(sorted(CONNECTORS))})")
+    settings = settings_from(args)
+    store = store_from(settings)
+    try:
+        if args.requester:
+            people = [privacy.person(store, args.source, args.requester)]
+        else:
+            try:
+                people = privacy.people_by_email(store, args.email, settings.privacy.hash_key_bytes(), args.source)
+            except privacy.PrivacyError as exc:
+                raise UsageError(str(exc)) from None
+        deletion = privacy.forget(store, people)
+    finally:
+        store.close()
+    who = ", ".join(f"{p.source} {p.id}" + (f" ({p.role})" if p.role else "") for p in people)
+    if not people:
+        out("no person with that address is stored (nothing deleted)")
+    else:
+        out(f"forget {who}:")
+        _print_counts(deletion)
+    for note in deletion.notes:
+        out(f"note: {note}")
+    _print_wal(deletion, settings.store.path)
+    out("KPI values were kept: they are aggregates and name no one.")
+    sources = sorted({p.source for p in people}) or [args.source or "the helpdesk"]
+    out(f"A later sync brings back only what {', '.join(sources)} still holds: delete the person there too,"
+        " or the next sync stores their tickets again.")
+    return EXIT_OK
+
+
+@command("purge")
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete contacts idle for longer than [privacy] retention_days, after computing their KPI values."""
+    settings = settings_from(args)
+    store = store_from(settings)
+    try:
+        result = privacy.purge(store, settings)
+    finally:
+        store.close()
+    days = settings.privacy.retention_days
+    out(f"purge: retention {days} days: contacts with no activity since {result.cutoff}")
+    if result.computed_since is None:
+        out("nothing is past retention (nothing deleted)")
+    else:
+        out(f"KPI values computed from {result.computed_since.isoformat()} first; they stay.")
+        _print_counts(result)
+    _print_wal(result, settings.store.path)
+    return EXIT_OK
+
+
+def _print_counts(deletion: privacy.Deletion) -> None:
+    width = max(len(t) for t in deletion.counts)
+    for table, count in deletion.counts.items():
+        out(f"  {table.ljust(width)}  {count:>9,}")
+    out(f"  {'total'.ljust(width)}  {deletion.total:>9,}")
+
+
+def _print_wal(deletion: privacy.Deletion, path: Any) -> None:
+    if deletion.wal_truncated:
+        out("Deleted rows were overwritten in the store file and its WAL was emptied.")
+    else:
+        err(f"warning: another process (the daemon?) kept {path}-wal busy: copies of deleted rows stay in it until"
+            " its next checkpoint; run this command again when that process is idle")
+
+
+def _add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("forget", parents=[common], help=cmd_forget.__doc__)
+    p.add_argument("--source", help="the helpdesk the requester id belongs to (zendesk, intercom, freshdesk);"
+                                    " with --email: only that helpdesk")
+    p.add_argument("--requester", help="the person's id in that helpdesk")
+    p.add_argument("--email", help="the person's e-mail address, matched by keyed hash across every helpdesk")
+    sub.add_parser("purge", parents=[common], help=cmd_purge.__doc__)
+
+
+PARSER_EXTENSIONS.append(_add_parsers)

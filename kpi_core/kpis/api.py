@@ -1,0 +1,253 @@
+"""The KPI engine's entry points: `compute` keeps stored values fresh, `kpi_rows` reads them (computing what is missing).
+
+`compute` runs in one write transaction. It refreshes the per-contact facts of the contacts
+a sync touched, then, for every stored (grain, segmentation) and the configured ones, redoes
+only what went stale, KPI by KPI:
+- a period never computed, or computed under other settings: everything;
+- a changed day inside the period: every KPI but backlog;
+- a changed day in the previous period: retention;
+- a period that can still change with time alone (FCR windows, unanswered contacts turning
+  into service-level misses, idle chats): service level, abandonment and FCR;
+- backlog of every stored period: moved by the changed contacts (see `backlog.py`).
+Then the read-together diagnostics of the periods it touched are evaluated again and stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kpi_core.settings import KpiSettings, Settings
+from kpi_core.store import Store
+
+from kpi_core.kpis import backlog, catalogue, facts, inputs, periods as P, values
+from kpi_core.kpis.context import Context, get_meta, set_meta
+from kpi_core.kpis.engine import evaluate
+from kpi_core.kpis.periods import Grain, Period
+from kpi_core.kpis.segments import Segmentation, parse
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+TIME_KPIS = frozenset({"service_level_pct", "service_level_pct_bh", "abandonment_rate_pct", "fcr_pct"})
+RETENTION = frozenset({"customer_retention_pct"})
+
+
+@dataclass
+class ComputeSummary:
+    contacts_refreshed: int = 0
+    contacts_changed: int = 0
+    rebuilt_everything: bool = False
+    periods_computed: int = 0
+    periods_partly: int = 0
+    values_written: int = 0
+    diagnostics: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def kpi_settings(settings: Settings | KpiSettings) -> KpiSettings:
+    return settings.kpis if isinstance(settings, Settings) else settings
+
+
+def default_range(ctx: Context, since: date | None, until: date | None) -> tuple[date, date]:
+    """[since, until): by default the last `history_months` months up to today."""
+    today = ctx.now.date()
+    first = P.period_containing(today, Grain.MONTH).start
+    for _ in range(ctx.settings.history_months - 1):
+        first = P.period_containing(first - timedelta(days=1), Grain.MONTH).start
+    return since or first, until or today + timedelta(days=1)
+
+
+def compute(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
+            *, grains: list[str] | None = None, segments: list[list[str]] | None = None,
+            now: datetime | None = None, full: bool = False) -> ComputeSummary:
+    """Bring stored KPI values and diagnostics up to date; see the module docstring."""
+    started = time.perf_counter()
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    since, until = default_range(ctx, since, until)
+    summary = ComputeSummary()
+    wanted_grains = [Grain(g) for g in (grains or ctx.settings.periods)]
+    wanted_segs = [parse(s, ctx.settings) for s in (segments if segments is not None else ctx.settings.segments)]
+    with ctx.writing():
+        inputs.sync_config(ctx.conn, ctx.settings)
+        fingerprint = ctx.values_fingerprint()
+        refreshed = facts.refresh(ctx, force_full=full)
+        redo_all = full or refreshed.everything or get_meta(ctx.conn, "values_fingerprint") != fingerprint
+        summary.contacts_refreshed, summary.rebuilt_everything = refreshed.contacts, refreshed.everything
+        summary.contacts_changed = refreshed.changed
+        dirty = _dirty_days(ctx)
+        stored = values.computed(ctx)
+        combos: dict[Grain, dict[str, Segmentation]] = defaultdict(dict)
+        for grain in wanted_grains:
+            for seg in wanted_segs:
+                combos[grain][seg.key] = seg
+        for grain, by_key in stored:
+            combos[grain].setdefault(by_key, parse(by_key or None, ctx.settings))
+        touched: dict[Grain, set[Period]] = defaultdict(set)
+        for grain, segs in combos.items():
+            plan: dict[tuple[Period, frozenset[str]], list[Segmentation]] = defaultdict(list)
+            for seg in segs.values():
+                have = stored.get((grain, seg.key), {})
+                work = _stale(ctx, have, dirty, redo_all, fingerprint)
+                if grain in wanted_grains and seg.key in {s.key for s in wanted_segs}:
+                    for period in P.periods_between(grain, since, until):
+                        if period not in have:
+                            work[period] = frozenset({ALL})
+                for period, what in work.items():
+                    plan[(period, what)].append(seg)
+            summary.values_written += _run_plan(ctx, grain, plan, summary)
+            for seg in segs.values():
+                redone = {p for (p, what), segs_of in plan.items() if ALL in what and seg in segs_of}
+                untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone]
+                summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched)
+            touched[grain] = {p for p, _ in plan}
+        from kpi_core.kpis.diagnostics import store_diagnostics
+
+        summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, touched)
+        ctx.conn.execute("DELETE FROM kpi_dirty_days")
+        backlog.clear(ctx)
+        set_meta(ctx.conn, "values_fingerprint", fingerprint)
+        set_meta(ctx.conn, "computed_at", ctx.now_iso)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    log.info("kpis: computed %s periods (%s partly) in %.2fs", summary.periods_computed, summary.periods_partly,
+             summary.seconds)
+    return summary
+
+
+def _run_plan(ctx: Context, grain: Grain, plan: dict[tuple[Period, frozenset[str]], list[Segmentation]],
+              summary: ComputeSummary) -> int:
+    """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations."""
+    batches: dict[tuple[frozenset[str], tuple[str, ...]], list[Period]] = defaultdict(list)
+    segs_by_key: dict[str, Segmentation] = {}
+    for (period, what), segs in plan.items():
+        for seg in segs:
+            segs_by_key[seg.key] = seg
+        batches[(what, tuple(sorted(s.key for s in segs)))].append(period)
+    written = 0
+    for (what, seg_keys), periods in batches.items():
+        segs = [segs_by_key[k] for k in seg_keys]
+        groups = [[p] for p in periods] if grain is Grain.CUSTOM else [periods]
+        for group in groups:
+            written += _compute_periods(ctx, grain, segs, group, what)
+            if ALL in what:
+                summary.periods_computed += len(group)
+            else:
+                summary.periods_partly += len(group)
+    return written
+
+
+def _dirty_days(ctx: Context) -> list[date]:
+    out = []
+    for (day,) in ctx.conn.execute("SELECT day FROM kpi_dirty_days ORDER BY day"):
+        try:
+            out.append(date.fromisoformat(day))
+        except (TypeError, ValueError):
+            log.warning("kpis: ignoring a malformed changed day %r", day)
+    return out
+
+
+def _stale(ctx: Context, have: dict[Period, tuple[datetime, str]], dirty: list[date], redo_all: bool,
+           fingerprint: str) -> dict[Period, frozenset[str]]:
+    """Stored periods to redo and what to redo in each (ALL, or a set of KPI ids)."""
+    out: dict[Period, frozenset[str]] = {}
+    for period, (computed_at, stamp) in have.items():
+        if redo_all or stamp != fingerprint:
+            out[period] = frozenset({ALL})
+            continue
+        what: set[str] = set()
+        if _touches(dirty, period.start, period.end):
+            what |= {k.id for k in catalogue.KPIS} - {"backlog"}
+        elif _touches(dirty, period.previous().start, period.start):
+            what |= RETENTION
+        if not values.is_settled(ctx, period, computed_at):
+            what |= TIME_KPIS
+        if what:
+            out[period] = frozenset(what)
+    return out
+
+
+def _touches(days: list[date], start: date, end: date) -> bool:
+    i = bisect_left(days, start)
+    return i < len(days) and days[i] < end
+
+
+def _compute_periods(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Period],
+                     what: frozenset[str]) -> int:
+    todo = [p for p in todo if p.start <= ctx.now.date()]
+    if not todo:
+        return 0
+    everything = [k for k in catalogue.KPIS if ctx.hours.configured or not k.business_hours]
+    chosen = everything if ALL in what else [k for k in everything if k.id in what]
+    if not chosen:
+        return 0
+    found = evaluate(ctx, todo, segs, chosen)
+    by_seg: dict[str, list[Any]] = defaultdict(list)
+    for value in found:
+        by_seg[value.by].append(value)
+    kpi_ids = None if ALL in what else [k.id for k in chosen]
+    written = 0
+    for seg in segs:
+        touch = ALL in what or bool(TIME_KPIS & what)
+        written += values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch)
+    return written
+
+
+def kpi_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,
+             until: date | None, by: list[str] | str | None = None, kpi_ids: list[str] | None = None,
+             *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Stored KPI values as the interface's JSON objects; periods never computed (or computed under other
+    settings) are computed and stored first, from the facts as of the last `compute`."""
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    wanted = P.resolve(period, since, until, ctx.now)
+    seg = parse(by, ctx.settings)
+    if kpi_ids:
+        catalogue.selected(kpi_ids, True)  # validates the ids
+    grain = wanted[0].grain
+    ensure(ctx, grain, seg, wanted)
+    return values.read(ctx, grain, seg.key, wanted, kpi_ids, ctx.hours.configured)
+
+
+def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) -> None:
+    """Compute and store the periods of `wanted` that are missing or were computed under other settings.
+
+    The facts are refreshed only when they were never built (or under other settings): otherwise the
+    stored values and the ones computed here both reflect the last `compute`, and the changes since
+    wait for the next one.
+    """
+    fingerprint = ctx.values_fingerprint()
+    have = values.computed(ctx, grain, seg.key).get((grain, seg.key), {})
+    missing = [p for p in wanted if p not in have or have[p][1] != fingerprint]
+    if not missing:
+        return
+    with ctx.writing():
+        if not facts.built(ctx):
+            facts.refresh(ctx)
+        for group in ([[p] for p in missing] if grain is Grain.CUSTOM else [missing]):
+            _compute_periods(ctx, grain, [seg], group, frozenset({ALL}))
+
+
+def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,
+                  until: date | None, by: list[str] | str | None = None, kpi_ids: list[str] | None = None,
+                  *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The rows of the periods just before those `kpi_rows` returns for the same request (the change column)."""
+    stamp = now or datetime.now().astimezone()
+    wanted = P.resolve(period, since, until, Context.now_utc(stamp))
+    first, last = wanted[0].previous(), wanted[-1].previous()
+    grain = wanted[0].grain
+    return kpi_rows(store, settings, grain.value, first.start, last.end, by, kpi_ids, now=stamp)
+
+
+def import_inputs(store: Store, csv_path: str | Path) -> int:
+    """Store the business inputs of a CSV file (see inputs.py); returns the rows read. Raises InputsError."""
+    conn = store.db.conn
+    with store.db.atomic():
+        return inputs.import_csv(conn, csv_path)

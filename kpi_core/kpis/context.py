@@ -1,0 +1,125 @@
+"""What every computation needs: the store, the KPI settings, the time of computing, targets and schedules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from kpi_core.settings import KpiSettings
+from kpi_core.store import Store
+
+from kpi_core.kpis import segments
+from kpi_core.kpis.business_hours import BusinessHours
+from kpi_core.kpis.targets import Targets
+
+
+@dataclass
+class Context:
+    store: Store
+    settings: KpiSettings
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    targets: Targets = field(init=False)
+    hours: BusinessHours = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.now = self.now.astimezone(timezone.utc).replace(microsecond=0)
+        self.targets = Targets(self.settings.targets)
+        self.hours = BusinessHours.from_settings(self.settings)
+        self.hours.register(self.conn)
+
+    @staticmethod
+    def now_utc(moment: datetime) -> datetime:
+        return moment.astimezone(timezone.utc).replace(microsecond=0)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.store.db.conn
+
+    @property
+    def now_epoch(self) -> int:
+        return int(self.now.timestamp())
+
+    @property
+    def now_iso(self) -> str:
+        return self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "now": self.now_epoch,
+            "abandon_s": int(self.settings.abandon_after.total_seconds()),
+            "window_s": self.settings.fcr_window_days * 86400,
+        }
+
+    def market_of_contact(self, country: str) -> str:
+        return segments.market_sql(
+            self.settings.markets, self.settings.default_market, source="c.source",
+            country=country, organization="c.organization_id",
+            brand="c.brand_id", tags="c.tags",
+        )
+
+    def market_of_person(self) -> str:
+        return segments.market_sql(
+            self.settings.markets, self.settings.default_market, source="s.source", country="rp.country",
+            organization="rp.organization_id", brand="NULL", tags="rp.tags",
+        )
+
+    def facts_fingerprint(self) -> str:
+        """Changes when the settings that shape the per-contact facts change (markets, schedules)."""
+        return _digest({
+            "markets": [m.model_dump() for m in self.settings.markets],
+            "default_market": self.settings.default_market,
+            "fcr_window_days": self.settings.fcr_window_days,
+            "business_hours": {k: v.model_dump(mode="json") for k, v in self.settings.business_hours.items()},
+        })
+
+    def values_fingerprint(self) -> str:
+        """Changes when any setting that shapes stored values changes (targets are applied on reading)."""
+        thresholds = {c: self.targets.channel_frt_minutes(c) for c in sorted(
+            {"chat", "messaging", "phone", "email", "web_form", "api", "social", "other"})}
+        return _digest({
+            "facts": self.facts_fingerprint(),
+            "abandon_after": self.settings.abandon_after.total_seconds(),
+            "fcr_window_days": self.settings.fcr_window_days,
+            "service_level_minutes": thresholds,
+            "custom_segments": self.settings.custom_segments,
+            "engine": ENGINE_VERSION,
+        })
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One immediate write transaction (reads then writes without a lost-update window)."""
+        if self.conn.in_transaction:  # inside the caller's transaction: a savepoint, as sqlite-utils nests
+            with self.store.db.atomic():
+                yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+
+# Bump when a change to the engine alters stored values, so `compute` redoes them.
+ENGINE_VERSION = 1
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM kpi_meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO kpi_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 [key, value])

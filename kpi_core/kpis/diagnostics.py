@@ -1,0 +1,262 @@
+"""Reading KPIs together: the catalogue's section 5 pairs, evaluated per period and segment from stored values.
+
+Each diagnostic is a function of the rows of one segment in one period (and, for trends,
+the same segment's previous periods, or for language gaps the segment without language);
+it returns its evidence when it fires and None when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from kpi_core.settings import KpiSettings, Settings
+from kpi_core.store import Store
+
+from kpi_core.kpis import periods as P, values
+from kpi_core.kpis.context import Context
+from kpi_core.kpis.periods import Grain, Period
+from kpi_core.kpis.segments import Segmentation, parse
+
+Rows = dict[str, dict[str, Any]]  # kpi id -> interface row, for one period and segment
+Evidence = dict[str, Any]
+
+MESSAGES = {
+    "fast_reply_slow_resolution": "First replies meet target but one-touch resolution or FCR breaches:"
+                                  " quick acknowledgements, many touches to resolve.",
+    "csat_hides_unanswered": "CSAT meets target but response rate or CSAT coverage breaches:"
+                             " CSAT only measures the contacts that were answered and rated.",
+    "nps_lags_csat": "CSAT and NPS moved apart over the last three periods: NPS lags real-time issues.",
+    "closed_but_unhappy": "Resolution time meets target but the CSAT of contacts resolved in the period"
+                          " breaches: closed fast, customer unhappy.",
+    "coverage_gap_by_language": "This language's response rate or first response time breaches while the"
+                                " overall figure meets target: customers in this language are left behind.",
+    "volume_spike": "Ticket volume is far above the previous periods: look for a product or logistics issue,"
+                    " not agent performance.",
+}
+DIAGNOSTIC_IDS = tuple(MESSAGES)
+USED_KPIS = ("first_response_time_median", "one_touch_resolution_pct", "fcr_pct", "csat_pct", "response_rate_pct",
+             "csat_response_rate_pct", "nps", "resolution_time_median", "csat_of_resolved_pct", "ticket_volume")
+_SPIKE_HISTORY = 4
+
+
+def _status(rows: Rows, kpi_id: str) -> str | None:
+    row = rows.get(kpi_id)
+    return row["status"] if row else None
+
+
+def _values(rows: Rows, *kpi_ids: str) -> Evidence:
+    return {k: rows[k]["value"] for k in kpi_ids if k in rows}
+
+
+def fast_reply_slow_resolution(rows: Rows) -> Evidence | None:
+    if _status(rows, "first_response_time_median") != "ok":
+        return None
+    if "breach" not in (_status(rows, "one_touch_resolution_pct"), _status(rows, "fcr_pct")):
+        return None
+    return _values(rows, "first_response_time_median", "one_touch_resolution_pct", "fcr_pct")
+
+
+def csat_hides_unanswered(rows: Rows) -> Evidence | None:
+    if _status(rows, "csat_pct") != "ok":
+        return None
+    if "breach" not in (_status(rows, "response_rate_pct"), _status(rows, "csat_response_rate_pct")):
+        return None
+    return _values(rows, "csat_pct", "response_rate_pct", "csat_response_rate_pct")
+
+
+def closed_but_unhappy(rows: Rows) -> Evidence | None:
+    if _status(rows, "resolution_time_median") != "ok" or _status(rows, "csat_of_resolved_pct") != "breach":
+        return None
+    return _values(rows, "resolution_time_median", "csat_of_resolved_pct", "csat_pct")
+
+
+def nps_lags_csat(history: list[Rows]) -> Evidence | None:
+    """CSAT fell at each of the last two steps by >= 2 points in all while NPS moved < 2 (or the reverse)."""
+    if len(history) < 3:
+        return None
+    csat = [h.get("csat_pct", {}).get("value") for h in history[-3:]]
+    nps = [h.get("nps", {}).get("value") for h in history[-3:]]
+    if None in csat or None in nps:
+        return None
+
+    def fell(series: list[float]) -> bool:
+        return series[1] < series[0] and series[2] < series[1] and series[0] - series[2] >= 2
+
+    if (fell(csat) and abs(nps[2] - nps[0]) < 2) or (fell(nps) and abs(csat[2] - csat[0]) < 2):
+        return {"csat_pct": csat, "nps": nps}
+    return None
+
+
+def volume_spike(history: list[Rows], usable: int) -> Evidence | None:
+    """Volume above mean + 3 population sd of the previous 4 periods (1-3 periods: above 1.5 x mean)."""
+    current = history[-1].get("ticket_volume", {}).get("value")
+    previous = [h.get("ticket_volume", {}).get("value") or 0 for h in history[:-1]][-min(usable, _SPIKE_HISTORY):]
+    if current is None or not previous or usable <= 0:
+        return None
+    mean = statistics.fmean(previous)
+    if len(previous) == _SPIKE_HISTORY:
+        spread = statistics.pstdev(previous)
+        threshold = mean + 3 * spread
+    else:
+        spread, threshold = None, mean * 1.5
+    if current <= threshold:
+        return None
+    return {"ticket_volume": current, "previous_ticket_volume": previous, "previous_mean": round(mean, 4),
+            "previous_sd": None if spread is None else round(spread, 4), "threshold": round(threshold, 4)}
+
+
+def coverage_gap_by_language(rows: Rows, overall: Rows) -> Evidence | None:
+    fired = {}
+    for kpi_id in ("response_rate_pct", "first_response_time_median"):
+        if _status(rows, kpi_id) == "breach" and _status(overall, kpi_id) == "ok":
+            fired[kpi_id] = rows[kpi_id]["value"]
+            fired[f"overall_{kpi_id}"] = overall[kpi_id]["value"]
+    return fired or None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Stored rows of one segmentation: {(period, segment json): {kpi: row}}."""
+
+    seg: Segmentation
+    rows: dict[tuple[Period, str], Rows]
+
+    def get(self, period: Period, segment: str) -> Rows:
+        return self.rows.get((period, segment), {})
+
+
+def _table(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period], compute_missing: bool) -> _Table:
+    if compute_missing:
+        from kpi_core.kpis.api import ensure
+
+        ensure(ctx, grain, seg, periods)
+    ids = list(USED_KPIS)
+    out: dict[tuple[Period, str], Rows] = {}
+    by_start = {p.start.isoformat(): p for p in periods}
+    for row in values.read(ctx, grain, seg.key, periods, ids, False):
+        if list(row["segment"]) != list(seg.dims):
+            continue  # channel-mix rows carry an extra dimension
+        period = by_start[row["period_start"]]
+        out.setdefault((period, values.segment_json(row["segment"])), {})[row["kpi"]] = row
+    return _Table(seg, out)
+
+
+def evaluate(ctx: Context, grain: Grain, segs: Iterable[Segmentation], periods: list[Period],
+             compute_missing: bool = True) -> list[dict[str, Any]]:
+    """Every diagnostic that fires in `periods` for each segmentation (and the overall figures).
+
+    With `compute_missing` the stored values they need are computed first where missing; without,
+    a diagnostic whose figures are not stored stays silent.
+    """
+    periods = sorted(p for p in periods if p.start <= ctx.now.date())
+    if not periods:
+        return []
+    history = [periods[0]]
+    for _ in range(_SPIKE_HISTORY):
+        history.insert(0, history[0].previous())
+    span = sorted(set(history) | set(periods))
+    wanted = {parse([], ctx.settings).key: parse([], ctx.settings)}
+    for seg in segs:
+        wanted[seg.key] = seg
+        if "language" in seg.dims:
+            parent = parse([d for d in seg.dims if d != "language"], ctx.settings)
+            wanted.setdefault(parent.key, parent)
+    tables = {key: _table(ctx, grain, seg, span, compute_missing) for key, seg in wanted.items()}
+    data_start = _data_start(ctx)  # after the tables: computing them may build the facts
+    found: list[dict[str, Any]] = []
+    for key, table in tables.items():
+        segments = sorted({s for (p, s) in table.rows if p in periods})
+        for period in periods:
+            for segment in segments:
+                found.extend(_evaluate_one(ctx, tables, table, period, segment, data_start))
+    found.sort(key=lambda d: (d["period_start"], d["diagnostic"], json.dumps(d["segment"])))
+    return found
+
+
+def _data_start(ctx: Context) -> date | None:
+    first = ctx.conn.execute("SELECT min(created_at) FROM kpi_facts WHERE is_deleted = 0").fetchone()[0]
+    return date.fromisoformat(first[:10]) if first else None
+
+
+def _usable_history(previous: list[Period], data_start: date | None) -> int:
+    """How many previous periods lie after the data begins (earlier ones are empty, not quiet)."""
+    if data_start is None:
+        return 0
+    first = data_start if previous[0].grain is Grain.CUSTOM else P.period_containing(data_start, previous[0].grain).start
+    return sum(1 for p in previous if p.start >= first)
+
+
+def _evaluate_one(ctx: Context, tables: dict[str, _Table], table: _Table, period: Period, segment: str,
+                  data_start: date | None) -> list[dict[str, Any]]:
+    rows = table.get(period, segment)
+    if not rows:
+        return []
+    chain = [period]
+    for _ in range(_SPIKE_HISTORY):
+        chain.insert(0, chain[0].previous())
+    history = [table.get(p, segment) for p in chain]
+    usable = _usable_history(chain[:-1], data_start)
+    fired: dict[str, Evidence | None] = {
+        "fast_reply_slow_resolution": fast_reply_slow_resolution(rows),
+        "csat_hides_unanswered": csat_hides_unanswered(rows),
+        "nps_lags_csat": nps_lags_csat(history),
+        "closed_but_unhappy": closed_but_unhappy(rows),
+        "volume_spike": volume_spike(history, usable),
+    }
+    seg_dict = json.loads(segment)
+    if seg_dict.get("language") not in (None, "und"):
+        parent_dims = [d for d in table.seg.dims if d != "language"]
+        parent = tables[",".join(parent_dims)]
+        parent_segment = values.segment_json({d: seg_dict[d] for d in parent_dims})
+        fired["coverage_gap_by_language"] = coverage_gap_by_language(rows, parent.get(period, parent_segment))
+    return [
+        {"diagnostic": name, "period_start": period.start.isoformat(), "period_end": period.end.isoformat(),
+         "segment": seg_dict, "evidence": evidence, "message": MESSAGES[name]}
+        for name, evidence in fired.items() if evidence
+    ]
+
+
+def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation],
+                      touched: dict[Grain, set[Period]]) -> int:
+    """Evaluate again and store the diagnostics of the touched periods and of the periods whose trend they feed."""
+    count = 0
+    for grain in grains:
+        if grain is Grain.CUSTOM or not touched.get(grain):
+            continue
+        redo: set[Period] = set()
+        for period in touched[grain]:
+            for _ in range(_SPIKE_HISTORY + 1):
+                if period.start <= ctx.now.date():
+                    redo.add(period)
+                period = period.next()
+        stored = {p for p in values.computed(ctx, grain, "").get((grain, ""), {})}
+        periods = sorted(redo & stored)
+        if not periods:
+            continue
+        found = evaluate(ctx, grain, segs, periods, compute_missing=False)
+        ctx.conn.executemany("DELETE FROM kpi_diagnostics WHERE grain = ? AND period_start = ? AND period_end = ?",
+                             [(grain.value, p.start.isoformat(), p.end.isoformat()) for p in periods])
+        ctx.conn.executemany(
+            "INSERT OR REPLACE INTO kpi_diagnostics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(grain.value, ",".join(d["segment"]), d["period_start"], d["period_end"], d["diagnostic"],
+              values.segment_json(d["segment"]), json.dumps(d["evidence"]), d["message"], ctx.now_iso)
+             for d in found])
+        count += len(found)
+    return count
+
+
+def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
+             period: str | None = "month", *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The diagnostics that fire in the periods of `period` over [since, until) (default: this month)."""
+    from kpi_core.kpis.api import kpi_settings
+
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    wanted = P.resolve(period, since, until, ctx.now)
+    segs = [parse(s, ctx.settings) for s in ctx.settings.segments] + [parse(["channel"], ctx.settings),
+                                                                       parse(["language"], ctx.settings)]
+    return evaluate(ctx, wanted[0].grain, {s.key: s for s in segs}.values(), wanted)

@@ -1,0 +1,246 @@
+"""Per-contact KPI facts: one narrow row per contact in `kpi_facts`, refreshed only where a sync changed something.
+
+Triggers on contacts, status events, survey responses and people (migration m011) note the
+contacts a write touched in `kpi_dirty_contacts`; survey answers and status events also
+note their day in `kpi_dirty_days`. `refresh` rebuilds the facts of those contacts and of
+the other contacts of the same requesters (a new contact can undo an earlier one's FCR),
+compares them with the old rows, and adds the anchor days of every row that really changed
+to `kpi_dirty_days`, which tells `compute` which periods to redo. The old and new versions
+of the changed rows go to `kpi_facts_changes`, from which `compute` moves the stored backlog.
+
+Durations are computed once here, in whole seconds, clamped at 0; a contact's FCR needs
+`next_contact_epoch`, the first later customer-started contact of its requester after its
+first resolution, kept only when it falls inside the FCR window. Contacts whose status history has reopenings keep their resolve/reopen
+steps in `transitions` (JSON [[time, +1|-1], ...]) for the backlog.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kpi_core.store import utc_now
+
+from kpi_core.kpis.context import Context, get_meta, set_meta
+from kpi_core.kpis.scales import positive_sql
+
+COLUMNS = (
+    "source", "source_id", "is_deleted", "channel", "agent", "grp", "language", "market", "priority",
+    "ticket_type", "tags", "custom", "requester", "created_at", "first_resolved_at", "last_resolved_at", "replied",
+    "start_epoch", "first_resolved_epoch", "activity_epoch", "frt_s", "res_s", "full_res_s", "handle_s",
+    "agent_replies", "reopens", "bot_only", "csat_n", "csat_classified", "csat_pos", "transitions",
+    "next_contact_epoch", "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
+)
+ANCHOR_COLUMNS = ("created_at", "first_resolved_at", "last_resolved_at")
+INDEXES = {
+    "kpi_facts_contact": "CREATE UNIQUE INDEX kpi_facts_contact ON kpi_facts (source, source_id)",
+    "kpi_facts_created": "CREATE INDEX kpi_facts_created ON kpi_facts (created_at)",
+    "kpi_facts_first_resolved": "CREATE INDEX kpi_facts_first_resolved ON kpi_facts (first_resolved_at)",
+    "kpi_facts_last_resolved": "CREATE INDEX kpi_facts_last_resolved ON kpi_facts (last_resolved_at)",
+    "kpi_facts_history": "CREATE INDEX kpi_facts_history ON kpi_facts (created_at) WHERE transitions IS NOT NULL",
+}
+# Rebuild everything rather than diff when this share of the contacts changed.
+_FULL_SHARE = 0.3
+
+
+def epoch_sql(conn: sqlite3.Connection, column: str) -> str:
+    """Epoch seconds of an ISO timestamp: unixepoch() where SQLite has it (3.38+), else via julianday."""
+    if sqlite3.sqlite_version_info >= (3, 38, 0):
+        return f"unixepoch({column})"
+    return f"CAST(round((julianday({column}) - 2440587.5) * 86400) AS INTEGER)"
+
+
+def _transitions_sql() -> str:
+    """JSON [[at, -1 | +1], ...]: each entry into (-1) or exit from (+1) a resolved state, in order."""
+    steps = ("SELECT at, CASE WHEN kind = 'resolved' AND coalesce(lag(kind) OVER w, 'reopened') = 'reopened'"
+             " THEN -1 WHEN kind = 'reopened' AND lag(kind) OVER w = 'resolved' THEN 1 ELSE 0 END AS d"
+             " FROM status_events e WHERE e.source = c.source AND e.contact_id = c.source_id"
+             " WINDOW w AS (ORDER BY e.at, e.rowid)")
+    return (f"CASE WHEN coalesce(c.reopens, 0) > 0 AND EXISTS (SELECT 1 FROM status_events e"
+            f" WHERE e.source = c.source AND e.contact_id = c.source_id AND e.kind = 'reopened')"
+            f" THEN (SELECT json_group_array(json_array(at, d)) FROM ({steps}) WHERE d != 0) END")
+
+
+def _next_contact_sql(epoch: Callable[[str], str], window_s: int) -> str:
+    """The requester's first later customer-started contact after this one's first resolution, for FCR
+    candidates, kept only when it falls inside the FCR window (so a contact months later changes nothing)."""
+    later = ("SELECT min(g.created_at) FROM contacts g WHERE g.source = c.source AND g.requester_id = c.requester_id"
+             " AND g.created_at > c.first_resolved_at AND g.status != 'deleted' AND g.rowid != c.rowid"
+             " AND (coalesce(g.is_outbound, 0) = 0 OR g.first_customer_message_at IS NOT NULL)")
+    candidate = ("c.requester_id IS NOT NULL AND c.first_resolved_at IS NOT NULL"
+                 " AND coalesce(c.agent_replies, 0) = 1 AND coalesce(c.reopens, 0) = 0")
+    within = f"{epoch('c.first_resolved_at')} + {window_s}"
+    return f"CASE WHEN {candidate} THEN (SELECT n FROM (SELECT {epoch(f'({later})')} AS n) WHERE n <= {within}) END"
+
+
+def _country_sql() -> str:
+    return ("coalesce(c.country, (SELECT p.country FROM people p WHERE p.source = c.source"
+            " AND p.source_id = c.requester_id), (SELECT o.country FROM organizations o WHERE o.source = c.source"
+            " AND o.source_id = c.organization_id))")
+
+
+def select_sql(ctx: Context, keys: str | None) -> str:
+    """The facts of the contacts in temp table `keys` (every contact when None), in COLUMNS order."""
+    conn = ctx.conn
+
+    def ep(column: str) -> str:
+        return epoch_sql(conn, column)
+
+    # With a key table, start from it (CROSS JOIN fixes the order) so only those contacts are read.
+    contacts = (f"{keys} k CROSS JOIN contacts c ON c.source = k.source AND c.source_id = k.source_id"
+                if keys else "contacts c")
+    surveys = (f"{keys} k CROSS JOIN survey_responses s ON s.source = k.source AND s.contact_id = k.source_id"
+               if keys else "survey_responses s")
+    start = "CASE WHEN coalesce(c.is_outbound, 0) = 1 THEN c.first_customer_message_at ELSE c.created_at END"
+    resolved = "(c.first_resolved_at IS NOT NULL OR c.status IN ('resolved', 'closed'))"
+    live = "c.channel IN ('chat', 'messaging', 'phone')"
+    schedule = ctx.hours.assignment_sql("grp", "market")
+    spans = (("start_epoch", "reply_epoch"), ("created_epoch", "first_resolved_epoch"),
+             ("created_epoch", "last_resolved_epoch"))
+    bh = ", ".join(f"{f'kpi_bh(schedule, {a}, {b})' if ctx.hours.configured else 'NULL'} AS {name}"
+                   for (a, b), name in zip(spans, COLUMNS[-3:]))
+    market = ctx.market_of_contact(_country_sql())
+    return f"""
+    WITH sv AS (
+      SELECT source, contact_id, count(*) AS n, count(pos) AS classified, coalesce(sum(pos), 0) AS positive
+      FROM (SELECT s.source, s.contact_id, {positive_sql('s')} AS pos FROM {surveys}
+            WHERE s.kind = 'csat' AND s.contact_id IS NOT NULL)
+      GROUP BY source, contact_id),
+    base AS (
+      SELECT c.source, c.source_id, (c.status = 'deleted') AS is_deleted, c.channel,
+        CASE WHEN c.assignee_id IS NOT NULL THEN c.source || ':' || c.assignee_id END AS agent,
+        CASE WHEN c.group_id IS NOT NULL THEN c.source || ':' || c.group_id END AS grp,
+        coalesce(c.language, 'und') AS language, {market} AS market, c.priority, c.ticket_type,
+        coalesce(c.tags, '[]') AS tags, c.custom,
+        CASE WHEN c.requester_id IS NOT NULL THEN c.source || ':' || c.requester_id END AS requester,
+        c.created_at, c.first_resolved_at, c.last_resolved_at, (c.first_agent_reply_at IS NOT NULL) AS replied,
+        {ep(start)} AS start_epoch, {ep('c.first_resolved_at')} AS first_resolved_epoch,
+        {ep('coalesce(c.last_activity_at, c.created_at)')} AS activity_epoch,
+        max(0, {ep('c.first_agent_reply_at')} - {ep(start)}) AS frt_s,
+        max(0, {ep('c.first_resolved_at')} - {ep('c.created_at')}) AS res_s,
+        max(0, {ep('c.last_resolved_at')} - {ep('c.created_at')}) AS full_res_s,
+        coalesce(c.handle_seconds, CASE WHEN {live} THEN max(0, {ep('c.last_resolved_at')}
+          - {ep('c.first_agent_reply_at')}) END) AS handle_s,
+        coalesce(c.agent_replies, 0) AS agent_replies, coalesce(c.reopens, 0) AS reopens,
+        ({resolved} AND c.first_agent_reply_at IS NULL AND coalesce(c.agent_replies, 0) = 0
+          AND (coalesce(c.is_bot_only, 0) = 1 OR coalesce(c.has_bot_message, 0) = 1)) AS bot_only,
+        coalesce(sv.n, 0) AS csat_n, coalesce(sv.classified, 0) AS csat_classified,
+        coalesce(sv.positive, 0) AS csat_pos, {_transitions_sql()} AS transitions,
+        {_next_contact_sql(ep, ctx.settings.fcr_window_days * 86400)} AS next_contact_epoch,
+        {ep('c.created_at') if ctx.hours.configured else 'NULL'} AS created_epoch,
+        {ep('c.first_agent_reply_at') if ctx.hours.configured else 'NULL'} AS reply_epoch,
+        {ep('c.last_resolved_at') if ctx.hours.configured else 'NULL'} AS last_resolved_epoch
+      FROM {contacts}
+      LEFT JOIN sv ON sv.source = c.source AND sv.contact_id = c.source_id),
+    placed AS (SELECT *, {schedule} AS schedule FROM base)
+    SELECT {', '.join(COLUMNS[:-3])}, {bh} FROM placed
+    """
+
+
+@dataclass
+class Refresh:
+    """What a refresh did: contacts rebuilt, and whether everything (rather than some days) changed."""
+
+    contacts: int
+    everything: bool
+    changed: int = 0
+
+
+def built(ctx: Context) -> bool:
+    """Whether the facts exist and were built under the current settings (markets, schedules, FCR window)."""
+    return get_meta(ctx.conn, "facts_fingerprint") == ctx.facts_fingerprint()
+
+
+def refresh(ctx: Context, force_full: bool = False) -> Refresh:
+    """Bring `kpi_facts` up to date with the store (inside the caller's write transaction)."""
+    conn = ctx.conn
+    fingerprint = ctx.facts_fingerprint()
+    dirty = conn.execute("SELECT count(*) FROM kpi_dirty_contacts").fetchone()[0]
+    total = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
+    full = force_full or get_meta(conn, "facts_fingerprint") != fingerprint or dirty > _FULL_SHARE * max(total, 1)
+    _prepare_clock(ctx, full)
+    _drop_temp(conn)
+    if full:
+        _rebuild(ctx)
+        set_meta(conn, "facts_fingerprint", fingerprint)
+        return Refresh(total, True)
+    changed = _refresh_some(ctx) if dirty else 0
+    return Refresh(dirty, False, changed)
+
+
+def _rebuild(ctx: Context) -> None:
+    """Everything from scratch: indexes dropped and built again after the bulk insert (much faster)."""
+    conn = ctx.conn
+    for name in INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+    conn.execute("DELETE FROM kpi_facts")
+    # Stored in creation order, so that a period's contacts sit together and range reads are sequential.
+    conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT * FROM ({select_sql(ctx, None)})"
+                 " ORDER BY created_at")
+    for sql in INDEXES.values():
+        conn.execute(sql)
+    conn.execute("DELETE FROM kpi_dirty_contacts")
+    conn.execute("DELETE FROM kpi_facts_changes")  # every stored value is redone after a rebuild
+
+
+def _prepare_clock(ctx: Context, full: bool) -> None:
+    if not ctx.hours.configured:
+        return
+    table = "contacts" if full else "contacts c JOIN kpi_dirty_contacts USING (source, source_id)"
+    first, last = ctx.conn.execute(
+        f"SELECT min(created_at), max(coalesce(last_resolved_at, created_at)) FROM {table}"
+    ).fetchone()
+    if first:
+        epochs = ctx.conn.execute("SELECT strftime('%s', ?), strftime('%s', ?)", [first, last]).fetchone()
+        ctx.hours.prepare(int(epochs[0]), max(int(epochs[1]), ctx.now_epoch))
+
+
+def _drop_temp(conn: sqlite3.Connection) -> None:
+    for table in ("kf_keys", "kf_new", "kf_old", "kf_chg"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def _refresh_some(ctx: Context) -> int:
+    """Rebuild the dirty contacts (and their requesters' other contacts); return how many rows changed."""
+    conn = ctx.conn
+    conn.execute("CREATE TEMP TABLE kf_keys (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id))")
+    conn.execute("INSERT INTO kf_keys SELECT source, source_id FROM kpi_dirty_contacts")
+    # The requesters' other contacts: their next_contact_epoch (FCR) may move.
+    conn.execute(
+        "INSERT OR IGNORE INTO kf_keys SELECT g.source, g.source_id FROM (SELECT DISTINCT c.source, c.requester_id"
+        " FROM kpi_dirty_contacts d CROSS JOIN contacts c ON c.source = d.source AND c.source_id = d.source_id"
+        " WHERE c.requester_id IS NOT NULL) r CROSS JOIN contacts g ON g.source = r.source"
+        " AND g.requester_id = r.requester_id")
+    conn.execute(f"CREATE TEMP TABLE kf_new AS {select_sql(ctx, 'kf_keys')}")
+    conn.execute("CREATE INDEX temp.kf_new_contact ON kf_new (source, source_id)")
+    same = "n.source = o.source AND n.source_id = o.source_id AND " + " AND ".join(
+        f"n.{c} IS o.{c}" for c in COLUMNS[2:])
+    conn.execute(f"CREATE TEMP TABLE kf_old AS SELECT o.* FROM kf_keys k CROSS JOIN kpi_facts o ON o.source = k.source"
+                 f" AND o.source_id = k.source_id WHERE NOT EXISTS (SELECT 1 FROM kf_new n WHERE {same})")
+    conn.execute(f"CREATE TEMP TABLE kf_chg AS SELECT NULL AS id, n.* FROM kf_new n"
+                 f" WHERE NOT EXISTS (SELECT 1 FROM kpi_facts o WHERE {same})")
+    days = " UNION ".join(f"SELECT substr({c}, 1, 10) AS day FROM {t} WHERE {c} IS NOT NULL"
+                          for t in ("kf_old", "kf_chg") for c in ANCHOR_COLUMNS)
+    conn.execute(f"INSERT INTO kpi_dirty_days SELECT day FROM ({days}) WHERE day NOT IN (SELECT day FROM kpi_dirty_days)")
+    _record_changes(conn)
+    conn.execute("DELETE FROM kpi_facts WHERE id IN (SELECT id FROM kf_old)")
+    conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM kf_chg")
+    conn.execute("DELETE FROM kpi_dirty_contacts")
+    changed = conn.execute("SELECT (SELECT count(*) FROM kf_old) + (SELECT count(*) FROM kf_chg)").fetchone()[0]
+    _drop_temp(conn)
+    return int(changed)
+
+
+CHANGE_COLUMNS = ("source", "source_id", "is_deleted", "channel", "agent", "grp", "language", "market", "priority",
+                  "tags", "custom", "created_at", "first_resolved_at", "transitions")
+
+
+def _record_changes(conn: sqlite3.Connection) -> None:
+    """Keep the old and new versions of the changed rows for the backlog (see backlog.py)."""
+    seq = int(get_meta(conn, "facts_changes_seq") or 0) + 1
+    set_meta(conn, "facts_changes_seq", str(seq))
+    cols = ", ".join(CHANGE_COLUMNS)
+    for sign, table in ((-1, "kf_old"), (1, "kf_chg")):
+        conn.execute(f"INSERT INTO kpi_facts_changes (seq, recorded_at, sign, {cols}) SELECT ?, ?, ?, {cols}"
+                     f" FROM {table}", [seq, utc_now(), sign])

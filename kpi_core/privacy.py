@@ -1,0 +1,258 @@
+"""Erasing one person (`forget`) and the retention purge (`purge`); the KPI values stay.
+
+Where a person's records live (`PERSON_TABLES`, checked by the tests against the schema):
+their contacts (as requester) and what hangs off them (messages, status events, survey
+responses, the KPI engine's per-contact facts), their own row in `people`, the messages
+and survey answers they left elsewhere, write-back rows about their contacts or
+themselves, and quarantine entries of those records.
+
+Deleting a contact fires the KPI engine's change triggers, which would have the next
+`compute` redo the periods the contact was in from what is left, and so change values
+that must stay (they are aggregates). Both operations therefore delete the engine's facts
+of those contacts themselves and withdraw the change marks the deletion added.
+
+The store runs with `secure_delete`, so deleted rows are overwritten in place; at the end
+the WAL is checkpointed and truncated, so no copy of a deleted page lingers there either.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from kpi_core.model import email_hash
+from kpi_core.settings import Settings
+from kpi_core.store import Store
+
+# Every table that holds a trace of a person, in deletion order: children before parents.
+PERSON_TABLES = (
+    "messages", "status_events", "survey_responses", "kpi_facts", "contacts", "people",
+    "writeback_ledger", "writeback_log", "quarantine",
+)
+# Write-back rows (migration m020_writeback) name a record by (helpdesk, object, record_id).
+WRITEBACK_TABLES = ("writeback_ledger", "writeback_log")
+
+
+@dataclass(frozen=True)
+class Person:
+    source: str
+    id: str
+    role: str | None = None  # None when the store has no people row for this id
+
+
+@dataclass
+class Deletion:
+    """Rows deleted per table, and whether the WAL could be emptied afterwards."""
+
+    counts: dict[str, int] = field(default_factory=lambda: {t: 0 for t in PERSON_TABLES})
+    wal_truncated: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class Purge(Deletion):
+    cutoff: str = ""
+    computed_since: date | None = None
+
+
+class PrivacyError(ValueError):
+    """An erasure request that cannot be carried out as asked."""
+
+
+# --- finding a person ------------------------------------------------------------------------
+
+
+def person(store: Store, source: str, person_id: str) -> Person:
+    row = store.db.execute("SELECT role FROM people WHERE source = ? AND source_id = ?", [source, person_id]).fetchone()
+    return Person(source, person_id, row[0] if row else None)
+
+
+def people_by_email(store: Store, address: str, hash_key: bytes | None, source: str | None = None) -> list[Person]:
+    """Everyone whose e-mail address is `address`, in every helpdesk: by keyed hash, or by stored address."""
+    normalized = address.strip().lower()
+    if not normalized:
+        raise PrivacyError("--email: empty address")
+    stored_addresses = store.db.execute("SELECT 1 FROM people WHERE email IS NOT NULL LIMIT 1").fetchone()
+    if hash_key is None and not stored_addresses:
+        raise PrivacyError(
+            "--email needs [privacy] hash_key (set HELPDESK_KPI_PRIVACY__HASH_KEY to the key the syncs used):"
+            " the store keeps only the keyed hash of an address, never the address"
+        )
+    sql = "SELECT source, source_id, role FROM people WHERE (email_hash = ? OR lower(trim(email)) = ?)"
+    params: list[str | None] = [email_hash(normalized, hash_key) if hash_key else None, normalized]
+    if source is not None:
+        sql += " AND source = ?"
+        params.append(source)
+    return [Person(*row) for row in store.db.execute(sql + " ORDER BY source, source_id", params).fetchall()]
+
+
+# --- erasure ---------------------------------------------------------------------------------
+
+
+def forget(store: Store, people: Sequence[Person]) -> Deletion:
+    """Delete every record of these people (see the module docstring); KPI values stay."""
+    deletion = Deletion()
+    if not people:
+        deletion.wal_truncated = checkpoint(store)
+        return deletion
+    conn = store.db.conn
+    with _immediate(conn), _scratch(conn):
+        conn.executemany("INSERT OR IGNORE INTO temp.gone_people VALUES (?, ?, ?)",
+                         [(p.source, p.id, int(p.role in (None, "customer"))) for p in people])
+        conn.execute("INSERT OR IGNORE INTO temp.gone_contacts SELECT c.source, c.source_id FROM contacts c"
+                     " JOIN temp.gone_people g ON g.source = c.source AND g.source_id = c.requester_id")
+        _delete_traces(conn, deletion)
+    deletion.wal_truncated = checkpoint(store)
+    for p in people:
+        if p.role not in (None, "customer"):
+            deletion.notes.append(
+                f"{p.source} {p.id} is {'an' if p.role == 'agent' else 'a'} {p.role}: their messages on other"
+                " people's contacts were kept (they carry no text unless bodies are stored, and the reply facts"
+                " of those contacts rest on them)")
+    return deletion
+
+
+def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
+    """Delete what temp.gone_contacts and temp.gone_people name, in every table of PERSON_TABLES."""
+    in_contacts = "(source, {col}) IN (SELECT source, source_id FROM temp.gone_contacts)"
+    in_people = "(source, {col}) IN (SELECT source, source_id FROM temp.gone_people)"
+    authored = "(source, author_id) IN (SELECT source, source_id FROM temp.gone_people WHERE authored = 1)"
+    _delete(conn, deletion, "messages", f"{in_contacts.format(col='contact_id')} OR {authored}")
+    _delete(conn, deletion, "status_events", in_contacts.format(col="contact_id"))
+    _delete(conn, deletion, "survey_responses",
+            f"{in_contacts.format(col='contact_id')} OR {in_people.format(col='requester_id')}")
+    _delete(conn, deletion, "kpi_facts", in_contacts.format(col="source_id"))
+    _delete(conn, deletion, "contacts", in_contacts.format(col="source_id"))
+    _delete(conn, deletion, "people", in_people.format(col="source_id"))
+    _writeback_records(conn)
+    for table in WRITEBACK_TABLES:
+        _delete(conn, deletion, table,
+                "(helpdesk, object, record_id) IN (SELECT helpdesk, object, record_id FROM temp.gone_records)")
+    # Connectors name quarantined records "<kind>:<id>" or "<kind> <id>" (or the bare id).
+    _delete(conn, deletion, "quarantine",
+            "EXISTS (SELECT 1 FROM (SELECT source, source_id FROM temp.gone_contacts UNION ALL"
+            " SELECT source, source_id FROM temp.gone_people) g WHERE g.source = quarantine.source"
+            " AND (quarantine.record_id = g.source_id OR substr(quarantine.record_id, -length(g.source_id) - 1)"
+            " IN (':' || g.source_id, ' ' || g.source_id)))")
+    _keep_kpi_values(conn)
+
+
+def _delete(conn: sqlite3.Connection, deletion: Deletion, table: str, where: str, params: Sequence[str] = ()) -> None:
+    deletion.counts[table] += conn.execute(f"DELETE FROM [{table}] WHERE {where}", params).rowcount
+
+
+def _writeback_records(conn: sqlite3.Connection) -> None:
+    """temp.gone_records: the write-back (helpdesk, object, record_id) of the gone contacts and people."""
+    from kpi_core.writeback.mappings import OBJECTS, Level  # late: write-back loads its own modules
+
+    for helpdesk, objects in OBJECTS.items():
+        for obj, level in objects.items():
+            source_table = {Level.CONTACT: "gone_contacts", Level.REQUESTER: "gone_people"}.get(level)
+            if source_table is not None:
+                conn.execute(f"INSERT OR IGNORE INTO temp.gone_records SELECT source, ?, source_id"
+                             f" FROM temp.{source_table} WHERE source = ?", [obj, helpdesk])
+
+
+def _keep_kpi_values(conn: sqlite3.Connection) -> None:
+    """Withdraw the change marks the deletion added, so the next compute does not redo those periods."""
+    conn.execute("DELETE FROM kpi_dirty_days WHERE day NOT IN (SELECT day FROM temp.dirty_days_before)")
+    conn.execute(
+        "DELETE FROM kpi_dirty_contacts WHERE (source, source_id) IN (SELECT source, source_id FROM temp.gone_contacts)"
+        " OR (source, source_id) NOT IN (SELECT source, source_id FROM temp.dirty_contacts_before)")
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+def retention_cutoff(settings: Settings, now: datetime | None = None) -> str:
+    moment = (now or datetime.now(timezone.utc)) - timedelta(days=settings.privacy.retention_days)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purge:
+    """Delete contacts idle for longer than retention_days (after computing their KPI values), and their records.
+
+    Also goes: survey answers tied to no contact and older than the cutoff, and customers
+    whose every contact went (their people row). KPI values stay.
+    """
+    result = Purge(cutoff=retention_cutoff(settings, now))
+    conn = store.db.conn
+    oldest = conn.execute(f"SELECT min(created_at) FROM contacts WHERE {_EXPIRED}", [result.cutoff]).fetchone()[0]
+    loose = conn.execute("SELECT min(created_at) FROM survey_responses WHERE contact_id IS NULL AND created_at < ?",
+                         [result.cutoff]).fetchone()[0]
+    first = min(filter(None, (oldest, loose)), default=None)
+    if first is None:
+        result.wal_truncated = checkpoint(store)
+        return result
+    from kpi_core.kpis import compute  # late: the KPI engine imports the store and settings
+
+    result.computed_since = date.fromisoformat(first[:10])
+    compute(store, settings, since=result.computed_since, now=now)
+    with _immediate(conn), _scratch(conn):
+        conn.execute(f"INSERT INTO temp.gone_contacts SELECT source, source_id FROM contacts WHERE {_EXPIRED}",
+                     [result.cutoff])
+        # Customers left with no contact: their people row goes too.
+        conn.execute(
+            "INSERT INTO temp.gone_people SELECT DISTINCT c.source, c.requester_id, 0 FROM contacts c"
+            " JOIN temp.gone_contacts g ON g.source = c.source AND g.source_id = c.source_id"
+            " JOIN people p ON p.source = c.source AND p.source_id = c.requester_id AND p.role = 'customer'"
+            " WHERE NOT EXISTS (SELECT 1 FROM contacts o WHERE o.source = c.source AND o.requester_id = c.requester_id"
+            " AND (o.source, o.source_id) NOT IN (SELECT source, source_id FROM temp.gone_contacts))")
+        _delete(conn, result, "survey_responses", "contact_id IS NULL AND created_at < ?", [result.cutoff])
+        _delete_traces(conn, result)
+    result.wal_truncated = checkpoint(store)
+    return result
+
+
+# A contact's last sign of life: its last activity, else its last update, else its creation.
+_EXPIRED = "coalesce(last_activity_at, updated_at, created_at) < ?"
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def checkpoint(store: Store) -> bool:
+    """Copy the WAL into the main file and truncate it; False when another connection kept it busy."""
+    busy, _, _ = store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction taken at once (no lost update between reading what to delete and deleting it)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+@contextmanager
+def _scratch(conn: sqlite3.Connection) -> Iterator[None]:
+    """Temp tables naming what goes, and the KPI engine's change marks as they were before."""
+    for name in _TEMP_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+    conn.execute("CREATE TEMP TABLE gone_contacts (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id))")
+    conn.execute("CREATE TEMP TABLE gone_people (source TEXT, source_id TEXT, authored INTEGER,"
+                 " PRIMARY KEY (source, source_id))")
+    conn.execute("CREATE TEMP TABLE gone_records (helpdesk TEXT, object TEXT, record_id TEXT,"
+                 " PRIMARY KEY (helpdesk, object, record_id))")
+    conn.execute("CREATE TEMP TABLE dirty_days_before AS SELECT day FROM kpi_dirty_days")
+    conn.execute("CREATE TEMP TABLE dirty_contacts_before AS SELECT source, source_id FROM kpi_dirty_contacts")
+    try:
+        yield
+    finally:
+        for name in _TEMP_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+_TEMP_TABLES = ("gone_contacts", "gone_people", "gone_records", "dirty_days_before", "dirty_contacts_before")

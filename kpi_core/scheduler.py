@@ -1,0 +1,718 @@
+"""The unattended daemon: scheduled sync -> compute -> push, plus a nightly reconciliation.
+
+Jobs (APScheduler 3.x, UTC, one thread pool):
+
+- `sync:<source>`: every `[schedule] sync_every`, the first run at start. A source that
+  fails backs off (every, 2x, 4x ... up to an hour) while the others keep their pace.
+- `compute`: after a sync that changed the store; syncs that finish while it runs fold
+  into one more run. It has the store to itself (`WriterGate`): its one long transaction
+  would otherwise keep sync pages waiting on SQLite's lock.
+- `push`: after a compute, no more often than `push_every` (only when a push step is
+  installed, i.e. once write-back is configured).
+- `reconcile`: daily at `reconcile_at` UTC, moves each source's cursors back by
+  `reconcile_lookback` (connectors offering `rewind_cursor`) and syncs again, so whatever
+  an incremental export missed is read again; upserts keep it free of duplicates.
+
+Each job runs one at a time: `max_instances=1`, and a sync job pauses its own trigger
+while it runs and sets its next run when it ends, so a slow job never stacks up behind
+itself; missed runs coalesce. No job lets an exception escape: a failure is logged,
+recorded and retried on schedule. A stop (the `stop` event, set on SIGTERM/SIGINT) lets
+each sync finish and commit the page in hand; jobs still busy after `STOP_GRACE` (a
+request stuck in a retry wait) are abandoned, which loses nothing because each page and
+its cursor commit together.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connectors import build_connector
+from connectors.base import Connector, SyncError
+from kpi_core import status as health
+from kpi_core.daemon_state import DaemonState, JobState, state_path_for, write_state
+from kpi_core.logs import log_context
+from kpi_core.metrics import Metrics
+from kpi_core.model import RECORD_TYPES
+from kpi_core.settings import Settings
+from kpi_core.store import Store, open_store, store_at
+from kpi_core.sync import SourceResult, rewind_source, sync_source
+
+log = logging.getLogger(__name__)
+
+# (kpi id, period start, segment, value): what a compute step hands back for the metrics.
+KpiValue = tuple[str, str, Mapping[str, Any], float | None]
+# Recomputes the KPIs into the store after data changed; returns the current values (or None).
+ComputeStep = Callable[[Store], Iterable[KpiValue] | None]
+# Writes KPI values back into the helpdesks (filled in by write-back); returns outcome
+# counts by helpdesk, e.g. {"zendesk": {"written": 12, "unchanged": 30, "failed": 0}}.
+# It must check `stop` between writes and return early when it is set.
+PushStep = Callable[[Store, threading.Event], Mapping[str, Mapping[str, int]]]
+
+COMPUTE, PUSH, RECONCILE = "compute", "push", "reconcile"
+MAX_BACKOFF = timedelta(hours=1)
+STOP_GRACE = 8.0  # seconds the busy jobs get to commit and return after a stop; under the 10 s promised
+HEARTBEAT = 30.0  # seconds between state-file refreshes while idle
+RECONCILE_GRACE = 3600  # a nightly run missed by up to an hour (machine asleep) still runs
+
+
+def sync_job_id(source: str) -> str:
+    return f"sync:{source}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def backoff_delay(failures: int, every: timedelta) -> timedelta:
+    """Wait before the next try after `failures` failed syncs in a row: every, 2x, 4x ... capped."""
+    if failures <= 1:
+        return every
+    cap = max(every, MAX_BACKOFF)
+    return min(every * (1 << min(failures - 1, 30)), cap)
+
+
+def data_fingerprint(store: Store, source: str) -> tuple[Any, ...]:
+    """Row counts of every record table plus the newest contact change, for one source.
+
+    Connectors re-read an overlap on purpose, so "records were written" does not mean
+    "data changed"; a compute is only worth its cost when this moves.
+    """
+    counts = tuple(store.count(table, source) for table in RECORD_TYPES)
+    newest = store.db.execute("SELECT max(updated_at), max(last_activity_at) FROM contacts WHERE source = ?",
+                              [source]).fetchone()
+    return counts + tuple(newest)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an operator: SyncErrors already say where; anything else also says what."""
+    return str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class CycleResult:
+    """What `run --once` did: each source's sync, then compute and push when they ran."""
+
+    syncs: list[SourceResult] = field(default_factory=list)
+    computed: bool | None = None  # None: not run (nothing changed, or no compute step)
+    pushed: bool | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.syncs) and self.computed is not False and self.pushed is not False
+
+
+@dataclass
+class JobRun:
+    """The outcome a job body reports; an exception escaping the body counts as a failure."""
+
+    ok: bool = True
+    error: str | None = None
+    stopped: bool = False
+    skipped: str | None = None
+
+    def fail(self, error: str) -> None:
+        self.ok, self.error = False, error
+
+    @property
+    def result(self) -> str:
+        if not self.ok:
+            return "failed"
+        return "stopped" if self.stopped else ("skipped" if self.skipped else "ok")
+
+
+class OnDemand:
+    """A job that runs when asked, one at a time, at most once per `min_interval`.
+
+    Asks made while it is queued or running fold into one more run after it.
+    """
+
+    def __init__(self, job_id: str, min_interval: timedelta, submit: Callable[[str, datetime], bool]) -> None:
+        self.job_id = job_id
+        self.min_interval = min_interval
+        self._submit = submit
+        self._lock = threading.Lock()
+        self._pending = False
+        self._queued = False  # scheduled or running
+        self._last_start: datetime | None = None
+
+    def _earliest(self) -> datetime:
+        now = utc_now()
+        return now if self._last_start is None else max(now, self._last_start + self.min_interval)
+
+    def request(self) -> None:
+        with self._lock:
+            self._pending = True
+            if self._queued:
+                return
+            self._queued = True
+            at = self._earliest()
+        self._queue(at)
+
+    def begin(self) -> None:
+        """Called as the run starts: asks from now on need another run."""
+        with self._lock:
+            self._pending = False
+            self._last_start = utc_now()
+
+    def finished(self) -> None:
+        """Called once the scheduler has counted the run as done; queues the next if asked."""
+        with self._lock:
+            if not self._pending:
+                self._queued = False
+                return
+            at = self._earliest()
+        self._queue(at)
+
+    def _queue(self, at: datetime) -> None:
+        if not self._submit(self.job_id, at):
+            with self._lock:
+                self._queued = False
+
+
+class WriterGate:
+    """Syncs share the store; a compute has it alone.
+
+    A compute writes in one long transaction; a sync page waiting behind it could run into
+    SQLite's busy timeout on a large store. So a compute waits for running syncs to end and
+    holds new ones back until it is done (it goes first once it waits, so it cannot starve).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sharing = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def shared(self, stop: threading.Event) -> Iterator[bool]:
+        """Enter beside other syncs; yields False (and holds nothing) if a stop came first."""
+        with self._cond:
+            while (self._alone or self._waiting_alone) and not stop.is_set():
+                self._cond.wait(0.2)
+            entered = not stop.is_set()
+            if entered:
+                self._sharing += 1
+        try:
+            yield entered
+        finally:
+            if entered:
+                with self._cond:
+                    self._sharing -= 1
+                    self._cond.notify_all()
+
+    @contextmanager
+    def alone(self, stop: threading.Event) -> Iterator[bool]:
+        """Enter once no sync runs; yields False (and holds nothing) if a stop came first."""
+        with self._cond:
+            self._waiting_alone += 1
+            while (self._sharing or self._alone) and not stop.is_set():
+                self._cond.wait(0.2)
+            self._waiting_alone -= 1
+            entered = not stop.is_set()
+            if entered:
+                self._alone = True
+            self._cond.notify_all()
+        try:
+            yield entered
+        finally:
+            if entered:
+                with self._cond:
+                    self._alone = False
+                    self._cond.notify_all()
+
+
+class Daemon:
+    """The jobs of one store; `run_forever` schedules them, `run_once` runs one cycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        compute: ComputeStep | None = None,
+        push: PushStep | None = None,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store_path = settings.store.path
+        self.sources = settings.connectors.enabled()
+        self.every = settings.schedule.sync_every
+        self.compute_step = compute
+        self.push_step = push
+        self.metrics = metrics or Metrics()
+        self.stop = stop or threading.Event()
+        self.state_path = state_path_for(self.store_path)
+        self.abandoned: list[str] = []  # jobs still busy when the stop grace ran out
+        now = iso(utc_now()) or ""
+        self._state = DaemonState(pid=os.getpid(), started_at=now, updated_at=now)
+        self._state_lock = threading.Lock()
+        self._source_locks = {name: threading.Lock() for name in self.sources}
+        self._gate = WriterGate()
+        self._scheduler: BackgroundScheduler | None = None
+        self._active: dict[str, int] = {}
+        self._idle = threading.Condition()
+        self._next_run: dict[str, datetime] = {}  # applied once the scheduler has counted the run done
+        self._compute = OnDemand(COMPUTE, timedelta(0), self._submit)
+        self._push = OnDemand(PUSH, settings.schedule.push_every, self._submit)
+        self._changed_this_cycle = False  # run --once: did any sync change the store?
+
+    # --- the two ways to run ---------------------------------------------------------
+
+    def run_once(self) -> CycleResult:
+        """Sync every enabled source, then compute and push if data changed."""
+        self._prepare()
+        cycle = CycleResult()
+        try:
+            for name in self.sources:
+                if self.stop.is_set():
+                    break
+                cycle.syncs.append(self._sync_job_body(name))
+            changed = self._changed_this_cycle
+            if changed and not self.stop.is_set() and self.compute_step is not None:
+                cycle.computed = self._compute_body().ok
+            if changed and not self.stop.is_set() and self.push_step is not None and cycle.computed is not False:
+                cycle.pushed = self._push_body().ok
+            cycle.errors = [f"{r.source}: {r.error}" for r in cycle.syncs if not r.ok]
+            return cycle
+        finally:
+            self._finish_state()
+
+    def run_forever(self) -> int:
+        """Schedule the jobs and run until `stop` is set; returns the exit code (0)."""
+        self._prepare()
+        scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            executors={"default": ThreadPoolExecutor(len(self.sources) + 3)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        now = utc_now()
+        every = max(1, int(self.every.total_seconds()))
+        for name in self.sources:
+            scheduler.add_job(self._sync_job, IntervalTrigger(seconds=every, timezone=timezone.utc), args=[name],
+                              id=sync_job_id(name), name=sync_job_id(name), next_run_time=now,
+                              misfire_grace_time=every)
+        hour, minute = (int(part) for part in self.settings.schedule.reconcile_at.split(":"))
+        scheduler.add_job(self._reconcile_job, CronTrigger(hour=hour, minute=minute, timezone=timezone.utc),
+                          id=RECONCILE, name=RECONCILE, misfire_grace_time=RECONCILE_GRACE)
+        scheduler.add_listener(self._on_job_event,
+                               EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self._scheduler = scheduler
+        self.metrics.start()
+        try:
+            scheduler.start()
+            log.info("daemon started (pid %d): %s every %s; reconciliation daily at %s UTC over %s",
+                     os.getpid(), ", ".join(self.sources), _age(self.every), self.settings.schedule.reconcile_at,
+                     _age(self.settings.schedule.reconcile_lookback))
+            self._write_state()
+            while not self.stop.wait(HEARTBEAT):
+                self._write_state()
+            log.info("stopping: letting running jobs commit the page in hand")
+            scheduler.shutdown(wait=False)
+            self.abandoned = self._wait_idle(STOP_GRACE)
+            if self.abandoned:
+                log.warning("still busy after %.0fs (%s): exiting anyway; their uncommitted work is redone"
+                            " next time (syncs resume from their cursors)", STOP_GRACE, ", ".join(self.abandoned))
+            else:
+                log.info("stopped cleanly")
+            return 0
+        finally:
+            self.metrics.stop()
+            self._finish_state()
+
+    # --- sync --------------------------------------------------------------------------
+
+    def sync_one(self, name: str, *, rewind_since: datetime | None = None) -> SourceResult:
+        """Sync one source (after moving its cursors back to `rewind_since`); its failures are returned."""
+        with store_at(self.store_path) as store:
+            try:
+                connector = build_connector(name, self.sources[name])
+            except Exception as exc:  # a connector that cannot even be built fails alone
+                error = describe(exc)
+                log.error("%s: cannot start the connector: %s", name, error)
+                run_id = store.start_run(name)
+                store.finish_run(run_id, "failed", 0, error)
+                result = SourceResult(source=name, ok=False, error=error)
+                self._observe(store, result, throttled=0)
+                return result
+            before = data_fingerprint(store, name)
+            try:
+                if rewind_since is not None:
+                    self._rewind(store, connector, rewind_since)
+                result = sync_source(store, connector, stop=self.stop)
+            except Exception as exc:  # a bug or a store problem: logged with its traceback, run closed
+                error = describe(exc)
+                log.exception("%s: sync failed unexpectedly: %s", name, error)
+                store.close_unfinished_runs("failed", error, source=name)
+                result = SourceResult(source=name, ok=False, error=error, api_calls=connector.api_calls)
+            finally:
+                throttled = _throttled(connector)
+                connector.close()
+            self._observe(store, result, throttled)
+            if result.records and data_fingerprint(store, name) != before and not self.stop.is_set():
+                self._after_change()
+        if result.ok and not result.stopped:
+            log.info("%s: %d records in %d pages, %d API calls", name, result.records, result.pages, result.api_calls)
+        return result
+
+    def _rewind(self, store: Store, connector: Connector, since: datetime) -> None:
+        if not hasattr(connector, "rewind_cursor"):
+            log.warning("%s: the connector cannot re-read a window (no rewind_cursor); reconciling as a normal sync",
+                        connector.name)
+            return
+        moved = rewind_source(store, connector, since)
+        log.info("%s: re-reading changes since %s (%d streams rewound)", connector.name, iso(since), len(moved))
+
+    def _observe(self, store: Store, result: SourceResult, throttled: int) -> None:
+        """Feed the metrics after a sync."""
+        name = result.source
+        last_ok = store.last_run(name, status="ok")
+        ended = datetime.strptime(last_ok.ended_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) \
+            if last_ok and last_ok.ended_at else None
+        self.metrics.sync_counts(name, api_calls=result.api_calls, throttled=throttled, failed=not result.ok)
+        self.metrics.source_state(name, last_success=ended.timestamp() if ended else None,
+                                  records=store.count("contacts", name),
+                                  quarantined=health.quarantine_count(store, name),
+                                  consecutive_failures=health.failures_since_success(store, name))
+
+    def _after_change(self) -> None:
+        if self._scheduler is None:  # run --once: the cycle calls compute and push itself
+            self._changed_this_cycle = True
+            return
+        if self.compute_step is not None:
+            self._compute.request()
+        elif self.push_step is not None:
+            self._push.request()
+
+    def _sync_job(self, name: str) -> None:
+        """The scheduled sync of one source: pauses its trigger, runs, then sets its next run (or back-off)."""
+        job_id = sync_job_id(name)
+        at = utc_now() + self.every  # should anything below fail, the job still runs again
+        try:
+            self._pause(job_id)
+            started = utc_now()
+            self._sync_job_body(name)
+            at = self._next_sync_at(name, started)
+        finally:
+            self._next_run[job_id] = at
+
+    def _next_sync_at(self, name: str, started: datetime) -> datetime:
+        """One interval after the last start (at once if the sync took longer), or a back-off."""
+        with self._state_lock:
+            state = self._state.jobs[sync_job_id(name)]
+            failures = state.consecutive_failures
+            delay = backoff_delay(failures, self.every) if failures else timedelta(0)
+            state.backoff_seconds = delay.total_seconds()
+        if not failures:
+            return max(started + self.every, utc_now())
+        with log_context(source=name, job="sync"):
+            log.warning("%s: %d failed syncs in a row; next try in %s", name, failures, _age(delay))
+        return utc_now() + delay
+
+    def _sync_job_body(self, name: str) -> SourceResult:
+        result = SourceResult(source=name, ok=False, error="not run")
+        with self._job(sync_job_id(name), source=name, kind="sync") as run:
+            lock = self._source_locks[name]
+            if not lock.acquire(blocking=False):
+                run.skipped = "the nightly reconciliation is syncing this source"
+                return SourceResult(source=name, ok=True)
+            try:
+                with self._gate.shared(self.stop) as entered:
+                    result = self.sync_one(name) if entered else SourceResult(source=name, ok=True, stopped=True)
+            finally:
+                lock.release()
+            if not result.ok:
+                run.fail(result.error or "failed")
+            run.stopped = result.stopped
+        return result
+
+    # --- reconcile, compute, push --------------------------------------------------------
+
+    def _reconcile_job(self) -> None:
+        since = utc_now() - self.settings.schedule.reconcile_lookback
+        with self._job(RECONCILE, kind=RECONCILE) as run:
+            failed = []
+            for name in self.sources:
+                if not self._acquire_source(name):
+                    run.stopped = True
+                    break
+                try:
+                    with log_context(source=name), self._gate.shared(self.stop) as entered:
+                        if not entered:
+                            run.stopped = True
+                            break
+                        result = self.sync_one(name, rewind_since=since)
+                finally:
+                    self._source_locks[name].release()
+                if not result.ok:
+                    failed.append(name)
+            if failed:
+                run.fail(f"reconciliation failed for {', '.join(failed)}")
+                log.error("%s", run.error)
+            if not run.stopped and not self.stop.is_set():
+                self._purge_expired()
+
+    def _purge_expired(self) -> None:
+        """Retention, after the nightly re-read: KPI values of what is past retention_days are stored, then it goes."""
+        from kpi_core.privacy import purge  # late: it loads the KPI engine
+
+        with self._gate.alone(self.stop) as entered, store_at(self.store_path) as store:
+            if entered:
+                result = purge(store, self.settings)
+                log.info("purge: %s rows of contacts idle since before %s deleted", result.total, result.cutoff)
+
+    def _acquire_source(self, name: str) -> bool:
+        """Wait for the source's own sync to finish; False when a stop comes first."""
+        lock = self._source_locks[name]
+        while not self.stop.is_set():
+            if lock.acquire(timeout=0.5):
+                return True
+        return False
+
+    def _compute_job(self) -> None:
+        self._compute.begin()
+        if self._compute_body().ok and self.push_step is not None and not self.stop.is_set():
+            self._push.request()
+
+    def _compute_body(self) -> JobRun:
+        assert self.compute_step is not None
+        with self._job(COMPUTE, kind=COMPUTE) as run, self._gate.alone(self.stop) as entered:
+            if not entered:
+                run.stopped = True
+                return run
+            with store_at(self.store_path) as store:
+                values = self.compute_step(store)
+                if values is not None:
+                    self.metrics.kpi_values(values)
+        return run
+
+    def _push_job(self) -> None:
+        self._push.begin()
+        self._push_body()
+
+    def _push_body(self) -> JobRun:
+        assert self.push_step is not None
+        with self._job(PUSH, kind=PUSH) as run:
+            with store_at(self.store_path) as store:
+                outcomes = self.push_step(store, self.stop)
+            failed = 0
+            for helpdesk, counts in outcomes.items():
+                self.metrics.push_results(helpdesk, counts)
+                failed += counts.get("failed", 0)
+            if failed:
+                run.fail(f"{failed} writes were rejected")
+                log.error("push: %s", run.error)
+        return run
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    @contextmanager
+    def _job(self, job_id: str, *, kind: str, source: str | None = None) -> Iterator[JobRun]:
+        """Run a job body with its log context, catching whatever it raises, and record the outcome."""
+        run = JobRun()
+        with self._idle:
+            self._active[job_id] = self._active.get(job_id, 0) + 1
+        self._update(job_id, running=True, last_started_at=iso(utc_now()), next_run_at=None)
+        context = {"job": kind, **({"source": source} if source else {})}
+        try:
+            with log_context(**context):
+                try:
+                    yield run
+                except Exception as exc:  # the daemon outlives any one job
+                    log.exception("%s failed: %s", job_id, describe(exc))
+                    run.fail(describe(exc))
+                if run.skipped:
+                    log.info("%s skipped: %s", job_id, run.skipped)
+        finally:
+            with self._state_lock:
+                state = self._state.jobs[job_id]
+                state.running = False
+                state.last_finished_at = iso(utc_now())
+                state.last_result = run.result
+                if not run.ok:
+                    state.consecutive_failures += 1
+                    state.last_error = run.error
+                elif not run.skipped and not run.stopped:
+                    state.consecutive_failures, state.backoff_seconds, state.last_error = 0, 0.0, None
+            with self._idle:
+                self._active[job_id] -= 1
+                self._idle.notify_all()
+
+    def _update(self, job_id: str, **changes: Any) -> None:
+        with self._state_lock:
+            state = self._state.jobs.setdefault(job_id, JobState(job_id))
+            for key, value in changes.items():
+                setattr(state, key, value)
+
+    def _prepare(self) -> None:
+        """Open the store once (migrations run here; a newer schema refuses), tidy the run log."""
+        store = open_store(self.store_path)
+        try:
+            interrupted = store.close_unfinished_runs("interrupted", "the process stopped before the run finished")
+            if interrupted:
+                log.warning("%d run(s) were interrupted by an earlier stop or crash; resuming from their cursors",
+                            interrupted)
+            jobs = [sync_job_id(name) for name in self.sources] + [RECONCILE]
+            jobs += [COMPUTE] if self.compute_step else []
+            jobs += [PUSH] if self.push_step else []
+            for job_id in jobs:
+                self._update(job_id)
+            for name in self.sources:
+                # A restart keeps backing off a source that was failing before it.
+                self._update(sync_job_id(name), consecutive_failures=health.failures_since_success(store, name))
+                self._observe(store, SourceResult(source=name, ok=True), throttled=0)
+        finally:
+            store.close()
+        if self.compute_step is None:
+            log.info("no KPI engine installed: the daemon syncs only")
+
+    def _pause(self, job_id: str) -> None:
+        if self._scheduler is not None:
+            self._scheduler.pause_job(job_id)
+
+    def _submit(self, job_id: str, at: datetime) -> bool:
+        """Queue an on-demand run (compute, push); False once the daemon is stopping."""
+        scheduler = self._scheduler
+        if scheduler is None or self.stop.is_set():
+            return False
+        body = self._compute_job if job_id == COMPUTE else self._push_job
+        try:
+            scheduler.add_job(body, "date", run_date=at, id=job_id, name=job_id, replace_existing=True,
+                              misfire_grace_time=None)  # an asked-for run is never dropped for being late
+        except Exception as exc:  # the scheduler shut down meanwhile
+            log.debug("not queuing %s: %s", job_id, exc)
+            return False
+        self._write_state()
+        return True
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        """After the scheduler counted a run done: apply the next run it asked for, queue follow-ups."""
+        job_id = event.job_id
+        at = self._next_run.pop(job_id, None)
+        if at is not None and self._scheduler is not None and not self.stop.is_set():
+            try:
+                self._scheduler.modify_job(job_id, next_run_time=at)
+            except Exception as exc:  # shut down meanwhile
+                log.debug("not rescheduling %s: %s", job_id, exc)
+        elif job_id == COMPUTE:
+            self._compute.finished()
+        elif job_id == PUSH:
+            self._push.finished()
+        self._write_state()
+
+    def _wait_idle(self, timeout: float) -> list[str]:
+        """Wait for running jobs to return; the ones still busy after `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while any(self._active.values()) and time.monotonic() < deadline:
+                self._idle.wait(0.1)
+            return sorted(job for job, n in self._active.items() if n)
+
+    def _write_state(self) -> None:
+        with self._state_lock:
+            if self._scheduler is not None:
+                try:
+                    jobs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+                except Exception:  # shut down meanwhile
+                    jobs = {}
+                for job_id, state in self._state.jobs.items():
+                    state.next_run_at = iso(jobs.get(job_id))
+            self._state.updated_at = iso(utc_now()) or ""
+            try:
+                write_state(self.state_path, self._state)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", self.state_path, exc.strerror)
+
+    def _finish_state(self) -> None:
+        with self._state_lock:
+            self._state.stopped_at = iso(utc_now())
+            for state in self._state.jobs.values():
+                state.next_run_at = None
+        self._scheduler = None
+        self._write_state()
+
+
+def _throttled(connector: Connector) -> int:
+    """429 answers the connector's HTTP client met (0 when it does not expose its counts)."""
+    counts = getattr(getattr(connector, "client", None), "counts", None)
+    return int(getattr(counts, "throttled", 0) or 0)
+
+
+def _age(delay: timedelta) -> str:
+    seconds = int(delay.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size or (seconds >= size and seconds % size == 0):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# --- the steps other parts of the program plug in --------------------------------------------
+
+
+def kpi_compute_step(settings: Settings) -> ComputeStep | None:
+    """The KPI engine as the daemon's compute step; None while the engine is not installed.
+
+    `compute` brings the stored values up to date (only what the changed contacts touch);
+    the returned values, this month's unsegmented KPIs, are read only if metrics want them.
+    """
+    kpis = _optional_module("kpi_core.kpis")
+    if kpis is None or not hasattr(kpis, "compute"):
+        return None
+
+    def current_values(store: Store) -> Iterator[KpiValue]:
+        for row in kpis.kpi_rows(store, settings, "month", None, None):
+            yield row["kpi"], row["period_start"], row["segment"], row["value"]
+
+    def compute(store: Store) -> Iterable[KpiValue]:
+        kpis.compute(store, settings)
+        return current_values(store)
+
+    return compute
+
+
+def writeback_push_step(settings: Settings) -> PushStep | None:
+    """Write-back as the daemon's push step: `kpi_core.writeback.daemon_push_step(settings)`.
+
+    None while write-back is not installed, or when that function returns None
+    (`[writeback] enabled = false`).
+    """
+    writeback = _optional_module("kpi_core.writeback")
+    if writeback is None:
+        return None
+    make_step: Callable[[Settings], PushStep | None] | None = getattr(writeback, "daemon_push_step", None)
+    return make_step(settings) if make_step is not None else None
+
+
+def _optional_module(name: str) -> Any:
+    """The module, or None when it is not installed (an import error inside it still raises)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise

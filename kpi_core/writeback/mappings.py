@@ -1,0 +1,162 @@
+"""The write-back vocabulary: which objects each helpdesk has, which metrics fit which object, note rules.
+
+A mapping (`[[writeback.mappings]]`) sends one per-record metric into one custom field:
+- contact metrics go on the contact itself: a Zendesk or Freshdesk ticket, an Intercom
+  conversation;
+- requester metrics on the customer: a Zendesk user, an Intercom or Freshdesk contact;
+- organization metrics on the company: a Zendesk organization, an Intercom or Freshdesk company.
+The metrics themselves are defined in `metrics.py`.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from connectors.base import FieldDef
+
+
+class Level(StrEnum):
+    CONTACT = "contact"
+    REQUESTER = "requester"
+    ORGANIZATION = "organization"
+
+
+class Kind(StrEnum):
+    """What a metric's values are, which decides the fields it may go into (see convert.py)."""
+
+    NUMBER = "number"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    CATEGORY = "category"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    levels: frozenset[Level]
+    kind: Kind
+    description: str
+    values: tuple[str, ...] = ()  # a category's possible values
+    needs_business_hours: bool = False
+
+
+def _m(name: str, levels: set[Level], kind: Kind, description: str, **extra: object) -> Metric:
+    return Metric(name, frozenset(levels), kind, description, **extra)  # type: ignore[arg-type]
+
+
+_C, _PEOPLE = {Level.CONTACT}, {Level.REQUESTER, Level.ORGANIZATION}
+NPS_CATEGORIES: Final = ("promoter", "passive", "detractor")
+
+METRICS: Final[dict[str, Metric]] = {m.name: m for m in (
+    _m("first_response_minutes", _C, Kind.NUMBER, "minutes from the first customer message to the first public"
+       " human-agent reply (the catalogue's first response)"),
+    _m("first_response_minutes_bh", _C, Kind.NUMBER, "the same in business time", needs_business_hours=True),
+    _m("resolution_hours", _C, Kind.NUMBER, "hours from creation to the first resolution"),
+    _m("agent_touches", _C, Kind.INTEGER, "public human-agent replies"),
+    _m("one_touch", _C, Kind.BOOLEAN, "resolved with exactly one agent reply and no reopen (resolved contacts"
+       " with at least one agent reply)"),
+    _m("sla_met", _C, Kind.BOOLEAN, "first reply within the channel's service-level target (unanswered past it:"
+       " false; still within it, or bot-only: no value)"),
+    _m("reopens", _C, Kind.INTEGER, "times the contact left a resolved state"),
+    _m("repeat_contact", _C, Kind.BOOLEAN, "the requester opened another contact in the fcr_window_days before"
+       " this one"),
+    _m("contacts_30d", _PEOPLE, Kind.INTEGER, "contacts created in the last 30 days"),
+    _m("repeat_contacts_30d", _PEOPLE, Kind.INTEGER, "contacts minus distinct requesters over the last 30 days"
+       " (the repeat-contact rate's numerator)"),
+    _m("last_csat", _PEOPLE, Kind.NUMBER, "score of the latest CSAT answer, on its own scale"),
+    _m("csat_pct_90d", _PEOPLE, Kind.NUMBER, "positive CSAT answers / all CSAT answers of the last 90 days, in %"),
+    _m("last_nps", _PEOPLE, Kind.NUMBER, "the latest NPS answer on 0-10"),
+    _m("nps_category", _PEOPLE, Kind.CATEGORY, "promoter (9-10), passive (7-8) or detractor (0-6) by the latest"
+       " NPS answer", values=NPS_CATEGORIES),
+    _m("first_response_minutes_median_90d", _PEOPLE, Kind.NUMBER, "median first response of the contacts"
+       " created in the last 90 days, in minutes"),
+)}
+
+# helpdesk -> object -> the level of metrics it takes.
+OBJECTS: Final[dict[str, dict[str, Level]]] = {
+    "zendesk": {"ticket": Level.CONTACT, "user": Level.REQUESTER, "organization": Level.ORGANIZATION},
+    "intercom": {"conversation": Level.CONTACT, "contact": Level.REQUESTER, "company": Level.ORGANIZATION},
+    "freshdesk": {"ticket": Level.CONTACT, "contact": Level.REQUESTER, "company": Level.ORGANIZATION},
+}
+
+
+def contact_object(helpdesk: str) -> str:
+    """The object a helpdesk calls a contact (notes go there)."""
+    return next(o for o, level in OBJECTS[helpdesk].items() if level is Level.CONTACT)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+
+
+RULES: Final[dict[str, Rule]] = {r.name: r for r in (
+    Rule("repeat_contact", "the contact is a repeat contact (repeat_contact)"),
+    Rule("detractor", "the requester's latest NPS answer makes them a detractor (nps_category)"),
+    Rule("sla_breached", "the contact missed its service-level target (sla_met is false)"),
+)}
+# A note template may use the contact's metrics and its requester's.
+TEMPLATE_FIELDS: Final = frozenset(n for n, m in METRICS.items() if m.levels & {Level.CONTACT, Level.REQUESTER})
+
+
+class MappingError(Exception):
+    """A mapping or note cannot be carried out as configured (says which one and why)."""
+
+
+class FieldMissing(MappingError):
+    """The helpdesk has no field by the name a mapping gives (`fields --create` can make it)."""
+
+
+def check_mapping(helpdesk: str, object: str, metric: str) -> None:
+    """Raise ValueError when the object is not the helpdesk's or the metric does not fit it."""
+    objects = OBJECTS[helpdesk]
+    if object not in objects:
+        raise ValueError(f"object {object!r}: {helpdesk} objects are {', '.join(objects)}")
+    found = METRICS.get(metric)
+    if found is None:
+        raise ValueError(f"metric {metric!r}: unknown; per-record metrics are {', '.join(METRICS)}")
+    level = objects[object]
+    if level not in found.levels:
+        fitting = [n for n, m in METRICS.items() if level in m.levels]
+        raise ValueError(f"metric {metric!r} is not a {level.value} metric; a {helpdesk} {object} takes"
+                         f" {', '.join(fitting)}")
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError when the template is not a format string over the known metrics."""
+    try:
+        parts = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                 if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc}); write {{metric}} for a value, {{{{ for a brace") from None
+    names = [name for name, _, _ in parts]
+    formatted = [name for name, spec, conversion in parts if spec or conversion]
+    if formatted:
+        raise ValueError(f"{{{formatted[0]}}}: write placeholders without a format; values are formatted for you")
+    unknown = sorted({n for n in names if n not in TEMPLATE_FIELDS})
+    if unknown:
+        raise ValueError(f"unknown placeholder {', '.join('{' + n + '}' for n in unknown)};"
+                         f" known: {', '.join(sorted(TEMPLATE_FIELDS))}")
+
+
+def describe(index: int, helpdesk: str, object: str, metric: str, field: str) -> str:
+    """How a message names a mapping: its place in the file and what it says."""
+    return f"[[writeback.mappings]] #{index + 1} ({helpdesk} {object} {metric} -> field {field!r})"
+
+
+def resolve_field(name: str, wanted: str, definitions: list[FieldDef]) -> FieldDef:
+    """The field a mapping names, by its key (or id), else by its title; MappingError if absent or ambiguous."""
+    by_key = [d for d in definitions if d.key == wanted]
+    found = by_key or [d for d in definitions if d.title == wanted]
+    if not found:
+        raise FieldMissing(f"{name}: the helpdesk has no such field; `helpdesk-kpi fields --create` creates it")
+    if len(found) > 1:
+        keys = ", ".join(d.key for d in found)
+        raise MappingError(f"{name}: {len(found)} fields are titled {wanted!r} ({keys}); name one by its id or key")
+    if not found[0].writable:
+        raise MappingError(f"{name}: the field is not a custom field the API may write ({found[0].vendor_type})")
+    return found[0]

@@ -1,0 +1,532 @@
+"""The Freshdesk connector against the fake Freshdesk API: real HTTP on loopback, a real SQLite store.
+
+Expected values come from the world the fake renders, computed here from the world's own
+tickets with Freshdesk's limits spelled out (notification e-mails are not conversations,
+`stats` show only the latest resolution and reopen, time entries count whole minutes).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.freshdesk import CHANNELS, FreshdeskConnector
+from connectors.sandbox import Sandbox
+from connectors.sandbox.freshdesk import API_KEY, SOURCE_CODES, FakeFreshdesk
+from connectors.sandbox.world import Ticket, World
+from kpi_core.model import iso_utc, primary_language
+from kpi_core.settings import FreshdeskSettings
+from kpi_core.store import Store, open_store
+from kpi_core.sync import rewind_source, sync_source
+
+SEED = 11
+TICKETS = 600  # 150 of them on Freshdesk
+RECORD_TABLES = ("contacts", "messages", "status_events", "survey_responses", "people", "groups", "organizations")
+STATUS = {"new": "open", "open": "open", "pending": "pending", "on_hold": "on_hold", "resolved": "resolved",
+          "closed": "closed"}
+
+
+@pytest.fixture
+def sandbox():
+    sandbox = Sandbox.generate(seed=SEED, tickets=TICKETS, names=("freshdesk",))
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def fake(sandbox) -> FakeFreshdesk:
+    return sandbox["freshdesk"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(tmp_path / "store.sqlite")
+    yield store
+    store.close()
+
+
+def connector(fake: FakeFreshdesk, *, page_size: int | None = None, api_key: str | None = None,
+              **options: Any) -> FreshdeskConnector:
+    settings = {**fake.connector_settings(), "page_size": page_size}
+    if api_key is not None:
+        settings["api_key"] = api_key
+    return FreshdeskConnector(FreshdeskSettings(**settings), **options)
+
+
+def sync(store: Store, fake: FakeFreshdesk, **options: Any):
+    conn = connector(fake, **options)
+    try:
+        return sync_source(store, conn)
+    finally:
+        conn.close()
+
+
+def rows(store: Store, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    return list(store.db.query(sql, params))
+
+
+def contact(store: Store, ticket_id: int) -> dict[str, Any]:
+    return rows(store, "select * from contacts where source = 'freshdesk' and source_id = ?", [str(ticket_id)])[0]
+
+
+def iso(epoch: int | None) -> str | None:
+    return iso_utc(epoch) if epoch is not None else None
+
+
+def set_status(world: World, ticket: Ticket, status: str) -> int:
+    with world.lock:
+        at = world.tick()
+        world._status(ticket, at, status)  # type: ignore[arg-type]
+        ticket.updated_at = at
+        return at
+
+
+# --- expectations from the world -------------------------------------------------------------
+
+
+def removed(t: Ticket) -> bool:
+    return t.deleted or t.spam
+
+
+def served(t: Ticket):
+    """The world messages Freshdesk shows: acknowledgement e-mails are notifications, not conversations."""
+    return [m for m in t.messages if m.role != "system"]
+
+
+def expected_facts(t: Ticket) -> dict[str, Any]:
+    messages = served(t)
+    customer = [m.created_at for m in messages if m.role == "customer"]
+    first_customer = min(customer, default=None)
+    replies = [m.created_at for m in messages if m.role == "agent" and m.public
+               and (first_customer is None or m.created_at >= first_customer)]
+    # Freshdesk's stats show only the latest resolution and reopen before the first sync.
+    latest_resolution = iso(max(t.resolved_times, default=None))
+    return {
+        "first_customer_message_at": iso(first_customer), "customer_messages": len(customer),
+        "first_agent_reply_at": iso(min(replies, default=None)), "agent_replies": len(replies),
+        "first_resolved_at": latest_resolution, "last_resolved_at": latest_resolution,
+        "reopens": 1 if t.reopen_times else 0,
+        "is_bot_only": int(bool(t.resolved_times) and not replies and any(m.role == "bot" for m in messages)),
+        "handle_seconds": None if t.handle_seconds is None else max(1, round(t.handle_seconds / 60)) * 60.0,
+    }
+
+
+def world_tickets(fake: FakeFreshdesk) -> list[Ticket]:
+    return list(fake.data.tickets.values())
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_catalogue_channel_codes_map_back_to_the_world_channel():
+    for channel, codes in SOURCE_CODES.items():
+        expected = channel if channel in ("email", "web_form", "phone", "chat", "social") else "other"
+        assert {CHANNELS.get(code, "other") for code in codes} == {expected}, channel
+
+
+def test_full_sync_equals_the_world(fake, store):
+    result = sync(store, fake)
+    assert result.ok, result.error
+    tickets = world_tickets(fake)
+    people = fake.data.people
+
+    stored = {r["source_id"]: r for r in rows(store, "select * from contacts")}
+    assert set(stored) == {str(t.id) for t in tickets}
+    assert any(t.deleted for t in tickets) and any(t.spam for t in tickets)
+    for t in tickets:
+        row = stored[str(t.id)]
+        assert row["status"] == ("deleted" if removed(t) else STATUS[t.status]), t.id
+        assert row["channel"] == ("email" if t.outbound else t.channel), t.id
+        assert (row["priority"], row["created_at"], row["is_outbound"]) == (t.priority, iso(t.created_at), t.outbound)
+        assert row["requester_id"] == str(t.requester_id)
+        assert row["assignee_id"] == (str(t.assignee_id) if t.assignee_id else None)
+        if removed(t):
+            continue
+        assert row["language"] == primary_language(people[t.requester_id].locale), t.id
+        facts = {key: row[key] for key in expected_facts(t)}
+        assert facts == expected_facts(t), t.id
+
+    messages = rows(store, "select * from messages order by contact_id, created_at, source_id")
+    by_ticket: dict[str, list[tuple]] = {}
+    for m in messages:
+        by_ticket.setdefault(m["contact_id"], []).append((m["created_at"], m["author_id"], m["author_role"], m["public"]))
+    for t in tickets:
+        if removed(t):
+            assert str(t.id) not in by_ticket  # their conversations 404; nothing is asked for them
+            continue
+        want = sorted((iso(m.created_at), str(m.author_id), m.role, int(m.public)) for m in served(t))
+        assert sorted(by_ticket[str(t.id)]) == want, t.id
+    firsts = rows(store, "select * from messages where source_id like '%:description'")
+    assert len(firsts) == sum(1 for t in tickets if not removed(t))
+    assert {m["author_role"] for m in firsts if contact(store, int(m["contact_id"]))["is_outbound"]} == {"agent"}
+
+    answered = [t for t in tickets if t.rating and t.rating.answered_at is not None]
+    responses = {r["source_id"]: r for r in rows(store, "select * from survey_responses")}
+    assert set(responses) == {str(t.rating.id) for t in answered}
+    for t in answered:
+        r = responses[str(t.rating.id)]
+        assert (r["kind"], r["scale"], r["score"], r["contact_id"], r["created_at"]) == (
+            "csat", "freshdesk", float(t.rating.score), str(t.id), iso(t.rating.answered_at))
+        assert r["is_positive"] == int(t.rating.score > 100)
+
+    roles = {r["source_id"]: r["role"] for r in rows(store, "select * from people")}
+    assert roles == {str(p.id): p.role for p in people.values()}
+    assert rows(store, "select count(*) n from people where name is not null or email is not null"
+                       " or phone is not null")[0]["n"] == 0
+    assert store.count("groups") == len(fake.data.groups)
+    assert {r["name"] for r in rows(store, "select name from organizations")} == {
+        o.name for o in fake.data.organizations.values()}
+    assert store.count("quarantine") == 0
+
+
+def test_a_full_sync_makes_the_minimum_number_of_calls(fake, store):
+    conn = connector(fake)
+    assert sync_source(store, conn).ok
+    tickets = world_tickets(fake)
+    live = [t for t in tickets if not removed(t)]
+    pages = lambda n: max(1, math.ceil(n / 100))  # noqa: E731
+    # Ticket lists re-query from the newest time after each page, so each later page
+    # carries the previous page's last ticket again: 99 new tickets per page after the first.
+    requeried = lambda n: 1 if n <= 100 else 1 + math.ceil((n - 100) / 99)  # noqa: E731
+    entries = sum(len(fake.render_time_entries(t)) for t in tickets)
+    answered = sum(1 for t in tickets if t.rating and t.rating.answered_at is not None)
+    minimum = (
+        3  # agents, groups, companies
+        + pages(len(fake.data.customers()))
+        + requeried(len(live)) + sum(pages(len(served(t)) - 1) for t in live)  # ticket list + conversations
+        + requeried(sum(t.deleted for t in tickets)) + requeried(sum(t.spam and not t.deleted for t in tickets))
+        + pages(entries) + requeried(answered)
+    )
+    assert conn.api_calls == minimum
+    assert len(fake.calls(path=r"/contacts/\d+$")) == 0  # every requester's language came from the list
+    list_calls = fake.calls(path=r"/api/v2/tickets$")
+    assert all(call.query["include"] == ["stats"] for call in list_calls if "filter" not in call.query)
+
+
+def test_incremental_sync_fetches_only_what_changed(fake, store):
+    assert sync(store, fake).ok
+    world = fake.world
+    changed = world.mutate("freshdesk", 6)
+    added = world.add_tickets("freshdesk", 2)
+    parked = next(t for t in world_tickets(fake) if t.status == "pending" and t.id not in changed and not removed(t))
+    set_status(world, parked, "on_hold")
+    fake.clear_log()
+
+    result = sync(store, fake)
+
+    assert result.ok, result.error
+    touched = set(changed) | set(added) | {parked.id}
+    asked = {int(call.path.split("/")[4]) for call in fake.calls(path="/conversations$")}
+    assert asked == touched
+    assert len(fake.calls(path=r"/api/v2/tickets$")) == 3  # tickets, deleted, spam: one page each
+    assert len(fake.calls(path=r"/api/v2/contacts$")) == 1
+    assert result.by_stream["contacts"] == 0
+    for ticket_id in touched:
+        t = fake.data.tickets[ticket_id]
+        assert rows(store, "select count(*) n from messages where contact_id = ?", [str(t.id)])[0]["n"] == len(served(t))
+        assert contact(store, t.id)["status"] == STATUS[t.status]
+    assert contact(store, parked.id)["status"] == "on_hold"  # a custom status (6 or 7)
+
+
+def test_a_read_longer_than_the_page_cap_restarts_and_syncs_everything(store):
+    sandbox = Sandbox.generate(seed=SEED, tickets=TICKETS, names=("freshdesk",), max_page=3)
+    sandbox.start()
+    fake = sandbox["freshdesk"]
+    # The world stamps every contact with one time; more than a capped window (3 x 10) in one
+    # second is a wall no page cap can pass (the connector says so), so spread them out.
+    for offset, person in enumerate(fake.data.customers()):
+        person.updated_at += offset
+    try:
+        result = sync(store, fake, page_size=10, max_page=3)
+    finally:
+        sandbox.stop()
+    assert result.ok, result.error
+    assert store.count("contacts") == len(fake.data.tickets)
+    live = [t for t in world_tickets(fake) if not removed(t)]
+    assert store.count("messages") == sum(len(served(t)) for t in live)
+
+    main = [c for c in fake.calls(path=r"/api/v2/tickets$") if "filter" not in c.query]
+    assert max(int(c.query["page"][0]) for c in main) <= 3  # re-queried by time, never past the cap
+    assert all(c.status == 200 for c in fake.calls())
+    windows = [c.query["updated_since"][0] for c in main if c.query["page"] == ["1"]]
+    assert len(windows) >= 5 and windows == sorted(windows)  # 145 live tickets, 30 per window
+    conversations = [c.path for c in fake.calls(path="/conversations$")]
+    assert len(conversations) == len(set(conversations)) == len(live)  # boundary tickets not fetched twice
+    # The account's time entries overflow the cap too: they are read per ticket instead.
+    assert len(fake.calls(path=r"/tickets/\d+/time_entries$")) == len(live)
+    assert {r["source_id"]: r["handle_seconds"] for r in rows(store, "select * from contacts where status != 'deleted'")} \
+        == {str(t.id): expected_facts(t)["handle_seconds"] for t in live}
+
+
+def test_updated_since_is_always_sent_so_old_tickets_come_back(fake, store):
+    month_ago = time.time() - 30 * 86400
+    recent = [t for t in world_tickets(fake) if not removed(t) and t.created_at >= month_ago]
+    older = [t for t in world_tickets(fake) if not removed(t) and t.created_at < month_ago]
+    assert older, "the world should hold tickets older than 30 days"
+    bare = requests.get(f"{fake.base_url}/api/v2/tickets", params={"per_page": 100}, auth=(API_KEY, "X"), timeout=5)
+    assert {t["id"] for t in bare.json()} == {t.id for t in recent}  # what a client without updated_since gets
+    fake.clear_log()
+
+    assert sync(store, fake).ok
+
+    lists = fake.calls(path=r"/api/v2/tickets$")
+    assert lists and all("updated_since" in c.query for c in lists)
+    stored = {r["source_id"] for r in rows(store, "select source_id from contacts where status != 'deleted'")}
+    assert {str(t.id) for t in older} <= stored
+
+
+def test_deleted_and_spam_tickets_come_through_their_filters(fake, store):
+    assert sync(store, fake).ok
+    world = fake.world
+    live = [t for t in world_tickets(fake) if not removed(t)]
+    doomed, junk = live[0], live[1]
+    world.delete_ticket("freshdesk", doomed.id)
+    with world.lock:
+        junk.spam = True
+        junk.updated_at = world.tick()
+    fake.clear_log()
+
+    assert sync(store, fake).ok
+
+    assert contact(store, doomed.id)["status"] == "deleted"
+    assert contact(store, junk.id)["status"] == "deleted"
+    filters = {c.query["filter"][0] for c in fake.calls(path=r"/api/v2/tickets$") if "filter" in c.query}
+    assert filters == {"deleted", "spam"}
+    assert not fake.calls(path=rf"/tickets/({doomed.id}|{junk.id})/")
+    cursors = store.cursors("freshdesk")
+    assert cursors["deleted_tickets"] >= iso(doomed.updated_at)
+    assert cursors["spam_tickets"] >= iso(junk.updated_at)
+
+
+KILLABLE_SYNC = """
+import sys
+from connectors.freshdesk import FreshdeskConnector
+from kpi_core.settings import FreshdeskSettings
+from kpi_core.store import open_store
+from kpi_core.sync import rewind_source, sync_source
+base_url, start_date, store_path, bots = sys.argv[1:5]
+settings = FreshdeskSettings(base_url=base_url, api_key="sandbox-freshdesk-key", start_date=start_date, page_size=10,
+                             bot_agent_ids=bots.split(","))
+sync_source(open_store(store_path), FreshdeskConnector(settings))
+"""
+
+
+def test_sigkill_mid_sync_then_resume_equals_an_uninterrupted_sync(fake, store, tmp_path):
+    reference = open_store(tmp_path / "reference.sqlite")
+    assert sync(reference, fake, page_size=10).ok
+    settings = fake.connector_settings()
+    bots = ",".join(settings["bot_agent_ids"])
+    killed_path = tmp_path / "killed.sqlite"
+    fake.clear_log()
+    # The fake throttles after ~100 credits, inside the ticket stream; the child then sleeps
+    # on Retry-After with pages already stored, and is killed there.
+    fake.rate_limit(100, window=60)
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE_SYNC, settings["base_url"], settings["start_date"],
+                              str(killed_path), bots])
+    try:
+        deadline = time.monotonic() + 20
+        while not any(c.status == 429 for c in fake.calls()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait(5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    fake.rate_limit(None)
+
+    resumed = open_store(killed_path)
+    partial = resumed.count("contacts")
+    assert 0 < partial < len(fake.data.tickets)  # killed mid-way through the tickets
+    assert resumed.get_cursor("freshdesk", "tickets") is not None
+    assert sync_source(resumed, connector(fake, page_size=10)).ok
+
+    for table in RECORD_TABLES:
+        order = "order by source, source_id"
+        assert rows(resumed, f"select * from {table} {order}") == rows(reference, f"select * from {table} {order}"), table
+    assert resumed.cursors("freshdesk") == reference.cursors("freshdesk")
+    resumed.close()
+    reference.close()
+
+
+def test_429_waits_for_retry_after(fake, store):
+    fake.fail(429, path=r"/api/v2/tickets$", headers={"Retry-After": "2"})
+    started = time.monotonic()
+    result = sync(store, fake)
+    assert result.ok, result.error
+    assert time.monotonic() - started >= 2.0
+    statuses = [c.status for c in fake.calls(path=r"/api/v2/tickets$")]
+    assert statuses[:2] == [429, 200]
+
+
+def test_a_burst_of_server_errors_is_survived(fake, store):
+    fake.fail(503, times=3, path="/conversations$")
+    fake.fail(500, path="/time_entries$")
+    result = sync(store, fake)
+    assert result.ok, result.error
+    assert store.count("contacts") == len(fake.data.tickets)
+    assert [c.status for c in fake.calls(path="/conversations$")][:4] == [503, 503, 503, 200]
+
+
+def test_a_truncated_body_fails_clearly_and_keeps_the_cursor(fake, store):
+    assert sync(store, fake).ok
+    before = store.cursors("freshdesk")
+    changed = fake.world.mutate("freshdesk", 4)
+    fake.malformed(path="/conversations$")
+
+    result = sync(store, fake)
+
+    assert not result.ok
+    assert "/conversations" in result.error and "not valid JSON" in result.error
+    assert store.cursors("freshdesk") == before
+    assert sync(store, fake).ok
+    assert store.cursors("freshdesk")["tickets"] > before["tickets"]
+    for ticket_id in changed:
+        t = fake.data.tickets[ticket_id]
+        assert contact(store, t.id)["updated_at"] == iso(t.updated_at)
+
+
+def test_a_rejected_key_fails_at_once_and_is_not_retried(fake, store):
+    result = sync(store, fake, api_key="not-the-key")
+    assert not result.ok
+    assert "401" in result.error and "/api/v2/agents" in result.error
+    assert "not-the-key" not in result.error
+    assert len(fake.calls()) == 1
+
+
+def test_a_forbidden_endpoint_is_a_clear_error(fake, store):
+    fake.fail(403, path="/surveys/satisfaction_ratings$")
+    result = sync(store, fake)
+    assert not result.ok
+    assert "403" in result.error and "/api/v2/surveys/satisfaction_ratings" in result.error
+    assert len(fake.calls(path="/surveys/")) == 1
+    assert store.count("contacts") == len(fake.data.tickets)  # the streams before it are stored
+
+
+def test_resolved_reopened_resolved_across_syncs_keeps_the_first_resolution(fake, store):
+    world = fake.world
+    ticket = next(t for t in world_tickets(fake) if t.status == "open" and not removed(t) and not t.resolved_times)
+    assert sync(store, fake).ok
+    first = set_status(world, ticket, "resolved")
+    assert sync(store, fake).ok
+    assert (contact(store, ticket.id)["first_resolved_at"], contact(store, ticket.id)["reopens"]) == (iso(first), 0)
+    set_status(world, ticket, "open")
+    assert sync(store, fake).ok
+    assert contact(store, ticket.id)["reopens"] == 1
+    second = set_status(world, ticket, "resolved")
+    assert sync(store, fake).ok
+
+    row = contact(store, ticket.id)
+    assert (row["first_resolved_at"], row["last_resolved_at"], row["reopens"], row["status"]) == (
+        iso(first), iso(second), 1, "resolved")
+
+
+def test_a_mapped_custom_question_becomes_its_own_survey_response(fake, store):
+    assert sync(store, fake, survey_questions={"question_nps": ("nps", "0-10")}).ok
+    nps = rows(store, "select * from survey_responses where kind = 'nps'")
+    assert nps, "some world ratings carry the custom question"
+    assert all(r["scale"] == "0-10" and r["is_positive"] == int(r["score"] >= 9) for r in nps)
+    assert all(r["source_id"].endswith(":question_nps") for r in nps)
+    assert not rows(store, "select * from survey_responses where kind = 'csat' and question != 'default_question'")
+
+
+def test_a_record_with_wrong_types_is_quarantined_not_fatal(fake, store):
+    good = next(t for t in world_tickets(fake) if not removed(t))
+    bad = {**fake.render_ticket(good, {"stats"}), "id": 999_999_999, "status": "open", "created_at": 12}
+    fake.fail(200, path=r"/api/v2/tickets$", body=[fake.render_ticket(good, {"stats"}), bad])
+    result = sync(store, fake)
+    assert result.ok, result.error
+    quarantined = rows(store, "select * from quarantine")
+    assert [(q["stream"], q["record_id"]) for q in quarantined] == [("tickets", "ticket 999999999")]
+    assert "status should be an integer" in quarantined[0]["error"]
+    assert contact(store, good.id)["status"] == STATUS[good.status]
+
+
+def test_no_secret_or_personal_data_reaches_the_store(fake, store, tmp_path):
+    assert sync(store, fake).ok
+    tickets = world_tickets(fake)
+    assert any(t.rating and t.rating.comment and t.rating.answered_at for t in tickets)
+    secrets = {API_KEY}
+    secrets |= {s for p in fake.data.people.values() for s in (p.name, p.email, p.phone) if s}
+    secrets |= {m.body for t in tickets for m in t.messages} | {t.subject for t in tickets}
+    secrets |= {t.rating.comment for t in tickets if t.rating and t.rating.comment}
+    secrets |= {c["address"] for c in (fake.render_contact(p) for p in fake.data.customers()) if c["address"]}
+    secrets |= {e["note"] for t in tickets for e in fake.render_time_entries(t)}
+    path = Path(store.db.execute("PRAGMA database_list").fetchone()[2])
+    blob = b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    leaked = sorted(s for s in secrets if s.encode() in blob)
+    assert leaked == []
+
+
+
+def test_rewinding_for_reconciliation_rereads_the_window(fake, store):
+    assert sync(store, fake).ok
+    world = fake.world
+    recent = sorted((t for t in world_tickets(fake) if not removed(t)), key=lambda t: t.updated_at)[-5:]
+    since = datetime.fromtimestamp(recent[0].updated_at, tz=timezone.utc)
+    before = store.cursors("freshdesk")
+    conn = connector(fake)
+    moved = rewind_source(store, conn, since)
+    assert set(moved) == {name for name, cursor in before.items() if cursor > iso(recent[0].updated_at)}
+    assert moved["tickets"] == iso(recent[0].updated_at)
+    fake.clear_log()
+    assert sync_source(store, conn).ok
+    asked = {int(call.path.split("/")[4]) for call in fake.calls(path="/conversations$")}
+    assert asked == {t.id for t in recent}
+    assert conn.rewind_cursor(conn.streams()[0], "x", since) is None  # agents: a full list every sync
+
+
+def test_the_fake_answers_as_freshdesk_does(fake):
+    def get(path, auth=(API_KEY, "X"), **params):
+        return requests.get(f"{fake.base_url}/api/v2/{path}", params=params, auth=auth, timeout=5)
+
+    since = "2020-01-01T00:00:00Z"
+    first = get("tickets", updated_since=since, per_page=100, include="stats")
+    assert first.headers["X-RateLimit-Used-CurrentRequest"] == "3"
+    assert 'rel="next"' in first.headers["Link"] and "page=2" in first.headers["Link"]
+    last = get("tickets", updated_since=since, per_page=100, page=2)
+    assert "Link" not in last.headers and last.headers["X-RateLimit-Used-CurrentRequest"] == "1"
+    assert len(first.json()) + len(last.json()) == sum(not removed(t) for t in world_tickets(fake))
+    for params, field in (({"per_page": 101}, "per_page"), ({"page": 301}, "page"), ({"order_type": "up"}, "order_type")):
+        refused = get("tickets", **params)
+        assert refused.status_code == 400
+        assert refused.json()["description"] == "Validation failed" and refused.json()["errors"][0]["field"] == field
+    assert get("agents", auth=("wrong", "X")).json()["code"] == "invalid_credentials"
+    gone = next(t for t in world_tickets(fake) if t.deleted)
+    assert get(f"tickets/{gone.id}/conversations").status_code == 404
+    assert all(t["deleted"] for t in get("tickets", filter="deleted", updated_since=since).json())
+    assert fake.credits_used() == len(fake.calls()) + 2  # only the include=stats call cost extra
+
+
+def test_a_ticket_changed_during_a_long_read_does_not_shift_another_out_of_sight(fake, store):
+    # Page numbers shift when a ticket read on an earlier page changes: it moves to the end,
+    # and the ticket that was first on the next page slides back onto the page already read.
+    original = fake.dispatch
+    changed: list[int] = []
+
+    def dispatch(request):
+        answer = original(request)
+        is_first_list_page = (request.path == "/api/v2/tickets" and "filter" not in request.query
+                              and request.query.get("page") == ["1"])
+        if is_first_list_page and not changed:
+            oldest = min((t for t in world_tickets(fake) if not removed(t)), key=lambda t: t.updated_at)
+            with fake.world.lock:
+                oldest.tags = [*oldest.tags, "touched"]
+                oldest.updated_at = fake.world.tick()
+            changed.append(oldest.id)
+        return answer
+
+    fake.dispatch = dispatch
+    assert sync(store, fake, page_size=10).ok
+    live = {str(t.id) for t in world_tickets(fake) if not removed(t)}
+    stored = {r["source_id"] for r in rows(store, "select source_id from contacts where status != 'deleted'")}
+    assert changed and stored == live

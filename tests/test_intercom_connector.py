@@ -1,0 +1,417 @@
+"""The Intercom connector over real HTTP against the sandbox's fake Intercom."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.intercom import IntercomConnector
+from connectors.sandbox import Sandbox
+from connectors.sandbox.intercom import TOKEN, FakeIntercom, contact_ref
+from connectors.sandbox.server import FakeResponse
+from connectors.sandbox.world import Message, Ticket, World
+from kpi_core.model import iso_utc, primary_language
+from kpi_core.settings import IntercomSettings
+from kpi_core.store import Store, open_store
+from kpi_core.sync import sync_source
+
+RECORD_TABLES = ("contacts", "messages", "status_events", "survey_responses", "people", "groups", "organizations")
+STATUS = {"new": "open", "open": "open", "pending": "pending", "on_hold": "pending", "resolved": "closed",
+          "closed": "closed"}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox.generate(seed=11, tickets=400, names=("intercom",))
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def fake(sandbox: Sandbox) -> FakeIntercom:
+    fake = sandbox["intercom"]
+    assert isinstance(fake, FakeIntercom)
+    return fake
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(tmp_path / "store.sqlite")
+    yield store
+    store.close()
+
+
+def connector(fake: FakeIntercom, **overrides: Any) -> IntercomConnector:
+    return IntercomConnector(IntercomSettings(**{**fake.connector_settings(), **overrides}))
+
+
+def sync(store: Store, fake: FakeIntercom, **overrides: Any) -> Any:
+    conn = connector(fake, **overrides)
+    try:
+        return sync_source(store, conn)
+    finally:
+        conn.close()
+
+
+def live_tickets(world: World) -> list[Ticket]:
+    return [t for t in world.sources["intercom"].tickets.values() if not t.deleted]
+
+
+def rows(store: Store, table: str) -> dict[str, dict[str, Any]]:
+    return {r["source_id"]: r for r in store.db.query(f"SELECT * FROM [{table}] WHERE source = 'intercom'")}
+
+
+def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: sorted(store.db.execute(f"SELECT * FROM [{t}]").fetchall(), key=repr) for t in RECORD_TABLES}
+
+
+def expected_contact(world: World, ticket: Ticket) -> dict[str, Any]:
+    """The normalized contact the world implies, computed without the connector or the store."""
+    requester = world.sources["intercom"].people[ticket.requester_id]
+    customer = [m.created_at for m in ticket.messages if m.role == "customer"]
+    first_customer = min(customer, default=None)
+    replies = [m.created_at for m in ticket.messages if m.role == "agent" and m.public
+               and (first_customer is None or m.created_at >= first_customer)]
+    resolved, reopens = ticket.resolved_times, ticket.reopen_times
+    has_bot = any(m.role == "bot" for m in ticket.messages)
+    events = resolved + reopens
+    return {
+        "channel": ticket.channel, "status": STATUS[ticket.status],
+        "priority": "high" if ticket.priority in ("high", "urgent") else "normal",
+        "created_at": iso_utc(ticket.created_at), "updated_at": iso_utc(ticket.updated_at),
+        "requester_id": contact_ref(ticket.requester_id),
+        "assignee_id": str(ticket.assignee_id) if ticket.assignee_id else None,
+        "group_id": str(ticket.group_id), "tags": json.dumps(sorted(ticket.tags)),
+        "is_outbound": int(ticket.outbound), "language": primary_language(requester.locale),
+        "country": requester.country,
+        "handle_seconds": float(ticket.handle_seconds) if ticket.handle_seconds is not None else None,
+        "first_customer_message_at": iso_utc(first_customer),
+        "first_agent_reply_at": iso_utc(min(replies, default=None)),
+        "agent_replies": len(replies), "customer_messages": len(customer),
+        "first_resolved_at": iso_utc(resolved[0]) if resolved else None,
+        "last_resolved_at": iso_utc(resolved[-1]) if resolved else None,
+        "reopens": len(reopens), "has_bot_message": int(has_bot),
+        "is_bot_only": int(bool(resolved) and not replies and has_bot),
+        "last_activity_at": iso_utc(max([m.created_at for m in ticket.messages] + events)),
+        "facts_from_events": 1, "messages_truncated": 0,
+    }
+
+
+def assert_store_matches_world(store: Store, world: World) -> None:
+    contacts, messages = rows(store, "contacts"), rows(store, "messages")
+    tickets = live_tickets(world)
+    assert set(contacts) >= {str(t.id) for t in tickets}
+    per_contact: dict[str, int] = {}
+    for m in messages.values():
+        per_contact[m["contact_id"]] = per_contact.get(m["contact_id"], 0) + 1
+    for ticket in tickets:
+        row = contacts[str(ticket.id)]
+        row = {**row, "tags": json.dumps(sorted(json.loads(row["tags"])))}
+        expected = expected_contact(world, ticket)
+        assert {k: row[k] for k in expected} == expected, f"conversation {ticket.id}"
+        assert per_contact[str(ticket.id)] == len(ticket.messages)
+    surveys = rows(store, "survey_responses")
+    rated = [t for t in tickets if t.rating and t.rating.answered_at]
+    assert {str(t.id) for t in rated} == set(surveys)
+    for t in rated:
+        assert t.rating is not None and t.rating.answered_at is not None
+        survey = surveys[str(t.id)]
+        assert (survey["score"], survey["scale"], survey["kind"]) == (float(t.rating.score or 0), "1-5", "csat")
+        assert survey["created_at"] == iso_utc(max(t.rating.answered_at, t.rating.updated_at))
+        assert survey["requester_id"] == contact_ref(t.requester_id) and survey["comment"] is None
+
+
+def test_full_sync_equals_the_worlds_intercom_slice(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    result = sync(store, fake)
+    assert result.ok, result.error
+    assert_store_matches_world(store, sandbox.world)
+    data = sandbox.world.sources["intercom"]
+    people = rows(store, "people")
+    agents = {k for k, p in people.items() if p["role"] == "agent"}
+    customers = {k: p for k, p in people.items() if p["role"] == "customer"}
+    assert agents == {str(a.id) for a in data.agents()}
+    assert set(customers) == {contact_ref(c.id) for c in data.customers()}
+    for person in data.customers():
+        row = customers[contact_ref(person.id)]
+        assert (row["language"], row["country"]) == (primary_language(person.locale), person.country)
+        assert row["name"] is row["email"] is row["phone"] is None
+    assert set(rows(store, "groups")) == {str(g) for g in data.groups}
+    assert len(rows(store, "organizations")) == len(data.organizations)
+    assert store.count("quarantine") == 0
+    # Calls: one search page per 150 conversations, one parts fetch per conversation with parts.
+    searches = len(fake.calls("POST", "/conversations/search"))
+    fetched = len(fake.calls("GET", "/conversations/"))
+    with_parts = sum(1 for t in live_tickets(sandbox.world) if fake.render_parts(t))
+    assert searches == -(-len(live_tickets(sandbox.world)) // 150)
+    assert fetched == with_parts
+
+
+def test_incremental_sync_fetches_only_what_changed(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    assert sync(store, fake).ok
+    fake.clear_log()
+    changed = set(sandbox.world.mutate("intercom", 8)) | set(sandbox.world.add_tickets("intercom", 3))
+    result = sync(store, fake)
+    assert result.ok, result.error
+    assert len(fake.calls("POST", "/conversations/search")) == 1
+    assert {c.path.rsplit("/", 1)[1] for c in fake.calls("GET", "/conversations/")} == {str(i) for i in changed}
+    assert len(fake.calls("GET", "/conversations/")) == len(changed)
+    assert_store_matches_world(store, sandbox.world)
+    fake.clear_log()
+    assert sync(store, fake).ok  # nothing changed: the overlap is recognised, no parts fetched
+    assert fake.calls("GET", "/conversations/") == []
+
+
+_CHILD = """
+import sys
+from connectors.intercom import IntercomConnector
+from kpi_core.settings import IntercomSettings
+from kpi_core.store import open_store
+from kpi_core.sync import sync_source
+base_url, start_date, path = sys.argv[1:4]
+settings = IntercomSettings(base_url=base_url, access_token="sandbox-intercom-token", start_date=start_date, page_size=5)
+sync_source(open_store(path), IntercomConnector(settings))
+"""
+
+
+def test_sigkill_mid_sync_then_resume_gives_the_same_store(sandbox: Sandbox, fake: FakeIntercom, tmp_path: Path) -> None:
+    reference = open_store(tmp_path / "reference.sqlite")
+    assert sync(reference, fake, page_size=5).ok
+    full_pass = len(fake.calls("POST", "/conversations/search"))
+    fake.clear_log()
+    fake.on_search(lambda n: time.sleep(0.05))  # slow enough to be killed mid-pass
+    settings = fake.connector_settings()
+    path = tmp_path / "killed.sqlite"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, settings["base_url"], settings["start_date"], str(path)],
+                             cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 20
+    while len(fake.calls("POST", "/conversations/search")) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    killed_at = len(fake.calls("POST", "/conversations/search"))
+    assert 6 <= killed_at < full_pass
+    fake.clear_log()
+    resumed = open_store(path)
+    assert json.loads(resumed.get_cursor("intercom", "conversations") or "{}").get("after")  # in-pass bookmark
+    assert sync(resumed, fake, page_size=5).ok
+    assert len(fake.calls("POST", "/conversations/search")) <= full_pass - killed_at + 2
+    assert dump(resumed) == dump(reference)
+    resumed.close()
+    reference.close()
+
+
+def test_429_waits_until_the_rate_limit_reset(fake: FakeIntercom, store: Store) -> None:
+    reset = int(time.time()) + 3
+    fake.fail(429, path="/conversations/search", headers={"X-RateLimit-Reset": str(reset)})
+    assert sync(store, fake).ok
+    searches = fake.calls("POST", "/conversations/search")
+    assert [c.status for c in searches[:2]] == [429, 200]
+    assert searches[1].at - searches[0].at >= 1.9
+    # The fake's own throttle speaks like Intercom: a reset epoch, no Retry-After.
+    fake.rate_limit(1, window=10)
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+    session.get(fake.base_url + "/admins")
+    throttled = session.get(fake.base_url + "/admins")
+    assert throttled.status_code == 429 and "Retry-After" not in throttled.headers
+    assert int(throttled.headers["X-RateLimit-Reset"]) > time.time()
+    assert throttled.json()["errors"][0]["code"] == "rate_limit_exceeded"
+
+
+def test_server_error_burst_is_survived(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    fake.fail(503, times=3, path="/conversations/")
+    started = time.monotonic()
+    result = sync(store, fake)
+    assert result.ok, result.error
+    # Backoff, not the rate-limit reset epoch every Intercom answer carries (up to 10 s each).
+    assert time.monotonic() - started < 8
+    assert sum(1 for c in fake.calls(path="/conversations") if c.status == 503) == 3
+    assert_store_matches_world(store, sandbox.world)
+
+
+def test_truncated_body_is_a_clear_error_and_keeps_the_cursor(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    assert sync(store, fake).ok
+    before = store.get_cursor("intercom", "conversations")
+    sandbox.world.mutate("intercom", 3)
+    fake.malformed(path="/conversations/search")
+    result = sync(store, fake)
+    assert not result.ok
+    assert "/conversations/search" in (result.error or "") and "not valid JSON" in (result.error or "")
+    assert store.get_cursor("intercom", "conversations") == before
+
+
+def test_bad_token_and_missing_plan_are_clear_and_401_is_not_retried(fake: FakeIntercom, store: Store) -> None:
+    result = sync(store, fake, access_token="wrong-token")
+    assert not result.ok and "401" in (result.error or "") and "wrong-token" not in (result.error or "")
+    assert len(fake.calls()) == 1
+    fake.clear_log()
+    fake.fail(403, path="/conversations/search")
+    result = sync(store, fake)
+    assert not result.ok and "403" in (result.error or "") and "Active subscription needed" in (result.error or "")
+    assert len(fake.calls("POST", "/conversations/search")) == 1
+
+
+def _add_messages(world: World, ticket: Ticket, count: int) -> None:
+    """Append an alternating customer/agent exchange of `count` messages, all in the past."""
+    agent = next(iter(world.sources["intercom"].agents()))
+    with world.lock:
+        at = max([m.created_at for m in ticket.messages] + [c.at for c in ticket.status_changes]) + 1
+        for i in range(count):
+            customer = i % 2 == 0
+            ticket.messages.append(Message(world.next_id(), ticket.requester_id if customer else agent.id,
+                                           "customer" if customer else "agent", True, at + i, "Thread message."))
+        ticket.updated_at = world.tick()
+
+
+def _old_open_tickets(world: World) -> list[Ticket]:
+    cutoff = time.time() - 86400
+    return [t for t in live_tickets(world)
+            if t.updated_at < cutoff and not t.outbound and t.status in ("open", "pending")]
+
+
+def test_long_conversations_complete_up_to_500_parts_then_statistics(sandbox: Sandbox, fake: FakeIntercom,
+                                                                      store: Store) -> None:
+    long_one, too_long = _old_open_tickets(sandbox.world)[:2]
+    _add_messages(sandbox.world, long_one, 300)
+    _add_messages(sandbox.world, too_long, 620)
+    assert sync(store, fake).ok
+    contacts, messages = rows(store, "contacts"), rows(store, "messages")
+    complete = contacts[str(long_one.id)]
+    expected = expected_contact(sandbox.world, long_one)
+    assert {k: complete[k] for k in expected} == expected
+    assert complete["agent_replies"] > 150
+    truncated = contacts[str(too_long.id)]
+    parts = fake.render_parts(too_long)
+    assert len(parts) > 500
+    shown = [p for p in parts[-500:] if p["part_type"] in ("comment", "quick_reply", "note")]
+    stored = [m for m in messages.values() if m["contact_id"] == str(too_long.id)]
+    assert len(stored) == len(shown) + 1  # the source and what the API gave
+    assert (truncated["messages_truncated"], truncated["facts_from_events"]) == (1, 0)
+    world_view = expected_contact(sandbox.world, too_long)
+    for key in ("first_agent_reply_at", "first_resolved_at", "last_resolved_at", "reopens", "first_customer_message_at"):
+        assert truncated[key] == world_view[key], key
+    assert truncated["agent_replies"] is None
+    assert json.loads(truncated["vendor"])["count_conversation_parts"] == len(parts)
+
+
+def test_a_repeated_starting_after_ends_the_pass_and_the_next_sync_completes(sandbox: Sandbox, fake: FakeIntercom,
+                                                                              store: Store) -> None:
+    fake.repeat_cursor_once()
+    result = sync(store, fake, page_size=10)
+    assert result.ok, result.error
+    conversations = len(live_tickets(sandbox.world))
+    searches = fake.calls("POST", "/conversations/search")
+    assert len(searches) == 2  # page 2 handed back page 1's cursor: stop, no loop
+    assert len(rows(store, "contacts")) < conversations
+    fake.clear_log()
+    assert sync(store, fake, page_size=10).ok
+    assert_store_matches_world(store, sandbox.world)
+
+
+def test_a_conversation_changed_behind_the_pass_is_caught_by_the_next_sync(sandbox: Sandbox, fake: FakeIntercom,
+                                                                           store: Store) -> None:
+    ordered = sorted(live_tickets(sandbox.world), key=lambda t: (t.updated_at, t.id))
+    early, last = _old_open_tickets(sandbox.world)[0], ordered[-1]
+    _wrap_get(fake, lambda ident: _add_messages(sandbox.world, early, 2) if ident == str(last.id) else None)
+    assert sync(store, fake, page_size=20).ok
+    assert rows(store, "contacts")[str(early.id)]["updated_at"] != iso_utc(early.updated_at)  # missed by that pass
+    fake.clear_log()
+    assert sync(store, fake, page_size=20).ok
+    assert [c.path for c in fake.calls("GET", "/conversations/")] == [f"/conversations/{early.id}"]
+    assert_store_matches_world(store, sandbox.world)
+
+
+def test_deleted_between_search_and_fetch_is_stored_as_deleted(sandbox: Sandbox, fake: FakeIntercom,
+                                                              store: Store) -> None:
+    victim = _old_open_tickets(sandbox.world)[0]
+    _wrap_get(fake, lambda ident: sandbox.world.delete_ticket("intercom", victim.id) if ident == str(victim.id) else None)
+    assert sync(store, fake).ok
+    assert rows(store, "contacts")[str(victim.id)]["status"] == "deleted"
+    assert_store_matches_world(store, sandbox.world)
+
+
+def test_a_conversation_of_unexpected_shape_is_quarantined(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    victim = live_tickets(sandbox.world)[0]
+    render = fake.render_conversation
+
+    def corrupt(ticket: Ticket, **options: Any) -> dict[str, Any]:
+        conversation = render(ticket, **options)
+        if ticket.id == victim.id:
+            conversation["created_at"] = "yesterday"
+        return conversation
+
+    fake.render_conversation = corrupt  # type: ignore[method-assign]
+    result = sync(store, fake)
+    assert result.ok, result.error
+    reasons = dict(store.db.execute("SELECT record_id, error FROM quarantine").fetchall())
+    assert "not an epoch timestamp" in reasons[str(victim.id)]
+    assert str(victim.id) not in rows(store, "contacts")
+    assert len(rows(store, "contacts")) == len(live_tickets(sandbox.world)) - 1
+
+
+def test_nothing_personal_or_secret_reaches_the_store(sandbox: Sandbox, fake: FakeIntercom, tmp_path: Path) -> None:
+    store = open_store(tmp_path / "private.sqlite")
+    assert sync(store, fake).ok
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("private.sqlite*"))
+    subjects = {t.subject for t in live_tickets(sandbox.world)}
+    secrets = sandbox.world.personal_strings() | subjects | {TOKEN}
+    leaks = [s for s in secrets if s.encode() in blob or json.dumps(s)[1:-1].encode() in blob]
+    assert leaks == []
+    store.close()
+
+
+def test_region_hosts_version_header_and_fake_search_shapes(fake: FakeIntercom) -> None:
+    eu = IntercomConnector(IntercomSettings(access_token="t", region="eu"))
+    assert eu.base_url == "https://api.eu.intercom.io"
+    assert eu.client.session.headers["Intercom-Version"] == "2.14"
+    au = IntercomConnector(IntercomSettings(access_token="t", region="au", api_version="2.11"))
+    assert au.base_url == "https://api.au.intercom.io" and au.client.session.headers["Intercom-Version"] == "2.11"
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+    too_big = session.post(fake.base_url + "/conversations/search", json={"pagination": {"per_page": 151}})
+    assert too_big.status_code == 400 and too_big.json()["errors"][0]["code"] == "parameter_invalid"
+    query = {"operator": "AND", "value": [{"field": "updated_at", "operator": ">", "value": 0}]}
+    first = session.post(fake.base_url + "/conversations/search", json={"query": query, "pagination": {"per_page": 150}})
+    body = first.json()
+    assert body["type"] == "conversation.list" and "next" not in body["pages"]
+    assert body["total_count"] == len(body["conversations"])
+    assert all("conversation_parts" not in c and c["statistics"] for c in body["conversations"])
+
+
+def _wrap_get(fake: FakeIntercom, before: Any) -> None:
+    """Run `before(conversation_id)` ahead of every GET /conversations/{id}."""
+    for index, (method, pattern, handler) in enumerate(fake.routes):
+        if method == "GET" and pattern.pattern.startswith("^/conversations/"):
+            def wrapped(request: Any, match: Any, handler: Any = handler) -> FakeResponse:
+                before(match.group("id"))
+                return handler(request, match)
+            fake.routes[index] = (method, pattern, wrapped)
+
+
+def test_rewind_re_reads_the_window_without_losing_anything(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    from kpi_core.sync import rewind_source
+
+    assert sync(store, fake).ok
+    conn = connector(fake)
+    window_start = min(t.updated_at for t in live_tickets(sandbox.world)) + 30 * 86400
+    moved = rewind_source(store, conn, datetime.fromtimestamp(window_start, tz=timezone.utc))
+    assert set(moved) == {"contacts", "conversations"}
+    fake.clear_log()
+    assert sync(store, fake).ok
+    in_window = {str(t.id) for t in live_tickets(sandbox.world) if t.updated_at >= window_start and fake.render_parts(t)}
+    assert {c.path.rsplit("/", 1)[1] for c in fake.calls("GET", "/conversations/")} == in_window
+    assert_store_matches_world(store, sandbox.world)
+    conn.close()
