@@ -71,12 +71,60 @@ ZENDESK_PATHS = {"users/cursor": "users", "groups": "groups", "organizations": "
                  "tickets/cursor": "tickets", "ticket_events": "ticket_events", "satisfaction_ratings": "csat",
                  "survey_responses": "csat"}
 
+def _live(fake: Any) -> list[Any]:
+    return [t for t in fake.world.sources[fake.name].tickets.values() if not t.deleted and not t.spam]
+
+
+def intercom_volumes(fake: Any) -> dict[str, tuple[str, int, int]]:
+    data = fake.world.sources["intercom"]
+    live = _live(fake)
+    return {
+        "admins": ("admins", len(data.agents()) + len(data.bots()), 1000),
+        "teams": ("teams", len(data.groups), 1000),
+        "contacts": ("contacts", len(data.customers()), 150),
+        "companies": ("companies", len(data.organizations), 50),
+        "tickets": ("conversations", len(live), 150),
+        # Parts come only one conversation at a time: the API has no bulk endpoint for them.
+        "parts": ("conversations", len(live), 1),
+    }
+
+
+def freshdesk_volumes(fake: Any) -> dict[str, tuple[str, int, int]]:
+    data = fake.world.sources["freshdesk"]
+    live = _live(fake)
+    entries = sum(len(fake.render_time_entries(t)) for t in data.tickets.values())
+    answered = sum(1 for t in data.tickets.values() if t.rating and t.rating.answered_at is not None)
+    return {
+        "reference": ("lists: agents, groups, companies", 3, 1),
+        "contacts": ("contacts", len(data.customers()), 100),
+        "tickets": ("tickets", len(live), 100),
+        "removed": ("filters: deleted, spam", 2, 1),
+        # Conversations come only one ticket at a time (100 per call).
+        "conversations": ("tickets", len(live), 1),
+        "time_entries": ("time entries", entries, 100),
+        "ratings": ("ratings", answered, 100),
+    }
+
+
+INTERCOM_PATHS = {"/conversations/search": "tickets", "/conversations/": "parts", "/contacts": "contacts",
+                  "/companies": "companies", "/admins": "admins", "/teams": "teams"}
+FRESHDESK_PATHS = {"/conversations": "conversations", "filter=": "removed", "/tickets": "tickets",
+                   "/contacts": "contacts", "/time_entries": "time_entries", "/satisfaction_ratings": "ratings",
+                   "/agents": "reference", "/groups": "reference", "/companies": "reference"}
+
+
+def _stream_of(paths: dict[str, str]) -> Callable[[str], str]:
+    return lambda url: next((s for k, s in paths.items() if k in url), url)
+
+
 SOURCES: dict[str, SourceBench] = {
     "zendesk": SourceBench(
         volumes=zendesk_volumes,
         extra_calls={"csat": 1},  # csat = "auto" asks the new-CSAT endpoint once
-        stream_of_path=lambda path: next((s for k, s in ZENDESK_PATHS.items() if k in path), path),
+        stream_of_path=_stream_of(ZENDESK_PATHS),
     ),
+    "intercom": SourceBench(volumes=intercom_volumes, extra_calls={}, stream_of_path=_stream_of(INTERCOM_PATHS)),
+    "freshdesk": SourceBench(volumes=freshdesk_volumes, extra_calls={}, stream_of_path=_stream_of(FRESHDESK_PATHS)),
 }
 
 
@@ -120,7 +168,7 @@ def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
 
 def _instrument(connector: Connector, stream_of_path: Callable[[str], str]) -> dict[str, Any]:
     """Time spent inside the HTTP client (wall and CPU; and on the wire), and calls by stream."""
-    client = getattr(connector, "client")
+    client = getattr(connector, "client", None) or getattr(connector, "http")
     timing: dict[str, Any] = {"http": 0.0, "http_cpu": 0.0, "network": 0.0, "store_cpu": 0.0, "calls": Counter()}
     request, send = client.request, client.session.request
 
@@ -138,7 +186,8 @@ def _instrument(connector: Connector, stream_of_path: Callable[[str], str]) -> d
             return send(method, url, **kwargs)
         finally:
             timing["network"] += time.perf_counter() - started
-            timing["calls"][stream_of_path(url)] += 1
+            query = "&".join(f"{k}={v}" for k, v in (kwargs.get("params") or {}).items())
+            timing["calls"][stream_of_path(f"{url}?{query}")] += 1
 
     client.request, client.session.request = timed_request, timed_send
     return timing

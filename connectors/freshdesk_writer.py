@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from connectors.base import FieldDef, FieldSpec, MalformedResponse, WriteRequest, WriteResult
 from connectors.freshdesk import FreshdeskConnector
-from connectors.writing import attempt, attempt_note, note_html
+from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from kpi_core.settings import FreshdeskSettings
 
 API = "/api/v2"
@@ -33,7 +33,7 @@ CREATE_TYPES = {"text": "custom_text", "integer": "custom_number", "number": "cu
                 "checkbox": "custom_checkbox"}
 
 
-class FreshdeskWriter:
+class FreshdeskWriter(HttpWriter):
     """Writes custom field values and private notes into a Freshdesk account."""
 
     name: ClassVar[str] = "freshdesk"
@@ -42,13 +42,6 @@ class FreshdeskWriter:
     def __init__(self, settings: FreshdeskSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = FreshdeskConnector(settings, sleep=sleep).http
         self.sleep = sleep
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    def close(self) -> None:
-        self.client.close()
 
     # --- field definitions -----------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.intercom import IntercomConnector
-from connectors.writing import attempt, attempt_note, note_html
+from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from kpi_core.settings import IntercomSettings
 
 VENDOR_TYPES: dict[str, str] = {
@@ -40,7 +40,7 @@ CREATE_TYPES = {"text": "string", "integer": "integer", "number": "float", "chec
 CREATABLE_MODELS = frozenset({"contact", "company"})
 
 
-class IntercomWriter:
+class IntercomWriter(HttpWriter):
     """Writes custom attributes and internal notes into an Intercom workspace."""
 
     name: ClassVar[str] = "intercom"
@@ -50,13 +50,6 @@ class IntercomWriter:
         self.client = IntercomConnector(settings, sleep=sleep).client
         self.sleep = sleep
         self._admin_id: str | None = None
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    def close(self) -> None:
-        self.client.close()
 
     # --- attribute definitions ---------------------------------------------------------------
 

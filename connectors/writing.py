@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 NOTE_429_ATTEMPTS = 5
 
 
+class HttpWriter:
+    """The part every writer shares: it owns one HTTP client, counts its calls and closes it."""
+
+    client: HttpClient
+
+    @property
+    def api_calls(self) -> int:
+        return self.client.calls
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def attempt(request: WriteRequest, send: Callable[[], Any]) -> WriteResult:
     """Run one idempotent write; a refusal of this record becomes a failed result.
 

@@ -34,7 +34,7 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.writing import attempt, attempt_note
+from connectors.writing import HttpWriter, attempt, attempt_note
 from connectors.zendesk import ZendeskConnector
 from kpi_core.settings import ZendeskSettings
 
@@ -49,7 +49,7 @@ VENDOR_TYPES: dict[str, str] = {
 CREATE_TYPES = {"text": "text", "integer": "integer", "number": "decimal", "checkbox": "checkbox"}
 
 
-class ZendeskWriter:
+class ZendeskWriter(HttpWriter):
     """Writes custom field values and private notes into a Zendesk Support account."""
 
     name: ClassVar[str] = "zendesk"
@@ -62,13 +62,6 @@ class ZendeskWriter:
         self.max_polls = max_polls
         self.sleep = sleep
         self.job_polls = 0
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    def close(self) -> None:
-        self.client.close()
 
     # --- field definitions -----------------------------------------------------------------
 

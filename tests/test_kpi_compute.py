@@ -192,3 +192,19 @@ def test_a_copy_of_a_store_carries_its_values(tmp_path: Path) -> None:
     copy = open_store(tmp_path / "copy.sqlite")
     assert kpi_rows(copy, KpiSettings(), "month", date(2026, 3, 1), date(2026, 4, 1), None, ["ticket_volume"],
                     now=now)[0]["value"] == 1
+
+
+def test_worker_processes_give_the_same_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kpi_core.kpis import parallel
+
+    history = _history()
+    sequential = make_store(tmp_path, history, "sequential.sqlite")
+    compute(sequential, SETTINGS, *RANGE, now=T1, workers=1)
+    monkeypatch.setattr(parallel, "MIN_CONTACTS", 0)
+    spread = make_store(tmp_path, history, "parallel.sqlite")
+    calls: list[int] = []
+    real = parallel.run_units
+    monkeypatch.setattr(parallel, "run_units", lambda evaluation, workers: calls.append(workers) or real(evaluation, workers))
+    compute(spread, SETTINGS, *RANGE, now=T1, workers=2)
+    assert calls and set(calls) == {2}
+    _assert_same(_all_rows(spread, T1), _all_rows(sequential, T1))

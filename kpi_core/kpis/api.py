@@ -14,7 +14,9 @@ Then the read-together diagnostics of the periods it touched are evaluated again
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -69,11 +71,19 @@ def default_range(ctx: Context, since: date | None, until: date | None) -> tuple
 
 def compute(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
             *, grains: list[str] | None = None, segments: list[list[str]] | None = None,
-            now: datetime | None = None, full: bool = False) -> ComputeSummary:
-    """Bring stored KPI values and diagnostics up to date; see the module docstring."""
+            now: datetime | None = None, full: bool = False, workers: int | None = None) -> ComputeSummary:
+    """Bring stored KPI values and diagnostics up to date; see the module docstring.
+
+    Three steps: refresh the facts and take the changed days (committed, so that worker processes
+    can read them), evaluate what went stale (large evaluations on `workers` processes, default
+    up to 2), then write the values, move the backlog and store the diagnostics in one
+    transaction. Interrupted between the first and the last, the next run takes over the days
+    and changes the first step took.
+    """
     started = time.perf_counter()
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
     since, until = default_range(ctx, since, until)
+    workers = workers or min(2, os.cpu_count() or 1)
     summary = ComputeSummary()
     wanted_grains = [Grain(g) for g in (grains or ctx.settings.periods)]
     wanted_segs = [parse(s, ctx.settings) for s in (segments if segments is not None else ctx.settings.segments)]
@@ -84,37 +94,45 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
         redo_all = full or refreshed.everything or get_meta(ctx.conn, "values_fingerprint") != fingerprint
         summary.contacts_refreshed, summary.rebuilt_everything = refreshed.contacts, refreshed.everything
         summary.contacts_changed = refreshed.changed
-        dirty = _dirty_days(ctx)
-        stored = values.computed(ctx)
-        combos: dict[Grain, dict[str, Segmentation]] = defaultdict(dict)
-        for grain in wanted_grains:
-            for seg in wanted_segs:
-                combos[grain][seg.key] = seg
-        for grain, by_key in stored:
-            combos[grain].setdefault(by_key, parse(by_key or None, ctx.settings))
-        touched: dict[Grain, set[Period]] = defaultdict(set)
-        for grain, segs in combos.items():
-            plan: dict[tuple[Period, frozenset[str]], list[Segmentation]] = defaultdict(list)
-            for seg in segs.values():
-                have = stored.get((grain, seg.key), {})
-                work = _stale(ctx, have, dirty, redo_all, fingerprint)
-                if grain in wanted_grains and seg.key in {s.key for s in wanted_segs}:
-                    for period in P.periods_between(grain, since, until):
-                        if period not in have:
-                            work[period] = frozenset({ALL})
-                for period, what in work.items():
-                    plan[(period, what)].append(seg)
-            summary.values_written += _run_plan(ctx, grain, plan, summary)
-            for seg in segs.values():
+        dirty = _take_dirty_days(ctx)
+        seq = values.changes_seq(ctx)
+    stored = values.computed(ctx)
+    combos: dict[Grain, dict[str, Segmentation]] = defaultdict(dict)
+    for grain in wanted_grains:
+        for seg in wanted_segs:
+            combos[grain][seg.key] = seg
+    for grain, by_key in stored:
+        combos[grain].setdefault(by_key, parse(by_key or None, ctx.settings))
+    plans: dict[Grain, dict[tuple[Period, frozenset[str]], list[Segmentation]]] = {}
+    for grain, segs in combos.items():
+        plan: dict[tuple[Period, frozenset[str]], list[Segmentation]] = defaultdict(list)
+        for seg in segs.values():
+            have = stored.get((grain, seg.key), {})
+            work = _stale(ctx, have, dirty, redo_all, fingerprint)
+            if grain in wanted_grains and seg.key in {s.key for s in wanted_segs}:
+                for period in P.periods_between(grain, since, until):
+                    if period not in have:
+                        work[period] = frozenset({ALL})
+            for period, what in work.items():
+                plan[(period, what)].append(seg)
+        plans[grain] = plan
+    found = {grain: _evaluate_plan(ctx, grain, plan, summary, workers) for grain, plan in plans.items()}
+    with ctx.writing():
+        touched: dict[Grain, set[Period]] = {}
+        for grain, batches in found.items():
+            for segs_of_batch, todo, what, evaluated in batches:
+                summary.values_written += _write(ctx, grain, segs_of_batch, todo, what, evaluated)
+            plan = plans[grain]
+            for seg in combos[grain].values():
                 redone = {p for (p, what), segs_of in plan.items() if ALL in what and seg in segs_of}
                 untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone]
-                summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched)
+                summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched, seq)
             touched[grain] = {p for p, _ in plan}
         from kpi_core.kpis.diagnostics import store_diagnostics
 
         summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, touched)
-        ctx.conn.execute("DELETE FROM kpi_dirty_days")
-        backlog.clear(ctx)
+        set_meta(ctx.conn, DAYS_IN_PROGRESS, "[]")
+        backlog.clear(ctx, seq)
         set_meta(ctx.conn, "values_fingerprint", fingerprint)
         set_meta(ctx.conn, "computed_at", ctx.now_iso)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -123,8 +141,22 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
     return summary
 
 
-def _run_plan(ctx: Context, grain: Grain, plan: dict[tuple[Period, frozenset[str]], list[Segmentation]],
-              summary: ComputeSummary) -> int:
+DAYS_IN_PROGRESS = "changed_days_in_progress"
+Batch = tuple[list[Segmentation], list[Period], frozenset[str], list[Any]]
+
+
+def _take_dirty_days(ctx: Context) -> list[date]:
+    """The changed days to process now: those noted since, plus any a run interrupted mid-way had taken."""
+    days = set(_dirty_days(ctx))
+    for day in json.loads(get_meta(ctx.conn, DAYS_IN_PROGRESS) or "[]"):
+        days.add(date.fromisoformat(day))
+    set_meta(ctx.conn, DAYS_IN_PROGRESS, json.dumps(sorted(d.isoformat() for d in days)))
+    ctx.conn.execute("DELETE FROM kpi_dirty_days")
+    return sorted(days)
+
+
+def _evaluate_plan(ctx: Context, grain: Grain, plan: dict[tuple[Period, frozenset[str]], list[Segmentation]],
+                   summary: ComputeSummary, workers: int) -> list[Batch]:
     """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations."""
     batches: dict[tuple[frozenset[str], tuple[str, ...]], list[Period]] = defaultdict(list)
     segs_by_key: dict[str, Segmentation] = {}
@@ -132,17 +164,35 @@ def _run_plan(ctx: Context, grain: Grain, plan: dict[tuple[Period, frozenset[str
         for seg in segs:
             segs_by_key[seg.key] = seg
         batches[(what, tuple(sorted(s.key for s in segs)))].append(period)
-    written = 0
+    out: list[Batch] = []
     for (what, seg_keys), periods in batches.items():
         segs = [segs_by_key[k] for k in seg_keys]
-        groups = [[p] for p in periods] if grain is Grain.CUSTOM else [periods]
-        for group in groups:
-            written += _compute_periods(ctx, grain, segs, group, what)
+        for group in ([[p] for p in periods] if grain is Grain.CUSTOM else [periods]):
+            todo = [p for p in group if p.start <= ctx.now.date()]
+            chosen = _chosen(ctx, what)
+            if not todo or not chosen:
+                continue
+            out.append((segs, todo, what, evaluate(ctx, todo, segs, chosen, workers)))
             if ALL in what:
-                summary.periods_computed += len(group)
+                summary.periods_computed += len(todo)
             else:
-                summary.periods_partly += len(group)
-    return written
+                summary.periods_partly += len(todo)
+    return out
+
+
+def _chosen(ctx: Context, what: frozenset[str]) -> list[catalogue.Kpi]:
+    everything = [k for k in catalogue.KPIS if ctx.hours.configured or not k.business_hours]
+    return everything if ALL in what else [k for k in everything if k.id in what]
+
+
+def _write(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Period], what: frozenset[str],
+           found: list[Any]) -> int:
+    by_seg: dict[str, list[Any]] = defaultdict(list)
+    for value in found:
+        by_seg[value.by].append(value)
+    kpi_ids = None if ALL in what else [k.id for k in _chosen(ctx, what)]
+    touch = ALL in what or bool(TIME_KPIS & what)
+    return sum(values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch) for seg in segs)
 
 
 def _dirty_days(ctx: Context) -> list[date]:
@@ -180,27 +230,6 @@ def _touches(days: list[date], start: date, end: date) -> bool:
     return i < len(days) and days[i] < end
 
 
-def _compute_periods(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Period],
-                     what: frozenset[str]) -> int:
-    todo = [p for p in todo if p.start <= ctx.now.date()]
-    if not todo:
-        return 0
-    everything = [k for k in catalogue.KPIS if ctx.hours.configured or not k.business_hours]
-    chosen = everything if ALL in what else [k for k in everything if k.id in what]
-    if not chosen:
-        return 0
-    found = evaluate(ctx, todo, segs, chosen)
-    by_seg: dict[str, list[Any]] = defaultdict(list)
-    for value in found:
-        by_seg[value.by].append(value)
-    kpi_ids = None if ALL in what else [k.id for k in chosen]
-    written = 0
-    for seg in segs:
-        touch = ALL in what or bool(TIME_KPIS & what)
-        written += values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch)
-    return written
-
-
 def kpi_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,
              until: date | None, by: list[str] | str | None = None, kpi_ids: list[str] | None = None,
              *, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -232,7 +261,9 @@ def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) 
         if not facts.built(ctx):
             facts.refresh(ctx)
         for group in ([[p] for p in missing] if grain is Grain.CUSTOM else [missing]):
-            _compute_periods(ctx, grain, [seg], group, frozenset({ALL}))
+            todo = [p for p in group if p.start <= ctx.now.date()]
+            found = evaluate(ctx, todo, [seg], _chosen(ctx, frozenset({ALL})))
+            _write(ctx, grain, [seg], todo, frozenset({ALL}), found)
 
 
 def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,

@@ -20,7 +20,7 @@ from typing import Any
 from kpi_core.kpis.context import Context
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, fact_dims, fact_joins
-from kpi_core.kpis.values import changes_seq, segment_json
+from kpi_core.kpis.values import segment_json
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,18 @@ class Row:
         return 1 + sum(d for at, d in self.steps if max(at, self.created_at) < t)
 
 
-def _changed_rows(ctx: Context, seg: Segmentation, sign: int, after: int) -> list[Row]:
+def _changed_rows(ctx: Context, seg: Segmentation, sign: int, after: int, upto: int) -> list[Row]:
     """Per contact changed by refreshes after number `after`: its version then (sign -1: the first old row, if the contact
     existed then) or now (sign +1: the last new row, if it still exists)."""
     pick = "min" if sign < 0 else "max"
-    chosen = (f"SELECT * FROM kpi_facts_changes c WHERE c.sign = {sign} AND c.seq > :after"
+    chosen = (f"SELECT * FROM kpi_facts_changes c WHERE c.sign = {sign} AND c.seq > :after AND c.seq <= :upto"
               f" AND c.seq = (SELECT {pick}(x.seq) FROM kpi_facts_changes x WHERE x.source = c.source"
-              f" AND x.source_id = c.source_id AND x.seq > :after)")
+              f" AND x.source_id = c.source_id AND x.seq > :after AND x.seq <= :upto)")
     dims = fact_dims(seg)
     sql = (f"SELECT {''.join(f'{d}, ' for d in dims)}f.created_at, f.first_resolved_at, f.transitions"
            f" FROM ({chosen}) f{fact_joins(seg)} WHERE f.is_deleted = 0")
     out = []
-    for row in ctx.conn.execute(sql, {"after": after}):
+    for row in ctx.conn.execute(sql, {"after": after, "upto": upto}):
         vals, created, resolved, transitions = tuple(row[:len(dims)]), row[-3], row[-2], row[-1]
         steps = tuple((at, int(d)) for at, d in json.loads(transitions)) if transitions else None
         closed = max(created, resolved) if resolved is not None else None
@@ -64,11 +64,12 @@ def pending(ctx: Context) -> bool:
     return ctx.conn.execute("SELECT 1 FROM kpi_facts_changes LIMIT 1").fetchone() is not None
 
 
-def clear(ctx: Context) -> None:
-    ctx.conn.execute("DELETE FROM kpi_facts_changes")
+def clear(ctx: Context, upto: int) -> None:
+    """Forget the changes of refreshes up to number `upto` (applied by this compute)."""
+    ctx.conn.execute("DELETE FROM kpi_facts_changes WHERE seq <= ?", [upto])
 
 
-def apply_changes(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period]) -> int:
+def apply_changes(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period], upto: int) -> int:
     """Move the stored backlog of `periods` by the contacts changed since each was counted; returns the
     values written. (A period counted after some changes, by `kpi_rows`, takes only the later ones.)"""
     if not periods or not pending(ctx):
@@ -79,13 +80,15 @@ def apply_changes(ctx: Context, grain: Grain, seg: Segmentation, periods: list[P
         by_seq[counted[period][1] if period in counted else 0].append(period)
     moves: dict[Period, dict[tuple[Any, ...], int]] = defaultdict(lambda: defaultdict(int))
     for seq, group in by_seq.items():
-        old, new = _changed_rows(ctx, seg, -1, seq), _changed_rows(ctx, seg, 1, seq)
+        if seq >= upto:
+            continue
+        old, new = _changed_rows(ctx, seg, -1, seq, upto), _changed_rows(ctx, seg, 1, seq, upto)
         for then, same in _by_time(group, counted).items():
             _moves(ctx, same, then, old, new, moves)
     written = _write(ctx, grain, seg, moves)
     ctx.conn.executemany(
         "UPDATE kpi_computed SET backlog_seq = ? WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?",
-        [(changes_seq(ctx), grain.value, seg.key, p.start.isoformat(), p.end.isoformat()) for p in periods])
+        [(upto, grain.value, seg.key, p.start.isoformat(), p.end.isoformat()) for p in periods])
     return written
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -44,6 +44,15 @@ _CLOSED = "sum(CASE WHEN f.transitions IS NULL AND f.first_resolved_at >= f.crea
 _VOLUME = "count(*)"
 
 
+@dataclass
+class _Plan:
+    exprs: dict[Anchor, list[str]] = field(default_factory=lambda: defaultdict(list))
+    slots: dict[str, tuple[Anchor, tuple[int, ...]]] = field(default_factory=dict)
+    ranks: dict[tuple[Anchor, str], list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    retention: bool = False
+    distinct: bool = False
+
+
 @dataclass(frozen=True)
 class Value:
     kpi: str
@@ -56,12 +65,20 @@ class Value:
     n: int | None = None
 
 
-def evaluate(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi]) -> list[Value]:
-    """Every KPI of `kpis` for every period (one grain, none in the future) and segmentation of `segs`."""
+def evaluate(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi],
+             workers: int = 1) -> list[Value]:
+    """Every KPI of `kpis` for every period (one grain, none in the future) and segmentation of `segs`;
+    with `workers` > 1 a large evaluation runs its passes in that many processes (see parallel.py)."""
     periods = sorted(p for p in set(periods) if p.start <= ctx.now.date())
     if not periods or not kpis or not segs:
         return []
-    return _Evaluation(ctx, periods, segs, kpis).run()
+    evaluation = _Evaluation(ctx, periods, segs, kpis)
+    if workers > 1:
+        from kpi_core.kpis import parallel
+
+        if parallel.worth_it(evaluation):
+            return evaluation.run(parallel.run_units(evaluation, workers))
+    return evaluation.run()
 
 
 class _Box:
@@ -322,7 +339,7 @@ class _Evaluation:
         for kpi in kpis:
             if isinstance(kpi.measure, Repeat):
                 out[kpi.id] = out["repeat"]
-        return out
+        return {k: dict(v) for k, v in out.items()}  # plain dicts: the result may cross a process boundary
 
     def _following(self) -> dict[str, str]:
         """Period start -> the start of the period after it, for the periods asked for and those before them."""
@@ -347,52 +364,79 @@ class _Evaluation:
 
     # --- the evaluation -------------------------------------------------------------------
 
-    def run(self) -> list[Value]:
-        kpi_ids = {k.id for k in self.kpis}
-        figures: dict[str, dict[str, Table]] = {}  # kpi -> segmentation -> key -> raw figures
-        exprs: dict[Anchor, list[str]] = defaultdict(list)
+    def plan(self) -> _Plan:
+        """Which aggregate SQL each anchor's pass computes, where each KPI's figures sit, which percentiles."""
+        plan = _Plan()
 
         def slot(anchor: Anchor, sql: str) -> int:
-            if sql not in exprs[anchor]:
-                exprs[anchor].append(sql)
-            return exprs[anchor].index(sql)
+            if sql not in plan.exprs[anchor]:
+                plan.exprs[anchor].append(sql)
+            return plan.exprs[anchor].index(sql)
 
-        slots: dict[str, tuple[Anchor, tuple[int, ...]]] = {}
-        ranks: dict[tuple[Anchor, str], list[tuple[int, int]]] = defaultdict(list)
         for kpi in self.kpis:
             m, a = kpi.measure, kpi.anchor
             if isinstance(m, Count):
-                slots[kpi.id] = (a, (slot(a, m.sql),))
+                plan.slots[kpi.id] = (a, (slot(a, m.sql),))
             elif isinstance(m, Share):
-                slots[kpi.id] = (a, (slot(a, f"sum(CASE WHEN ({m.den}) AND ({m.num}) THEN 1 ELSE 0 END)"),
-                                     slot(a, f"sum(CASE WHEN {m.den} THEN 1 ELSE 0 END)")))
+                plan.slots[kpi.id] = (a, (slot(a, f"sum(CASE WHEN ({m.den}) AND ({m.num}) THEN 1 ELSE 0 END)"),
+                                          slot(a, f"sum(CASE WHEN {m.den} THEN 1 ELSE 0 END)")))
             elif isinstance(m, Ratio):
-                slots[kpi.id] = (a, (slot(a, m.num), slot(a, m.den)))
+                plan.slots[kpi.id] = (a, (slot(a, m.num), slot(a, m.den)))
             elif isinstance(m, Mean):
-                slots[kpi.id] = (a, (slot(a, f"sum({m.expr})"), slot(a, f"count({m.expr})")))
+                plan.slots[kpi.id] = (a, (slot(a, f"sum({m.expr})"), slot(a, f"count({m.expr})")))
             elif isinstance(m, InputRatio):
-                slots[kpi.id] = (a, (slot(a, m.aggregate),))
+                plan.slots[kpi.id] = (a, (slot(a, m.aggregate),))
             elif isinstance(m, Percentile):
-                ranks[(a, m.expr)].append((m.num, m.den))
-        if "backlog" in kpi_ids:
-            slots["backlog:created"] = (Anchor.CREATED, (slot(Anchor.CREATED, _OPENED),
-                                                         slot(Anchor.CREATED, _CLOSED_AT_CREATION)))
-            slots["backlog:resolved"] = (Anchor.FIRST_RESOLVED, (slot(Anchor.FIRST_RESOLVED, _CLOSED),))
-        if "channel_mix_pct" in kpi_ids:
-            slots["channel_mix_pct"] = (Anchor.CREATED, (slot(Anchor.CREATED, _VOLUME),))
-        tables = {anchor: self._additive(anchor, sqls) for anchor, sqls in exprs.items()}
-        for kpi_id, (anchor, idx) in slots.items():
-            figures[kpi_id] = {s: {k: [row[i] for i in idx] for k, row in t.items()} for s, t in tables[anchor].items()}
-        for (anchor, expr), wanted in ranks.items():
-            picked = self._percentiles(anchor, expr, wanted)
+                plan.ranks[(a, m.expr)].append((m.num, m.den))
+        ids = {k.id for k in self.kpis}
+        if "backlog" in ids:
+            plan.slots["backlog:created"] = (Anchor.CREATED, (slot(Anchor.CREATED, _OPENED),
+                                                              slot(Anchor.CREATED, _CLOSED_AT_CREATION)))
+            plan.slots["backlog:resolved"] = (Anchor.FIRST_RESOLVED, (slot(Anchor.FIRST_RESOLVED, _CLOSED),))
+        if "channel_mix_pct" in ids:
+            plan.slots["channel_mix_pct"] = (Anchor.CREATED, (slot(Anchor.CREATED, _VOLUME),))
+        plan.retention = "customer_retention_pct" in ids
+        plan.distinct = plan.retention or any(isinstance(k.measure, (Distinct, Repeat)) for k in self.kpis)
+        return plan
+
+    def units(self, plan: _Plan) -> list[tuple[Any, ...]]:
+        """The independent passes of this evaluation, costliest first (they may run in parallel)."""
+        out: list[tuple[Any, ...]] = []
+        if plan.distinct:
+            out.append(("distinct",))
+        out += [("percentiles", a.value, expr) for (a, expr) in plan.ranks]
+        out += [("additive", a.value) for a in plan.exprs]
+        return out
+
+    def unit(self, unit: tuple[Any, ...], plan: _Plan | None = None) -> Any:
+        """Run one pass; the result is plain data (it may cross a process boundary)."""
+        plan = plan or self.plan()
+        if unit[0] == "additive":
+            anchor = Anchor(unit[1])
+            return self._additive(anchor, plan.exprs[anchor])
+        if unit[0] == "percentiles":
+            anchor = Anchor(unit[1])
+            return self._percentiles(anchor, unit[2], plan.ranks[(anchor, unit[2])])
+        return self._distinct(self.kpis, plan.retention)
+
+    def run(self, results: dict[tuple[Any, ...], Any] | None = None) -> list[Value]:
+        """Assemble the values from the passes' results (computed here when not given)."""
+        plan = self.plan()
+        if results is None:
+            results = {u: self.unit(u, plan) for u in self.units(plan)}
+        figures: dict[str, dict[str, Table]] = {}  # kpi -> segmentation -> key -> raw figures
+        for kpi_id, (anchor, idx) in plan.slots.items():
+            table = results[("additive", anchor.value)]
+            figures[kpi_id] = {s: {k: [row[i] for i in idx] for k, row in t.items()} for s, t in table.items()}
+        for (anchor, expr), wanted in plan.ranks.items():
+            picked = results[("percentiles", anchor.value, expr)]
             for kpi in self.kpis:
                 m = kpi.measure
                 if isinstance(m, Percentile) and m.expr == expr and kpi.anchor is anchor:
                     i = wanted.index((m.num, m.den))
                     figures[kpi.id] = {s: {k: [r[0], r[1 + i]] for k, r in t.items()} for s, t in picked.items()}
-        retention = "customer_retention_pct" in kpi_ids
-        if retention or any(isinstance(k.measure, (Distinct, Repeat)) for k in self.kpis):
-            figures.update(self._distinct(self.kpis, retention))
+        if plan.distinct:
+            figures.update(results[("distinct",)])
         return self._assemble(figures)
 
     def _assemble(self, figures: dict[str, dict[str, Table]]) -> list[Value]:
