@@ -199,9 +199,10 @@ def phase_compute(path: Path, business_hours: bool, abandon_after: str) -> dict[
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
     done = summary.as_dict()
     return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "load": round(os.getloadavg()[0], 1),
-            "peak_rss_mb": round(rss_mb), "periods": done["periods_computed"],
+            "peak_rss_mb": round(rss_mb), "worker_peak_rss_mb": round(worker_mb), "periods": done["periods_computed"],
             "periods_partly": done["periods_partly"], "values": done["values_written"],
             "refreshed": done["contacts_refreshed"], "changed": done["contacts_changed"],
             "diagnostics": done["diagnostics"]}
@@ -264,16 +265,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--business-hours", action="store_true", help="configure a schedule (adds the _bh KPIs)")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
-    parser.add_argument("--phase", choices=["compute"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["compute", "generate"], help=argparse.SUPPRESS)
     parser.add_argument("--abandon-after", default="30m", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "compute":
         print(json.dumps(phase_compute(args.store, args.business_hours, args.abandon_after)))
         return
+    if args.phase == "generate":
+        print(json.dumps(generate(args.store, args.contacts, args.seed)))
+        return
     path = args.store or Path(tempfile.mkdtemp(prefix="bench-kpis-")) / "store.sqlite"
     report: dict[str, Any] = {"contacts": args.contacts, "business_hours": args.business_hours}
     if not path.exists():
-        report["generate"] = generate(path, args.contacts, args.seed)
+        # In its own process, like every phase: a child's peak RSS starts at its parent's size.
+        cmd = [sys.executable, __file__, "--phase", "generate", "--store", str(path), "--contacts",
+               str(args.contacts), "--seed", str(args.seed)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        report["generate"] = json.loads(done.stdout.strip().splitlines()[-1])
         print("generated:", json.dumps(report["generate"]), flush=True)
     report["first_compute"] = run_phase(path, args.business_hours)
     print("first compute (builds the per-contact facts, then every value):", json.dumps(report["first_compute"]),
@@ -291,8 +299,8 @@ def main() -> None:
     print("naive pandas:", json.dumps(report["pandas"]), flush=True)
     goals = {"full < 20 s": report["full_compute"]["seconds"] < 20,
              "incremental < 2 s": report["incremental_compute"]["seconds"] < 2,
-             "RSS < 500 MB": max(report[k]["peak_rss_mb"] for k in ("first_compute", "full_compute",
-                                                                       "incremental_compute")) < 500}
+             "RSS < 500 MB": max(report[k][m] for k in ("first_compute", "full_compute", "incremental_compute")
+                                 for m in ("peak_rss_mb", "worker_peak_rss_mb")) < 500}
     print("goals:", json.dumps(goals))
     if not args.keep and not args.store:
         for suffix in ("", "-wal", "-shm"):

@@ -289,8 +289,9 @@ def is_positive_response(kind: str, score: float, scale: str) -> bool | None:
     low, high = SCALES.get(scale, (None, None))
     if low is None or high is None:
         return None
-    points = high - low + 1
-    top = math.ceil(points * 0.2)
+    # The catalogue's "top 20 % of the points, rounded up" counts the span: 1-7 -> 6 and 7,
+    # 0-10 -> 9 and 10.
+    top = math.ceil((high - low) * 0.2)
     return score > high - top
 
 

@@ -14,7 +14,7 @@ from kpi_core.kpis import CATALOGUE_IDS, KPIS
 from kpi_core.kpis.catalogue import COUNT_KPIS
 from kpi_core.settings import KpiSettings
 
-from kpi_fixtures import NOW, Data, make_store, plus, row, rows, ts, value
+from kpi_fixtures import NOW, Data, make_store, row, rows, ts, value
 
 ROOT = Path(__file__).resolve().parent.parent
 

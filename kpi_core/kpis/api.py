@@ -1,15 +1,16 @@
 """The KPI engine's entry points: `compute` keeps stored values fresh, `kpi_rows` reads them (computing what is missing).
 
-`compute` runs in one write transaction. It refreshes the per-contact facts of the contacts
-a sync touched, then, for every stored (grain, segmentation) and the configured ones, redoes
-only what went stale, KPI by KPI:
+`compute` refreshes the per-contact facts of the contacts a sync touched (and commits them),
+then, for every stored (grain, segmentation) and the configured ones, redoes only what went
+stale, KPI by KPI, on up to two worker processes for a large store:
 - a period never computed, or computed under other settings: everything;
 - a changed day inside the period: every KPI but backlog;
 - a changed day in the previous period: retention;
 - a period that can still change with time alone (FCR windows, unanswered contacts turning
   into service-level misses, idle chats): service level, abandonment and FCR;
 - backlog of every stored period: moved by the changed contacts (see `backlog.py`).
-Then the read-together diagnostics of the periods it touched are evaluated again and stored.
+Then, in one transaction with the values, the read-together diagnostics of the periods it
+touched are evaluated again and stored.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from kpi_core.store import Store
 
 from kpi_core.kpis import backlog, catalogue, facts, inputs, periods as P, values
 from kpi_core.kpis.context import Context, get_meta, set_meta
-from kpi_core.kpis.engine import evaluate
+from kpi_core.kpis import parallel
+from kpi_core.kpis.engine import evaluate, prepare
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, parse
 
@@ -84,6 +86,14 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
     since, until = default_range(ctx, since, until)
     workers = workers or min(2, os.cpu_count() or 1)
+    if ctx.conn.in_transaction:
+        workers = 1  # inside the caller's transaction our facts stay uncommitted: other connections cannot see them
+    with parallel.workers_for(ctx.conn, workers) as pool:  # started first: they warm up meanwhile
+        return _compute(ctx, since, until, grains, segments, full, pool, started)
+
+
+def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, segments: list[list[str]] | None,
+             full: bool, pool: parallel.Workers | None, started: float) -> ComputeSummary:
     summary = ComputeSummary()
     wanted_grains = [Grain(g) for g in (grains or ctx.settings.periods)]
     wanted_segs = [parse(s, ctx.settings) for s in (segments if segments is not None else ctx.settings.segments)]
@@ -96,6 +106,7 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
         summary.contacts_changed = refreshed.changed
         dirty = _take_dirty_days(ctx)
         seq = values.changes_seq(ctx)
+    log.debug("kpis: facts refreshed (%s contacts) after %.2fs", refreshed.contacts, time.perf_counter() - started)
     stored = values.computed(ctx)
     combos: dict[Grain, dict[str, Segmentation]] = defaultdict(dict)
     for grain in wanted_grains:
@@ -116,7 +127,9 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
             for period, what in work.items():
                 plan[(period, what)].append(seg)
         plans[grain] = plan
-    found = {grain: _evaluate_plan(ctx, grain, plan, summary, workers) for grain, plan in plans.items()}
+    found = _evaluate_plans(ctx, plans, summary, pool)
+    log.debug("kpis: %s periods evaluated after %.2fs", summary.periods_computed + summary.periods_partly,
+              time.perf_counter() - started)
     with ctx.writing():
         touched: dict[Grain, set[Period]] = {}
         for grain, batches in found.items():
@@ -130,6 +143,7 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
             touched[grain] = {p for p, _ in plan}
         from kpi_core.kpis.diagnostics import store_diagnostics
 
+        log.debug("kpis: values written after %.2fs", time.perf_counter() - started)
         summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, touched)
         set_meta(ctx.conn, DAYS_IN_PROGRESS, "[]")
         backlog.clear(ctx, seq)
@@ -155,28 +169,34 @@ def _take_dirty_days(ctx: Context) -> list[date]:
     return sorted(days)
 
 
-def _evaluate_plan(ctx: Context, grain: Grain, plan: dict[tuple[Period, frozenset[str]], list[Segmentation]],
-                   summary: ComputeSummary, workers: int) -> list[Batch]:
-    """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations."""
-    batches: dict[tuple[frozenset[str], tuple[str, ...]], list[Period]] = defaultdict(list)
-    segs_by_key: dict[str, Segmentation] = {}
-    for (period, what), segs in plan.items():
-        for seg in segs:
-            segs_by_key[seg.key] = seg
-        batches[(what, tuple(sorted(s.key for s in segs)))].append(period)
-    out: list[Batch] = []
-    for (what, seg_keys), periods in batches.items():
-        segs = [segs_by_key[k] for k in seg_keys]
-        for group in ([[p] for p in periods] if grain is Grain.CUSTOM else [periods]):
-            todo = [p for p in group if p.start <= ctx.now.date()]
-            chosen = _chosen(ctx, what)
-            if not todo or not chosen:
-                continue
-            out.append((segs, todo, what, evaluate(ctx, todo, segs, chosen, workers)))
-            if ALL in what:
-                summary.periods_computed += len(todo)
-            else:
-                summary.periods_partly += len(todo)
+def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozenset[str]], list[Segmentation]]],
+                    summary: ComputeSummary, pool: parallel.Workers | None) -> dict[Grain, list[Batch]]:
+    """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations;
+    with a worker pool every pass of every batch is handed out at once."""
+    prepared: list[tuple[Grain, list[Segmentation], list[Period], frozenset[str], Any]] = []
+    for grain, plan in plans.items():
+        batches: dict[tuple[frozenset[str], tuple[str, ...]], list[Period]] = defaultdict(list)
+        segs_by_key: dict[str, Segmentation] = {}
+        for (period, what), segs in plan.items():
+            for seg in segs:
+                segs_by_key[seg.key] = seg
+            batches[(what, tuple(sorted(s.key for s in segs)))].append(period)
+        for (what, seg_keys), periods in batches.items():
+            segs = [segs_by_key[k] for k in seg_keys]
+            for group in ([[p] for p in periods] if grain is Grain.CUSTOM else [periods]):
+                evaluation = prepare(ctx, group, segs, _chosen(ctx, what))
+                if evaluation is None:
+                    continue
+                prepared.append((grain, segs, evaluation.periods, what, evaluation))
+                if ALL in what:
+                    summary.periods_computed += len(evaluation.periods)
+                else:
+                    summary.periods_partly += len(evaluation.periods)
+    pending = [pool.submit(e) if pool else None for *_, e in prepared]
+    out: dict[Grain, list[Batch]] = defaultdict(list)
+    for (grain, segs, todo, what, evaluation), futures in zip(prepared, pending):
+        results = {unit: f.result() for unit, f in futures.items()} if futures is not None else None
+        out[grain].append((segs, todo, what, evaluation.run(results)))
     return out
 
 

@@ -65,39 +65,35 @@ class Value:
     n: int | None = None
 
 
-def evaluate(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi],
-             workers: int = 1) -> list[Value]:
-    """Every KPI of `kpis` for every period (one grain, none in the future) and segmentation of `segs`;
-    with `workers` > 1 a large evaluation runs its passes in that many processes (see parallel.py)."""
+def evaluate(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi]) -> list[Value]:
+    """Every KPI of `kpis` for every period (one grain, none in the future) and segmentation of `segs`."""
+    evaluation = prepare(ctx, periods, segs, kpis)
+    return evaluation.run() if evaluation else []
+
+
+def prepare(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi]) -> _Evaluation | None:
+    """An evaluation to run here (`run()`) or pass by pass elsewhere (`units`, `unit`, then `run(results)`)."""
     periods = sorted(p for p in set(periods) if p.start <= ctx.now.date())
     if not periods or not kpis or not segs:
-        return []
-    evaluation = _Evaluation(ctx, periods, segs, kpis)
-    if workers > 1:
-        from kpi_core.kpis import parallel
-
-        if parallel.worth_it(evaluation):
-            return evaluation.run(parallel.run_units(evaluation, workers))
-    return evaluation.run()
+        return None
+    return _Evaluation(ctx, periods, segs, kpis)
 
 
 class _Box:
     """One group's contacts for the distinct measures: counts and sets that merge into coarser groups."""
 
-    __slots__ = ("rows", "with_requester", "requesters", "starters", "values")
+    __slots__ = ("rows", "with_requester", "requesters", "values")
 
     def __init__(self, extra: int) -> None:
         self.rows = 0
         self.with_requester = 0
         self.requesters: set[str] = set()  # everyone with a contact (repeat contacts, last period's base)
-        self.starters: set[str] = set()  # those who started a contact themselves (returning customers)
         self.values: list[set[Any]] = [set() for _ in range(extra)]
 
     def merge(self, other: _Box) -> _Box:
         self.rows += other.rows
         self.with_requester += other.with_requester
         self.requesters |= other.requesters
-        self.starters |= other.starters
         for mine, theirs in zip(self.values, other.values):
             mine |= theirs
         return self
@@ -175,22 +171,20 @@ class _Evaluation:
             return src, "s.created_at", "coalesce(f.is_deleted, 0) = 0", dims
         return "kpi_facts f" + fact_joins(seg), _FACT_ANCHORS[anchor], "f.is_deleted = 0", fact_dims(seg)
 
-    def _rows(self, anchor: Anchor, seg: Segmentation, columns: list[str], extra_where: str = "",
-              back: bool = False, group: bool = True) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
-        """(period start, segment values, columns) per group (or per row), over every run of periods
-        (each run from the period before it when `back`)."""
+    def _rows(self, anchor: Anchor, seg: Segmentation, columns: list[str], extra_where: str = ""
+              ) -> Iterator[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+        """(period start, segment values, aggregate columns) per group, over every run of periods."""
         src, anchor_col, where, dims = self._source(anchor, seg)
         if extra_where:
             where += f" AND {extra_where}"
         n = len(dims)
         for run in self.runs:
-            start = run[0].previous().start if back else run[0].start
+            start, end = run[0].start, run[-1].end
             select = ", ".join([f"{self._key(anchor_col, run)} AS p"] + [f"{d} AS d{i}" for i, d in enumerate(dims)]
                                + [self._fill(c) for c in columns])
-            sql = f"SELECT {select} FROM {src} WHERE {where} AND {self._range(anchor_col, start, run[-1].end)}"
-            if group:
-                sql += " GROUP BY " + ", ".join(["p"] + [f"d{i}" for i in range(n)])
-            for row in self.ctx.conn.execute(sql, self._params(start, run[-1].end)):
+            group = ", ".join(["p"] + [f"d{i}" for i in range(n)])
+            sql = f"SELECT {select} FROM {src} WHERE {where} AND {self._range(anchor_col, start, end)} GROUP BY {group}"
+            for row in self.ctx.conn.execute(sql, self._params(start, end)):
                 yield row[0], tuple(row[1:1 + n]), row[1 + n:]
 
     # --- additive aggregates --------------------------------------------------------------
@@ -225,18 +219,20 @@ class _Evaluation:
 
     # --- values from a fetched column, split by every segmentation at once -----------------
 
-    def _fetch(self, anchor: Anchor, seg: Segmentation, columns: list[str], where: str, back: bool
-               ) -> Iterator[tuple[Any, ...]]:
-        """Raw rows (period start, segment values..., columns...), one per contact (per tag)."""
+    def _fetch(self, anchor: Anchor, seg: Segmentation, columns: list[str], where: str, back: bool,
+               only_back: bool = False) -> Iterator[tuple[Any, ...]]:
+        """Raw rows (period start, segment values..., columns...), one per contact (per tag): over the
+        periods, from the period before each run when `back`, or over those earlier periods only."""
         src, anchor_col, base, dims = self._source(anchor, seg)
         if where:
             base += f" AND {where}"
         for run in self.runs:
-            start = run[0].previous().start if back else run[0].start
+            start = run[0].previous().start if back or only_back else run[0].start
+            end = run[-1].start if only_back else run[-1].end
             select = ", ".join([self._key(anchor_col, run)] + dims + [self._fill(c) for c in columns])
             yield from self.ctx.conn.execute(
-                f"SELECT {select} FROM {src} WHERE {base} AND {self._range(anchor_col, start, run[-1].end)}",
-                self._params(start, run[-1].end))
+                f"SELECT {select} FROM {src} WHERE {base} AND {self._range(anchor_col, start, end)}",
+                self._params(start, end))
 
     def _finest(self) -> Segmentation | None:
         """The union of the plain segmentations' dimensions: every plain one sums up from it."""
@@ -246,16 +242,19 @@ class _Evaluation:
                             tuple(dict.fromkeys(c for s in self.plain for c in s.custom_keys)))
 
     def _collect(self, anchor: Anchor, columns: list[str], where: str, back: bool,
-                 gather: Any) -> dict[str, dict[Key, Any]]:
+                 gather: Any, only_back: bool = False) -> Iterator[tuple[str, dict[Key, Any]]]:
         """Fetch once at the finest segmentation (and once per tag segmentation), `gather` rows into
-        per-group containers, then merge the containers up to each plain segmentation."""
-        out: dict[str, dict[Key, Any]] = {}
+        per-group containers, then merge them up to each plain segmentation in turn: yields
+        (segmentation key, groups), one segmentation at a time, so the caller can count and let go."""
         finest = self._finest()
         if finest is not None:
             width = 1 + len(finest.dims)
-            groups = gather(self._fetch(anchor, finest, columns, where, back), width)
+            groups = gather(self._fetch(anchor, finest, columns, where, back, only_back), width)
             for seg in self.plain:
                 pick = [1 + finest.dims.index(d) for d in seg.dims]
+                if len(pick) == len(finest.dims):
+                    yield seg.key, {(k[0], tuple(k[i] for i in pick)): box for k, box in groups.items()}
+                    continue
                 merged: dict[Key, Any] = {}
                 for key, box in groups.items():
                     mkey = (key[0], tuple(key[i] for i in pick))
@@ -263,12 +262,12 @@ class _Evaluation:
                         merged[mkey] = _merge(merged[mkey], box)
                     else:
                         merged[mkey] = _copy(box)
-                out[seg.key] = merged
+                yield seg.key, merged
+                del merged
         for seg in self.segs:
             if seg.has_tag:
-                groups = gather(self._fetch(anchor, seg, columns, where, back), 1 + len(seg.dims))
-                out[seg.key] = {(k[0], tuple(k[1:])): box for k, box in groups.items()}
-        return out
+                groups = gather(self._fetch(anchor, seg, columns, where, back, only_back), 1 + len(seg.dims))
+                yield seg.key, {(k[0], tuple(k[1:])): box for k, box in groups.items()}
 
     def _percentiles(self, anchor: Anchor, expr: str, ranks: list[tuple[int, int]]) -> dict[str, Table]:
         """{segmentation: {key: [n, value at each rank]}}: nearest rank ceil(p*n) of the sorted values."""
@@ -280,7 +279,7 @@ class _Evaluation:
             return groups
 
         out: dict[str, Table] = {}
-        for seg_key, groups in self._collect(anchor, [expr], f"{expr} IS NOT NULL", False, gather).items():
+        for seg_key, groups in self._collect(anchor, [expr], f"{expr} IS NOT NULL", False, gather):
             table: Table = {}
             for key, found in groups.items():
                 found.sort()
@@ -293,17 +292,21 @@ class _Evaluation:
         """{kpi: {segmentation: {key: figures}}} for Distinct and Repeat measures and retention, in one fetch.
 
         Per group it keeps the set of requesters (repeat contacts, and last period's requesters for
-        retention), the set of requesters who started a contact themselves (this period's returning
-        ones) and one set per Distinct measure.
+        retention) and one set per Distinct measure; per period, the requesters who started a contact
+        themselves (the returning ones).
         """
         distinct = [k for k in kpis if isinstance(k.measure, Distinct)]
         columns = ["f.requester", "f.start_epoch IS NOT NULL"] + [k.measure.expr for k in distinct]  # type: ignore[union-attr]
         extra = len(distinct)
+        # Retention alone needs last period's requesters by segment, and this period's returning ones only.
+        only_retention = retention and not distinct and not any(isinstance(k.measure, Repeat) for k in kpis)
+        starters: dict[str, set[str]] = defaultdict(set)
 
         def gather(rows: Iterable[tuple[Any, ...]], width: int) -> dict[tuple[Any, ...], _Box]:
             # The hot loop of the engine: one pass over every contact of the periods, kept lean.
             groups: dict[tuple[Any, ...], _Box] = {}
             get = groups.get
+            first = not starters  # tag segmentations fetch again: their starters are the same
             for row in rows:
                 key = row[:width]
                 box = get(key)
@@ -314,28 +317,30 @@ class _Evaluation:
                 if requester is not None:
                     box.with_requester += 1
                     box.requesters.add(requester)
-                    if row[width + 1]:
-                        box.starters.add(requester)
+                    if first and row[width + 1]:
+                        starters[row[0]].add(requester)
                 if extra:
                     for value, found in zip(row[width + 2:], box.values):
                         if value is not None:
                             found.add(value)
             return groups
 
-        collected = self._collect(Anchor.CREATED, columns, "", retention, gather)
         out: dict[str, dict[str, Table]] = defaultdict(lambda: defaultdict(dict))
-        active = self._active_requesters(collected) if retention else {}
         following = self._following()
-        for seg_key, groups in collected.items():
+        active: dict[str, set[str]] | None = None
+        for seg_key, groups in self._collect(Anchor.CREATED, columns, "", retention, gather, only_back=only_retention):
+            if retention and active is None:
+                active = self._active_requesters(None if only_retention else starters)
             for (p, vals), box in groups.items():
                 if p in self.by_start:
                     out["repeat"][seg_key][(p, vals)] = [box.with_requester - len(box.requesters), box.rows]
                     for i, kpi in enumerate(distinct):
                         out[kpi.id][seg_key][(p, vals)] = [len(box.values[i])]
                 nxt = following.get(p)
-                if retention and nxt in self.by_start and box.requesters:
+                if active is not None and nxt in self.by_start and box.requesters:
                     back = len(box.requesters & active.get(nxt, set()))
                     out["customer_retention_pct"][seg_key][(nxt, vals)] = [back, len(box.requesters)]
+            del groups
         for kpi in kpis:
             if isinstance(kpi.measure, Repeat):
                 out[kpi.id] = out["repeat"]
@@ -349,12 +354,16 @@ class _Evaluation:
             out[p.start.isoformat()] = p.next().start.isoformat()
         return out
 
-    def _active_requesters(self, collected: dict[str, dict[Key, Any]]) -> dict[str, set[str]]:
-        """Requesters who started a contact themselves or answered a survey, per period."""
+    def _active_requesters(self, starters: dict[str, set[str]] | None) -> dict[str, set[str]]:
+        """Requesters who started a contact themselves or answered a survey, per period (`starters` when
+        the rows of the periods were fetched already, else fetched)."""
         out: dict[str, set[str]] = defaultdict(set)
-        groups = next(iter(collected.values()))
-        for (p, _), box in groups.items():
-            out[p] |= box.starters
+        if starters is not None:
+            out.update(starters)
+        else:
+            for p, requester in self._fetch(Anchor.CREATED, Segmentation(()), ["f.requester"],
+                                            "f.requester IS NOT NULL AND f.start_epoch IS NOT NULL", False):
+                out[p].add(requester)
         requester = ("coalesce(CASE WHEN s.requester_id IS NOT NULL THEN s.source || ':' || s.requester_id END,"
                      " f.requester)")
         for row in self._fetch(Anchor.RESPONSE, Segmentation(()), [requester], "", False):
@@ -612,6 +621,3 @@ class _Evaluation:
                                        num if den else None, den or None, None)
         return out
 
-
-def periods_of(values: Iterable[Value]) -> set[date]:
-    return {v.period.start for v in values}

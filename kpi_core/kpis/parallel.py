@@ -1,69 +1,112 @@
-"""Running an evaluation's independent passes (per-anchor aggregates, percentiles, distinct counts) on several cores.
+"""Running evaluations' independent passes (per-anchor aggregates, percentiles, distinct counts) on several cores.
 
-SQLite sorts each grouped pass on one core; a year of a million contacts takes several such
-passes, so a large evaluation hands them to worker processes, each with its own read
-connection to the store (which must hold committed facts: `compute` commits them first).
-Workers are spawned, not forked: an SQLite connection must not cross a fork.
+SQLite sorts each grouped pass on one core, and the passes that split rows by segment in
+Python hold the GIL (threads were tried: slower than one core). So `compute` on a large
+store starts worker processes before it refreshes the facts (their start-up overlaps that
+work), then hands them every pass of every stale period batch at once. Each worker
+(`worker.py`) has its own read connection to the store, which holds committed facts by
+then; tasks and results travel pickled over its pipes, one thread per worker feeding it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+import itertools
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import IO, Any
 
-from kpi_core.settings import KpiSettings
-
-from kpi_core.kpis import periods as P
-from kpi_core.kpis.catalogue import BY_ID
-from kpi_core.kpis.periods import Period
-from kpi_core.kpis.segments import Segmentation
-
-# Below this many contacts in the evaluated ranges, starting processes costs more than it saves.
-MIN_CONTACTS = 200_000
-_WORKER: dict[str, Any] = {}
+# Below this many contacts in the store, starting processes costs more than it saves.
+MIN_CONTACTS = 300_000
+_NUMBERS = itertools.count(1)
 
 
-def store_path(evaluation: Any) -> str | None:
+class WorkerError(RuntimeError):
+    """A worker process failed a pass (its error message) or died."""
+
+
+def store_path(conn: Any) -> str | None:
     """The store's file, or None for an in-memory or temporary database."""
-    for _, name, path in evaluation.ctx.conn.execute("PRAGMA database_list").fetchall():
+    for _, name, path in conn.execute("PRAGMA database_list").fetchall():
         if name == "main":
             return path or None
     return None
 
 
-def worth_it(evaluation: Any) -> bool:
-    if store_path(evaluation) is None:
-        return False
-    total = 0
-    for run in evaluation.runs:
-        lo, hi = P.day_text(run[0].previous().start), P.day_text(run[-1].end)
-        total += evaluation.ctx.conn.execute(
-            "SELECT count(*) FROM kpi_facts WHERE created_at >= ? AND created_at < ?", [lo, hi]).fetchone()[0]
-    return total >= MIN_CONTACTS
+class Workers:
+    """Worker processes evaluating passes; `submit` returns a future per pass of an evaluation."""
+
+    def __init__(self, path: str, count: int) -> None:
+        self.path = path
+        self.tasks: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.procs = [subprocess.Popen([sys.executable, "-m", "kpi_core.kpis.worker"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=env) for _ in range(count)]
+        self.threads = [threading.Thread(target=self._feed, args=(p,), daemon=True) for p in self.procs]
+        for thread in self.threads:
+            thread.start()
+
+    def _feed(self, proc: subprocess.Popen[bytes]) -> None:
+        stdin: IO[bytes] = proc.stdin  # type: ignore[assignment]
+        stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
+        while (item := self.tasks.get()) is not None:
+            spec, unit, future = item
+            try:
+                pickle.dump((spec, unit), stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                stdin.flush()
+                status, result = pickle.load(stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                future.set_exception(WorkerError(f"a KPI worker process stopped: {exc!r}"))
+                continue
+            if status == "ok":
+                future.set_result(result)
+            else:
+                future.set_exception(WorkerError(f"a KPI worker failed: {result}"))
+
+    def submit(self, evaluation: Any) -> dict[tuple[Any, ...], Future[Any]]:
+        spec = (next(_NUMBERS), self.path, evaluation.ctx.settings, evaluation.ctx.now, evaluation.periods,
+                evaluation.segs, [k.id for k in evaluation.kpis])
+        futures: dict[tuple[Any, ...], Future[Any]] = {}
+        for unit in evaluation.units(evaluation.plan()):
+            futures[unit] = Future()
+            self.tasks.put((spec, unit, futures[unit]))
+        return futures
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+        for proc in self.procs:
+            if proc.stdin:
+                proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
 
-def _start(path: str, settings: KpiSettings, now: datetime, periods: list[Period], segs: list[Segmentation],
-           kpi_ids: list[str]) -> None:
-    from kpi_core.kpis.context import Context
-    from kpi_core.kpis.engine import _Evaluation
-    from kpi_core.store import open_store
-
-    ctx = Context(open_store(Path(path)), settings, now)
-    evaluation = _Evaluation(ctx, periods, segs, [BY_ID[k] for k in kpi_ids])
-    _WORKER["evaluation"], _WORKER["plan"] = evaluation, evaluation.plan()
-
-
-def _run(unit: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-    return unit, _WORKER["evaluation"].unit(unit, _WORKER["plan"])
-
-
-def run_units(evaluation: Any, workers: int) -> dict[tuple[Any, ...], Any]:
-    """Every pass of `evaluation`, run by `workers` processes; {unit: result}."""
-    units = evaluation.units(evaluation.plan())
-    args = (store_path(evaluation), evaluation.ctx.settings, evaluation.ctx.now, evaluation.periods,
-            evaluation.segs, [k.id for k in evaluation.kpis])
-    spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(min(workers, len(units)), initializer=_start, initargs=args) as pool:
-        return dict(pool.imap_unordered(_run, units))
+@contextmanager
+def workers_for(conn: Any, count: int) -> Iterator[Workers | None]:
+    """Worker processes when the store is large enough and more than one core is wanted; else None."""
+    path = store_path(conn)
+    if count < 2 or path is None:
+        yield None
+        return
+    contacts = conn.execute("SELECT coalesce(max(rowid), 0) FROM contacts").fetchone()[0]  # instant, an upper bound
+    if contacts < MIN_CONTACTS:
+        yield None
+        return
+    workers = Workers(path, count)
+    try:
+        yield workers
+    finally:
+        workers.close()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from kpi_core.kpis.catalogue import BY_ID, CATALOGUE_IDS, COUNT_KPIS, KPIS, Kpi
+from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, KPIS, Kpi
 from kpi_core.kpis.context import Context, get_meta
 from kpi_core.kpis.engine import Segment, Value
 from kpi_core.kpis.periods import Grain, Period
@@ -132,6 +132,3 @@ def _tidy(number: float | None, whole: bool = True) -> float | int | None:
         return int(number)
     return round(float(number), 4)
 
-
-def public_ids() -> tuple[str, ...]:
-    return CATALOGUE_IDS
