@@ -59,10 +59,15 @@ def scrub(value: Any, personal_keys: frozenset[str]) -> Any:
     re-normalization goes through this before it reaches a record.
     """
     if isinstance(value, dict):
-        return {k: scrub(v, personal_keys) for k, v in value.items() if k not in personal_keys}
+        # Scalars are copied without a call: this runs over every record of every page.
+        return {k: scrub(v, personal_keys) if type(v) in _NESTED else v
+                for k, v in value.items() if k not in personal_keys}
     if isinstance(value, list):
-        return [scrub(v, personal_keys) for v in value]
+        return [scrub(v, personal_keys) if type(v) in _NESTED else v for v in value]
     return value
+
+
+_NESTED = (dict, list)
 
 
 @dataclass(frozen=True)

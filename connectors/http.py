@@ -14,15 +14,17 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -193,8 +195,8 @@ class HttpClient:
         if status == 204 or not resp.content:
             return ApiResponse(status, resp.headers, None, self._path(url))
         try:
-            data = resp.json()
-        except (json.JSONDecodeError, ValueError):
+            data = orjson.loads(resp.content)  # several times faster than resp.json() on 1,000-record pages
+        except ValueError:
             raise MalformedResponse(
                 f"{where}: the response body is not valid JSON ({len(resp.content)} bytes, truncated?)"
             ) from None
@@ -213,6 +215,7 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         log.warning("%s (retry %d in %.1fs)", _describe(exc), state.attempt_number, wait)
+        _announce_wait(wait)
 
     def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
         remaining = _header(headers, _REMAINING_HEADERS)
@@ -233,11 +236,33 @@ class HttpClient:
         if delay > 0:
             self.counts.slowdowns += 1
             log.info("%s: %d calls left in the rate-limit window; waiting %.1fs", self.name, self.low_remaining, delay)
+            _announce_wait(delay)
             self.sleep(delay)
 
     @staticmethod
     def _path(url: str) -> str:
         return urlsplit(url).path
+
+
+# Told the seconds of each wait before it starts (a retry's backoff, a rate-limit pause), in
+# this thread: a sync stores the pages it holds first, so that nothing read waits unstored.
+_before_wait: ContextVar[Callable[[float], None] | None] = ContextVar("before_wait", default=None)
+
+
+@contextmanager
+def announcing_waits(callback: Callable[[float], None]) -> Iterator[None]:
+    """Within the block, `callback(seconds)` runs before any client of this thread waits."""
+    token = _before_wait.set(callback)
+    try:
+        yield
+    finally:
+        _before_wait.reset(token)
+
+
+def _announce_wait(seconds: float) -> None:
+    callback = _before_wait.get()
+    if callback is not None and seconds > 0:
+        callback(seconds)
 
 
 def _describe(exc: BaseException | None) -> str:

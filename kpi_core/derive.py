@@ -2,10 +2,18 @@
 
 One rule for every helpdesk (the reference's "single ordered message list"): a connector
 that delivers a contact's whole history sets `facts_from_events`, and the facts below are
-recomputed here, in SQL, whenever a page touches that contact. A connector that can only
+recomputed here, in SQL, from everything stored for that contact. A connector that can only
 give the vendor's own figures (a truncated conversation, say) leaves the flag off and fills
 the facts itself. Until the first message of a flagged contact arrives, the vendor's
 figures stay in place.
+
+When: a stored page only notes the contacts it touched in `derive_pending`, in the page's
+own transaction; `settle` derives the noted contacts in batches and clears them, each batch
+in one transaction. A sync settles when it ends (and along the way once many are noted), the
+KPI engine before it reads. A contact's comments and status changes arrive spread over many
+pages of the events export; deriving per page redid the same contact several times per sync
+(half the store's time on a first sync). Nothing is lost by waiting: the note is committed
+with the rows, so a crash leaves it for the next settle.
 
 Role of a message author: the message's own `author_role` when the connector knew it,
 else the role of the person in `people` (Zendesk tells roles only on users).
@@ -13,9 +21,18 @@ else the role of the person in `people` (Zendesk tells roles only on users).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+# Contacts derived per transaction: large enough that a batch reads its messages in few index
+# runs, small enough that a batch's commit stays short.
+SETTLE_BATCH = 5000
+# A sync settles along the way once this many contacts are noted, repeats counted: this bounds
+# how stale facts get during a very long first sync. A 50,000-ticket first sync notes ~150,000
+# and settles once, at its end; settling every 50,000 derived each contact twice or three times.
+SETTLE_AT = 250_000
 
 _ROLE = "coalesce(m.author_role, p.role)"
 
@@ -72,16 +89,57 @@ WHERE contacts.source = :source AND contacts.source_id = f.contact_id AND contac
 """
 
 
-def touched_contacts(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+def touched_contacts(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> set[str]:
     """Contact ids whose facts a page may change: the page's contacts, messages and events."""
     ids: set[str] = {row["source_id"] for row in records.get("contacts", ())}
     for table in ("messages", "status_events"):
         ids.update(row["contact_id"] for row in records.get(table, ()))
-    return sorted(ids)
+    return ids
+
+
+def note_touched(conn: sqlite3.Connection, source: str, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+    """Note the contacts of a page for the next `settle` (inside the caller's transaction)."""
+    ids = touched_contacts(records)
+    if ids:
+        conn.executemany("INSERT OR IGNORE INTO derive_pending (source, contact_id) VALUES (?, ?)",
+                         [(source, i) for i in ids])
+    return len(ids)
+
+
+def pending(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM derive_pending").fetchone()[0])
+
+
+def settle(conn: sqlite3.Connection, source: str | None = None, batch: int = SETTLE_BATCH) -> int:
+    """Derive the facts of every noted contact (of `source`, or all) and clear the notes; returns how many.
+
+    Contacts go in the order they lie in the table, so a batch's updates touch neighbouring pages
+    (measured on 200,000 first-synced tickets: 11.5 s in note order, 9.0 s in table order).
+    Each batch is one savepoint, so this works inside a caller's transaction as well as on its own.
+    """
+    done = 0
+    sources = [source] if source else [row[0] for row in conn.execute("SELECT DISTINCT source FROM derive_pending")]
+    for name in sources:
+        ids = [row[0] for row in conn.execute(
+            "SELECT p.contact_id FROM derive_pending p LEFT JOIN contacts c ON c.source = p.source"
+            " AND c.source_id = p.contact_id WHERE p.source = ? ORDER BY c.rowid", [name])]
+        for start in range(0, len(ids), batch):
+            listed = json.dumps(ids[start:start + batch])
+            conn.execute("SAVEPOINT derive_settle")
+            try:
+                conn.execute(_FACTS_SQL, {"source": name, "ids": listed})
+                conn.execute("DELETE FROM derive_pending WHERE source = ? AND contact_id IN"
+                             " (SELECT value FROM json_each(?))", [name, listed])
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO derive_settle")
+                    conn.execute("RELEASE derive_settle")
+                raise
+            conn.execute("RELEASE derive_settle")
+        done += len(ids)
+    return done
 
 
 def refresh_contacts(conn: sqlite3.Connection, source: str, contact_ids: Iterable[str]) -> None:
-    """Recompute the derived facts of these contacts of `source` (inside the caller's transaction)."""
-    import json
-
+    """Recompute the derived facts of these contacts of `source` now (inside the caller's transaction)."""
     conn.execute(_FACTS_SQL, {"source": source, "ids": json.dumps(list(contact_ids))})

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Final, Mapping
 
+import orjson
+
 
 class Channel(StrEnum):
     EMAIL = "email"
@@ -221,6 +223,22 @@ _NUMERIC = (int, float)
 
 def check_record(kind: RecordType, row: Mapping[str, Any]) -> None:
     """Raise RecordError naming the record and key when `row` does not fit `kind`."""
+    columns = kind.columns
+    for key, value in row.items():
+        # The common cases, None or a value of exactly its column's type, cost a look-up; the
+        # rest (an int in a float column, a non-finite float, anything wrong) gets the full check.
+        expected = columns.get(key)
+        if value is None:
+            if expected is None:
+                _check_fully(kind, row)
+        elif type(value) is not expected or (expected is float and not math.isfinite(value)):
+            _check_fully(kind, row)
+    for key in kind.required:
+        if row.get(key) is None:
+            _check_fully(kind, row)
+
+
+def _check_fully(kind: RecordType, row: Mapping[str, Any]) -> None:
     missing = [k for k in kind.required if row.get(k) is None]
     if missing:
         raise RecordError(f"{kind.table} {_ident(row)}: missing {', '.join(sorted(missing))}")
@@ -295,8 +313,15 @@ def is_positive_response(kind: str, score: float, scale: str) -> bool | None:
     return score > high - top
 
 
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    """Compact JSON text with sorted keys, so that the same payload always gives the same text."""
+    try:
+        return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+    except TypeError:  # what orjson does not take (an integer beyond 64 bits): the slower encoder
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def email_hash(address: str, key: bytes) -> str:

@@ -30,7 +30,7 @@ from kpi_core.store import Store
 # Every table that holds a trace of a person, in deletion order: children before parents.
 PERSON_TABLES = (
     "messages", "status_events", "survey_responses", "kpi_facts", "contacts", "people",
-    "writeback_ledger", "writeback_log", "quarantine",
+    "writeback_ledger", "writeback_log", "quarantine", "derive_pending",
 )
 # Write-back rows (migration m020_writeback) name a record by (helpdesk, object, record_id).
 WRITEBACK_TABLES = ("writeback_ledger", "writeback_log")
@@ -129,6 +129,7 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
     _delete(conn, deletion, "survey_responses",
             f"{in_contacts.format(col='contact_id')} OR {in_people.format(col='requester_id')}")
     _delete(conn, deletion, "kpi_facts", in_contacts.format(col="source_id"))
+    _delete(conn, deletion, "derive_pending", in_contacts.format(col="contact_id"))
     _delete(conn, deletion, "contacts", in_contacts.format(col="source_id"))
     _delete(conn, deletion, "people", in_people.format(col="source_id"))
     _writeback_records(conn)

@@ -7,6 +7,7 @@ moment leaves either both or neither.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,7 +27,6 @@ SCHEMA_NAME = "helpdesk_kpi"
 migrations = Migrations(SCHEMA_NAME)
 
 _SQL_TYPES: dict[type, str] = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER", list: "TEXT", dict: "TEXT"}
-_JSON_TYPES = (list, dict)
 
 
 class StoreError(Exception):
@@ -184,6 +184,18 @@ def m012_kpi_facts_changes(db: Database) -> None:
 
 
 @migrations()
+def m013_derive_in_batches(db: Database) -> None:
+    """Contacts whose reply/resolution facts wait for `derive.settle` (noted by each stored page), and
+    a messages index that holds every column the derivation reads, so it never visits the table."""
+    db.execute("CREATE TABLE derive_pending (source TEXT NOT NULL, contact_id TEXT NOT NULL,"
+               " PRIMARY KEY (source, contact_id)) WITHOUT ROWID")
+    # Facts of a store written before this step were derived page by page: nothing waits.
+    db.execute("DROP INDEX messages_contact")
+    db.execute("CREATE INDEX messages_contact ON messages (source, contact_id, created_at, public, author_role,"
+               " author_id)")
+
+
+@migrations()
 def m020_writeback(db: Database) -> None:
     """Write-back: its runs, the ledger of what was last written where, every attempt, cached field definitions."""
     db.execute(
@@ -235,18 +247,20 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._noted = 0  # contacts noted for derivation since the last settle (with repeats)
 
     # --- records --------------------------------------------------------------------
 
     def upsert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert or update rows by (source, source_id); keys absent from a row keep their value."""
+        """Insert or update rows by (source, source_id); keys absent from a row keep their value.
+
+        Raises RecordError naming the record and key when a row does not fit its table.
+        """
         kind = RECORD_TYPES[table]
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         count = 0
         for row in rows:
-            check_record(kind, row)
-            cols = tuple(row)
-            by_columns.setdefault(cols, []).append(tuple(_to_sql(row[c]) for c in cols))
+            by_columns.setdefault(tuple(row), []).append(_sql_values(kind, row))
             count += 1
         for cols, values in by_columns.items():
             self.db.conn.executemany(_upsert_sql(table, cols), values)
@@ -262,23 +276,49 @@ class Store:
         api_calls: int = 0,
     ) -> int:
         """Store one page and move its cursor, atomically. Returns the number of records."""
+        return self.write_pages(source, stream, [(records, cursor)], run_id, api_calls)
+
+    def write_pages(
+        self,
+        source: str,
+        stream: str,
+        pages: Sequence[tuple[Mapping[str, Sequence[Mapping[str, Any]]], str | None]],
+        run_id: int | None = None,
+        api_calls: int = 0,
+    ) -> int:
+        """Store consecutive pages of one stream, each followed by its cursor, in one transaction.
+
+        Returns the number of records. The contacts the pages touched are noted for derivation
+        (`settle`); once many are noted, they are settled here, after the commit.
+        """
+        count = 0
         with self.db.atomic():
-            count = 0
-            for table in _WRITE_ORDER:
-                rows = records.get(table)
-                if rows:
-                    count += self.upsert(table, rows)
-            touched = derive.touched_contacts(records)
-            if touched:
-                derive.refresh_contacts(self.db.conn, source, touched)
-            if cursor is not None:
-                self.set_cursor(source, stream, cursor)
+            for records, cursor in pages:
+                stored = 0
+                for table in _WRITE_ORDER:
+                    rows = records.get(table)
+                    if rows:
+                        stored += self.upsert(table, rows)
+                self._noted += derive.note_touched(self.db.conn, source, records)
+                if cursor is not None:
+                    self.set_cursor(source, stream, cursor)
+                count += stored
             if run_id is not None:
                 self.db.execute(
-                    "UPDATE sync_runs SET pages = pages + 1, records = records + ?, api_calls = ? WHERE id = ?",
-                    [count, api_calls, run_id],
+                    "UPDATE sync_runs SET pages = pages + ?, records = records + ?, api_calls = ? WHERE id = ?",
+                    [len(pages), count, api_calls, run_id],
                 )
+        if self._noted >= derive.SETTLE_AT:
+            self._noted = derive.pending(self.db.conn)
+            if self._noted >= derive.SETTLE_AT:
+                self.settle(source)
         return count
+
+    def settle(self, source: str | None = None) -> int:
+        """Derive the facts of the contacts stored pages have noted (see kpi_core/derive.py)."""
+        settled = derive.settle(self.db.conn, source)
+        self._noted = derive.pending(self.db.conn) if source else 0
+        return settled
 
     def quarantine(self, source: str, stream: str, record_id: str, error: str) -> None:
         with self.db.atomic():
@@ -355,12 +395,39 @@ class Store:
 _WRITE_ORDER = ("groups", "organizations", "people", "contacts", "messages", "status_events", "survey_responses")
 
 
-def _to_sql(value: Any) -> Any:
-    if isinstance(value, _JSON_TYPES):
-        return to_json(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
+# How each column's value goes to SQL, by table: kept as it is, as JSON text, or as 0/1.
+_AS_IS, _AS_JSON, _AS_INT = 0, 1, 2
+_CONVERSIONS: dict[str, dict[str, tuple[type, int]]] = {
+    kind.table: {
+        name: (typ, _AS_JSON if typ in (list, dict) else _AS_INT if typ is bool else _AS_IS)
+        for name, typ in kind.columns.items()
+    }
+    for kind in RECORD_TYPES.values()
+}
+
+
+def _sql_values(kind: RecordType, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row's values in SQL form, checked on the way (one pass: this runs for every stored record).
+
+    A value of exactly its column's type (or None) is the fast path; anything else goes through
+    `check_record`, which raises RecordError naming the record and key, or accepts it (an int
+    in a float column).
+    """
+    conversions = _CONVERSIONS[kind.table]
+    values: list[Any] = []
+    for key, value in row.items():
+        typ, how = conversions.get(key, (None, _AS_IS))
+        if value is None and typ is not None:
+            values.append(None)
+        elif type(value) is typ and (typ is not float or math.isfinite(value)):
+            values.append(value if how == _AS_IS else to_json(value) if how == _AS_JSON else int(value))
+        else:
+            check_record(kind, row)
+            values.append(value)
+    for key in kind.required:
+        if row.get(key) is None:
+            check_record(kind, row)
+    return tuple(values)
 
 
 _UPSERT_SQL_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}

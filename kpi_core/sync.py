@@ -1,7 +1,7 @@
 """Pull every enabled connector into the store; each page is stored with its cursor.
 
 Only this module moves cursors, and only inside the transaction that stores the rows they
-cover (`Store.write_page`). One failing source does not stop the others: its error is
+cover (`Store.write_pages`). One failing source does not stop the others: its error is
 logged in the run log and returned in the result.
 """
 
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from connectors import build_connector
-from connectors.base import Connector, SyncError
+from connectors.base import Connector, Page, SyncError
+from connectors.http import announcing_waits
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -48,9 +50,55 @@ class SourceResult:
 
 ProgressCallback = Callable[[Progress], None]
 
+# How many records, or how long, pages wait to be stored together (see `_Batch`).
+BATCH_RECORDS = 10_000
+BATCH_SECONDS = 2.0
+
 
 class StopRequested(Exception):
     """A graceful stop was asked for; the page in hand has been committed."""
+
+
+class _Batch:
+    """Pages read but not yet stored: written together, each with its cursor, in one transaction.
+
+    One commit per page made a first sync write the same index pages to the WAL hundreds of
+    times over (measured on 50,000 tickets: 1.6 s of 10 s of store time). Pages are held
+    until they carry `BATCH_RECORDS` records or the oldest has waited `BATCH_SECONDS`, and
+    at the end of each stream; a crash loses only pages whose cursor was not stored either,
+    so the next sync reads them again.
+    """
+
+    def __init__(self, store: Store, source: str, run_id: int, connector: Connector, progress: Progress,
+                 on_progress: ProgressCallback | None) -> None:
+        self.store, self.source, self.run_id, self.connector = store, source, run_id, connector
+        self.progress, self.on_progress = progress, on_progress
+        self.stream = ""
+        self.stream_records = 0
+        self.pages: list[Page] = []
+        self.records = 0
+        self.since = 0.0
+
+    def add(self, page: Page) -> None:
+        if not self.pages:
+            self.since = time.monotonic()
+        self.pages.append(page)
+        self.records += page.size()
+        if self.records >= BATCH_RECORDS or time.monotonic() - self.since >= BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pages:
+            return
+        pages, self.pages, self.records = self.pages, [], 0
+        count = self.store.write_pages(self.source, self.stream, [(p.records, p.cursor) for p in pages],
+                                       run_id=self.run_id, api_calls=self.connector.api_calls)
+        self.stream_records += count
+        self.progress.pages += len(pages)
+        self.progress.records += count
+        self.progress.api_calls = self.connector.api_calls
+        if self.on_progress:
+            self.on_progress(self.progress)
 
 
 def sync_source(
@@ -68,33 +116,31 @@ def sync_source(
     result = SourceResult(source=name, ok=True)
     if full:
         store.clear_cursors(name)
+    batch = _Batch(store, name, run_id, connector, progress, on_progress)
     try:
-        for stream in connector.streams():
-            progress.stream = stream.name
-            cursor = store.get_cursor(name, stream.name)
-            stream_records = 0
-            for page in connector.read(stream, cursor, full=full):
-                for record_id, reason in page.rejected:
-                    log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
-                    store.quarantine(name, stream.name, record_id, reason)
-                count = store.write_page(
-                    name, stream.name, page.records, page.cursor, run_id=run_id, api_calls=connector.api_calls
-                )
-                stream_records += count
-                progress.pages += 1
-                progress.records += count
-                progress.api_calls = connector.api_calls
-                if on_progress:
-                    on_progress(progress)
-                if stop is not None and stop.is_set():
-                    raise StopRequested()
-            result.by_stream[stream.name] = stream_records
+        with announcing_waits(lambda _seconds: batch.flush()):
+            for stream in connector.streams():
+                progress.stream = stream.name
+                batch.stream, batch.stream_records = stream.name, 0
+                cursor = store.get_cursor(name, stream.name)
+                try:
+                    for page in connector.read(stream, cursor, full=full):
+                        for record_id, reason in page.rejected:
+                            log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
+                            store.quarantine(name, stream.name, record_id, reason)
+                        batch.add(page)
+                        if stop is not None and stop.is_set():
+                            raise StopRequested()
+                finally:
+                    batch.flush()  # the pages read before a stop or an error are kept, with their cursor
+                result.by_stream[stream.name] = batch.stream_records
     except StopRequested:
         result.stopped = True
     except (SyncError, RecordError) as exc:
         result.ok = False
         result.error = str(exc)
         log.error("%s: sync failed: %s", name, exc)
+    store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
     store.finish_run(run_id, status, connector.api_calls, result.error)

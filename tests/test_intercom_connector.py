@@ -178,7 +178,9 @@ import sys
 from connectors.intercom import IntercomConnector
 from kpi_core.settings import IntercomSettings
 from kpi_core.store import open_store
+import kpi_core.sync
 from kpi_core.sync import sync_source
+kpi_core.sync.BATCH_RECORDS = 1  # a transaction per page, so that the kill lands between stored pages
 base_url, start_date, path = sys.argv[1:4]
 settings = IntercomSettings(base_url=base_url, access_token="sandbox-intercom-token", start_date=start_date, page_size=5)
 sync_source(open_store(path), IntercomConnector(settings))

@@ -71,6 +71,8 @@ def test_facts_are_derived_from_messages_and_status_events(store: Store) -> None
     ]
     store.write_page("zendesk", "tickets", {"people": people, "contacts": [contact("1", facts_from_events=True)]}, None)
     store.write_page("zendesk", "events", {"messages": msgs, "status_events": events}, "t1")
+    assert store.db.execute("SELECT first_agent_reply_at FROM contacts").fetchone() == (None,)  # noted, not yet derived
+    assert store.settle() == 1
     row = store.db.execute(
         "SELECT first_customer_message_at, first_agent_reply_at, agent_replies, customer_messages,"
         " first_resolved_at, last_resolved_at, reopens, is_bot_only, last_activity_at FROM contacts").fetchone()
@@ -84,6 +86,7 @@ def test_vendor_facts_stay_until_messages_arrive_and_unflagged_contacts_are_left
         contact("2", facts_from_events=False, first_agent_reply_at="2026-03-01T09:07:00Z", agent_replies=4),
     ]}, None)
     store.write_page("zendesk", "events", {"messages": [message("m1", "2", "2026-03-01T09:00:00Z", "agent")]}, None)
+    store.settle()
     rows = store.db.execute("SELECT source_id, first_agent_reply_at, agent_replies FROM contacts ORDER BY 1").fetchall()
     assert rows == [("1", "2026-03-01T09:05:00Z", 1), ("2", "2026-03-01T09:07:00Z", 4)]
 
@@ -96,6 +99,7 @@ def test_bot_only_resolution(store: Store) -> None:
         "status_events": [{"source": "zendesk", "source_id": "e", "contact_id": "1", "kind": "resolved",
                            "at": "2026-03-01T09:05:00Z"}],
     }, None)
+    store.settle()
     assert store.db.execute("SELECT is_bot_only, agent_replies FROM contacts").fetchone() == (1, 0)
 
 
@@ -135,3 +139,32 @@ def test_run_log(store: Store) -> None:
     store.finish_run(run, "ok", api_calls=4)
     last = store.last_run("zendesk", status="ok")
     assert last is not None and (last.pages, last.records, last.api_calls, last.status) == (1, 1, 4, "ok")
+
+
+def test_noted_contacts_survive_a_crash_and_are_derived_later(tmp_path: Path) -> None:
+    path = tmp_path / "kpi.sqlite"
+    first = open_store(path)
+    first.write_page("zendesk", "tickets", {"contacts": [contact("1", facts_from_events=True)]}, "c1")
+    first.write_page("zendesk", "events", {"messages": [message("m1", "1", "2026-03-01T09:00:00Z", "customer"),
+                                                        message("m2", "1", "2026-03-01T09:07:00Z", "agent")]}, "t1")
+    first.db.conn.close()  # gone before settling, as after a kill -9
+    again = open_store(path)
+    assert again.db.execute("SELECT count(*) FROM derive_pending").fetchone() == (1,)
+    assert again.settle() == 1
+    assert again.db.execute("SELECT first_agent_reply_at, agent_replies FROM contacts").fetchone() == (
+        "2026-03-01T09:07:00Z", 1)
+    assert again.db.execute("SELECT count(*) FROM derive_pending").fetchone() == (0,)
+    again.close()
+
+
+def test_pages_written_together_keep_their_order_and_the_last_cursor(store: Store) -> None:
+    run = store.start_run("zendesk")
+    count = store.write_pages("zendesk", "tickets", [
+        ({"contacts": [contact("1", priority="high")]}, "c1"),
+        ({"contacts": [contact("1", priority="low"), contact("2")]}, None),
+        ({"contacts": [contact("3")]}, "c3"),
+    ], run_id=run, api_calls=3)
+    assert count == 4
+    assert store.db.execute("SELECT priority FROM contacts WHERE source_id = '1'").fetchone() == ("low",)
+    assert store.get_cursor("zendesk", "tickets") == "c3"
+    assert store.db.execute("SELECT pages, records, api_calls FROM sync_runs WHERE id = ?", [run]).fetchone() == (3, 4, 3)

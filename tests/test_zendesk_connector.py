@@ -166,6 +166,7 @@ def test_ticket_pages_bring_the_roles_of_their_users(fake: FakeZendesk, store: S
                 store.write_page("zendesk", spec.name, page.records, page.cursor)
     finally:
         connector.close()
+    store.settle()
     tickets = zendesk_tickets(fake.world)
     assert stored_facts(store) == {tid: expected_facts(t) for tid, t in tickets.items() if not t.deleted}
 
@@ -220,7 +221,9 @@ def test_sync_killed_mid_way_resumes_without_loss_or_duplicates(fake: FakeZendes
               "from connectors.zendesk import ZendeskConnector\n"
               "from kpi_core.settings import ZendeskSettings\n"
               "from kpi_core.store import open_store\n"
+              "import kpi_core.sync\n"
               "from kpi_core.sync import sync_source\n"
+              "kpi_core.sync.BATCH_RECORDS = 1\n"  # a transaction per page: the kill lands between stored pages
               "sync_source(open_store(sys.argv[2]), ZendeskConnector(ZendeskSettings(**json.loads(sys.argv[1]))))\n")
     config = json.dumps({**fake.connector_settings(), "page_size": 20})
     child = subprocess.Popen([sys.executable, "-c", script, config, str(killed)])

@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kpi_core import derive
 from kpi_core.store import utc_now
 
 from kpi_core.kpis.context import Context, get_meta, set_meta
@@ -155,6 +156,7 @@ def built(ctx: Context) -> bool:
 def refresh(ctx: Context, force_full: bool = False) -> Refresh:
     """Bring `kpi_facts` up to date with the store (inside the caller's write transaction)."""
     conn = ctx.conn
+    derive.settle(conn)  # reply/resolution facts still waiting since a sync that did not finish
     fingerprint = ctx.facts_fingerprint()
     dirty = conn.execute("SELECT count(*) FROM kpi_dirty_contacts").fetchone()[0]
     total = conn.execute("SELECT coalesce(max(rowid), 0) FROM contacts").fetchone()[0]  # instant, about count(*)
