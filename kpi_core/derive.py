@@ -97,13 +97,12 @@ def touched_contacts(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> set[
     return ids
 
 
-def note_touched(conn: sqlite3.Connection, source: str, records: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
-    """Note the contacts of a page for the next `settle` (inside the caller's transaction)."""
-    ids = touched_contacts(records)
-    if ids:
+def note(conn: sqlite3.Connection, source: str, contact_ids: set[str]) -> int:
+    """Note these contacts for the next `settle` (inside the caller's transaction)."""
+    if contact_ids:
         conn.executemany("INSERT OR IGNORE INTO derive_pending (source, contact_id) VALUES (?, ?)",
-                         [(source, i) for i in ids])
-    return len(ids)
+                         [(source, i) for i in contact_ids])
+    return len(contact_ids)
 
 
 def pending(conn: sqlite3.Connection) -> int:

@@ -292,6 +292,7 @@ class Store:
         (`settle`); once many are noted, they are settled here, after the commit.
         """
         count = 0
+        touched: set[str] = set()  # one note per contact, however many of the pages touch it
         with self.db.atomic():
             for records, cursor in pages:
                 stored = 0
@@ -299,10 +300,11 @@ class Store:
                     rows = records.get(table)
                     if rows:
                         stored += self.upsert(table, rows)
-                self._noted += derive.note_touched(self.db.conn, source, records)
+                touched |= derive.touched_contacts(records)
                 if cursor is not None:
                     self.set_cursor(source, stream, cursor)
                 count += stored
+            self._noted += derive.note(self.db.conn, source, touched)
             if run_id is not None:
                 self.db.execute(
                     "UPDATE sync_runs SET pages = pages + ?, records = records + ?, api_calls = ? WHERE id = ?",
