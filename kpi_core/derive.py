@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Contacts derived per transaction: large enough that a batch reads its messages in few index
 # runs, small enough that a batch's commit stays short.
 SETTLE_BATCH = 5000
-# A sync settles along the way once this many contacts are noted, repeats counted: this bounds
-# how stale facts get during a very long first sync. A 50,000-ticket first sync notes ~150,000
-# and settles once, at its end; settling every 50,000 derived each contact twice or three times.
+# A sync settles along the way once this many distinct contacts wait: this bounds how stale
+# facts get during a very long first sync, and the list of ids a settle reads. A first sync of
+# up to 250,000 tickets settles once, at its end (settling every 50,000 noted derived each
+# contact two or three times).
 SETTLE_AT = 250_000
 
 _ROLE = "coalesce(m.author_role, p.role)"
@@ -137,8 +138,3 @@ def settle(conn: sqlite3.Connection, source: str | None = None, batch: int = SET
             conn.execute("RELEASE derive_settle")
         done += len(ids)
     return done
-
-
-def refresh_contacts(conn: sqlite3.Connection, source: str, contact_ids: Iterable[str]) -> None:
-    """Recompute the derived facts of these contacts of `source` now (inside the caller's transaction)."""
-    conn.execute(_FACTS_SQL, {"source": source, "ids": json.dumps(list(contact_ids))})

@@ -7,10 +7,9 @@ moment leaves either both or neither.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -247,7 +246,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._noted = 0  # contacts noted for derivation since the last settle (with repeats)
+        self._noted = 0  # contacts noted since the last settle, an upper bound (one transaction's repeats aside)
 
     # --- records --------------------------------------------------------------------
 
@@ -295,15 +294,13 @@ class Store:
         touched: set[str] = set()  # one note per contact, however many of the pages touch it
         with self.db.atomic():
             for records, cursor in pages:
-                stored = 0
                 for table in _WRITE_ORDER:
                     rows = records.get(table)
                     if rows:
-                        stored += self.upsert(table, rows)
+                        count += self.upsert(table, rows)
                 touched |= derive.touched_contacts(records)
                 if cursor is not None:
                     self.set_cursor(source, stream, cursor)
-                count += stored
             self._noted += derive.note(self.db.conn, source, touched)
             if run_id is not None:
                 self.db.execute(
@@ -397,39 +394,21 @@ class Store:
 _WRITE_ORDER = ("groups", "organizations", "people", "contacts", "messages", "status_events", "survey_responses")
 
 
-# How each column's value goes to SQL, by table: kept as it is, as JSON text, or as 0/1.
-_AS_IS, _AS_JSON, _AS_INT = 0, 1, 2
-_CONVERSIONS: dict[str, dict[str, tuple[type, int]]] = {
-    kind.table: {
-        name: (typ, _AS_JSON if typ in (list, dict) else _AS_INT if typ is bool else _AS_IS)
-        for name, typ in kind.columns.items()
-    }
+# How each column's value goes to SQL, by table: JSON text for lists and objects, 0/1 for
+# booleans, None for "as it is".
+_CONVERTERS: dict[str, dict[str, Callable[[Any], Any] | None]] = {
+    kind.table: {name: to_json if typ in (list, dict) else int if typ is bool else None
+                 for name, typ in kind.columns.items()}
     for kind in RECORD_TYPES.values()
 }
 
 
 def _sql_values(kind: RecordType, row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The row's values in SQL form, checked on the way (one pass: this runs for every stored record).
-
-    A value of exactly its column's type (or None) is the fast path; anything else goes through
-    `check_record`, which raises RecordError naming the record and key, or accepts it (an int
-    in a float column).
-    """
-    conversions = _CONVERSIONS[kind.table]
-    values: list[Any] = []
-    for key, value in row.items():
-        typ, how = conversions.get(key, (None, _AS_IS))
-        if value is None and typ is not None:
-            values.append(None)
-        elif type(value) is typ and (typ is not float or math.isfinite(value)):
-            values.append(value if how == _AS_IS else to_json(value) if how == _AS_JSON else int(value))
-        else:
-            check_record(kind, row)
-            values.append(value)
-    for key in kind.required:
-        if row.get(key) is None:
-            check_record(kind, row)
-    return tuple(values)
+    """The row's values in SQL form, once `check_record` has accepted it."""
+    check_record(kind, row)
+    converters = _CONVERTERS[kind.table]
+    return tuple(value if value is None or (convert := converters[key]) is None else convert(value)
+                 for key, value in row.items())
 
 
 _UPSERT_SQL_CACHE: dict[tuple[str, tuple[str, ...]], str] = {}
