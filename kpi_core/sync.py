@@ -92,7 +92,7 @@ class _Batch:
             return
         pages, self.pages, self.records = self.pages, [], 0
         count = self.store.write_pages(self.source, self.stream, [(p.records, p.cursor) for p in pages],
-                                       run_id=self.run_id, api_calls=self.connector.api_calls)
+                                       run_id=self.run_id, api_calls=self.connector.api_calls, checked=True)
         self.stream_records += count
         self.progress.pages += len(pages)
         self.progress.records += count
