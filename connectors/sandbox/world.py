@@ -262,8 +262,11 @@ class World:
                                       created_at=self.start, updated_at=self.start)
             customers.append(pid)
         agents, bot = data.agents(), data.bots()[0]
-        for _ in range(n_tickets):
-            self._new_ticket(data, rng, rng.choice(customers), rng.randint(self.start, self.now - 3600), agents, bot)
+        # Created in time order, so that ids grow with creation time as a helpdesk's do (random ids
+        # would make every insert of a first sync land on a random page of the store's indexes).
+        arrivals = sorted((rng.randint(self.start, self.now - 3600), rng.choice(customers)) for _ in range(n_tickets))
+        for created, requester_id in arrivals:
+            self._new_ticket(data, rng, requester_id, created, agents, bot)
 
     def _new_ticket(self, data: SourceData, rng: random.Random, requester_id: int, created: int,
                     agents: list[Person], bot: Person) -> Ticket:
