@@ -391,7 +391,7 @@ def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[An
     row: Row = {
         "source": SOURCE, "source_id": _id(t["id"]), "channel": _channel(t.get("via")), "status": status,
         "created_at": created_at, "updated_at": _ts(t.get("updated_at")), "tags": _tags(t),
-        "custom": _custom_fields(t.get("custom_fields")), "raw": _compact(scrub(t, drop)),
+        "custom": _custom_fields(t.get("custom_fields")), "raw": _compact(t, drop),
     }
     if status == "deleted":
         return row
@@ -451,7 +451,7 @@ def person_row(u: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Row:
         "language": primary_language(locale), "country": _country(fields),
         "organization_id": _opt_id(u.get("organization_id")),
         "time_zone": _opt_str(u.get("iana_time_zone") or u.get("time_zone")), "tags": _tags(u),
-        "custom": fields, "raw": _compact(privacy.raw(u)),
+        "custom": fields, "raw": _compact(u, privacy.drop),
         **privacy.person(u.get("name"), u.get("email"), u.get("phone")),
     }
 
@@ -711,9 +711,20 @@ def _vendor_facts(created_at: str, metric: Any) -> Row:
             "reopens": metric.get("reopens"), "agent_replies": metric.get("replies")}
 
 
-def _compact(raw: dict[str, Any]) -> dict[str, Any]:
-    """The raw payload without its empty top-level fields (a third of a ticket's bytes; absent reads as empty)."""
-    return {k: v for k, v in raw.items() if v is not None and v != [] and v != {} and v != ""}
+def _compact(payload: Mapping[str, Any], drop: frozenset[str]) -> dict[str, Any]:
+    """`scrub(payload, drop)` without its empty top-level fields (a third of a ticket's bytes; absent reads as empty).
+
+    One pass instead of scrubbing, then filtering a copy: this runs on every ticket and user.
+    """
+    kept: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in drop or value is None or value == "":
+            continue
+        if type(value) in (dict, list):
+            if not value or not (value := scrub(value, drop)):
+                continue
+        kept[key] = value
+    return kept
 
 
 def _safe_id(item: Any) -> str:

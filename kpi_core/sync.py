@@ -17,6 +17,7 @@ from datetime import datetime
 from connectors import build_connector
 from connectors.base import Connector, Page, SyncError
 from connectors.http import announcing_waits
+from kpi_core.collector import fewer_collections
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -118,7 +119,7 @@ def sync_source(
         store.clear_cursors(name)
     batch = _Batch(store, name, run_id, connector, progress, on_progress)
     try:
-        with announcing_waits(lambda _seconds: batch.flush()):
+        with fewer_collections(), announcing_waits(lambda _seconds: batch.flush()):
             for stream in connector.streams():
                 progress.stream = stream.name
                 batch.stream, batch.stream_records = stream.name, 0
