@@ -312,7 +312,7 @@ def decode_json(content: bytes) -> Any:
     orjson is several times faster than `resp.json()` on 1,000-record pages. A decoded page
     holds no reference cycles, yet a 1,000-ticket page with its sideloads is ~200,000 new
     objects, and the collector, left on, walks the half-built page over and over (measured on
-    a 50,000-ticket sync: 6.8 s of the HTTP client's CPU with it, 3.9 s without).
+    a 50,000-ticket Zendesk sync: the HTTP client's CPU 9.1 s -> 6.1 s).
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -321,4 +321,3 @@ def decode_json(content: bytes) -> Any:
     finally:
         if was_enabled:
             gc.enable()
-
