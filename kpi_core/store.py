@@ -424,8 +424,8 @@ def mark_for_kpis(conn: sqlite3.Connection, source: str, contact_ids: Iterable[s
     per row): a refresh compares the rebuilt facts with the old ones, so an unchanged contact costs
     it one rebuild and redoes no period.
     """
-    conn.executemany("INSERT OR IGNORE INTO kpi_dirty_contacts (source, source_id) VALUES (?, ?)",
-                     [(source, i) for i in contact_ids])
+    conn.execute("INSERT OR IGNORE INTO kpi_dirty_contacts (source, source_id) SELECT ?, value FROM json_each(?)",
+                 [source, to_json(list(contact_ids))])
 
 
 def _ids_by_source(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
