@@ -21,7 +21,6 @@ else the role of the person in `people` (Zendesk tells roles only on users).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -129,7 +128,7 @@ def settle(conn: sqlite3.Connection, source: str | None = None, batch: int = SET
             "SELECT p.contact_id FROM derive_pending p LEFT JOIN contacts c ON c.source = p.source"
             " AND c.source_id = p.contact_id WHERE p.source = ? ORDER BY c.rowid", [name])]
         for start in range(0, len(ids), batch):
-            listed = json.dumps(ids[start:start + batch])
+            listed = to_json(ids[start:start + batch])
             conn.execute("SAVEPOINT derive_settle")
             try:
                 conn.execute(_FACTS_SQL, {"source": name, "ids": listed})

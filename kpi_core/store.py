@@ -204,6 +204,18 @@ def m014_contacts_marked_by_the_store(db: Database) -> None:
 
 
 @migrations()
+def m015_status_event_triggers_note_days_only(db: Database) -> None:
+    """A status event's contact is marked by the store with the rest of its page (m014); the triggers on
+    insert and update keep noting the event's day, which only they see. (Deleting one still marks both.)"""
+    for event in ("INSERT", "UPDATE"):
+        name = f"kpi_events_{event.lower()[:3]}"
+        db.execute(f"DROP TRIGGER {name}")
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON status_events BEGIN INSERT INTO kpi_dirty_days"
+                   " SELECT substr(NEW.at, 1, 10) WHERE NOT EXISTS"
+                   " (SELECT 1 FROM kpi_dirty_days WHERE day = substr(NEW.at, 1, 10)); END")
+
+
+@migrations()
 def m020_writeback(db: Database) -> None:
     """Write-back: its runs, the ledger of what was last written where, every attempt, cached field definitions."""
     db.execute(
@@ -262,13 +274,13 @@ class Store:
     def upsert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert or update rows by (source, source_id); keys absent from a row keep their value.
 
-        Raises RecordError naming the record and key when a row does not fit its table. Contacts
-        written are marked for the KPI engine.
+        Raises RecordError naming the record and key when a row does not fit its table. The
+        contacts written, and those of the status events written, are marked for the KPI engine.
         """
         rows = list(rows)
         count = self._write_rows(table, rows)
-        if table == "contacts":
-            for source, ids in _ids_by_source(rows).items():
+        if table in _CONTACT_KEY:
+            for source, ids in _ids_by_source(rows, _CONTACT_KEY[table]).items():
                 mark_for_kpis(self.db.conn, source, ids)
         return count
 
@@ -424,14 +436,20 @@ def mark_for_kpis(conn: sqlite3.Connection, source: str, contact_ids: Iterable[s
     per row): a refresh compares the rebuilt facts with the old ones, so an unchanged contact costs
     it one rebuild and redoes no period.
     """
-    conn.execute("INSERT OR IGNORE INTO kpi_dirty_contacts (source, source_id) SELECT ?, value FROM json_each(?)",
-                 [source, to_json(list(contact_ids))])
+    ids = list(contact_ids)
+    if ids:
+        conn.execute("INSERT OR IGNORE INTO kpi_dirty_contacts (source, source_id) SELECT ?, value FROM json_each(?)",
+                     [source, to_json(ids)])
 
 
-def _ids_by_source(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
+# Record tables whose writes the store marks for the KPI engine, and the column naming the contact.
+_CONTACT_KEY = {"contacts": "source_id", "status_events": "contact_id"}
+
+
+def _ids_by_source(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, set[str]]:
     ids: dict[str, set[str]] = {}
     for row in rows:
-        ids.setdefault(row["source"], set()).add(row["source_id"])
+        ids.setdefault(row["source"], set()).add(row[key])
     return ids
 
 

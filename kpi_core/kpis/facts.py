@@ -1,9 +1,9 @@
 """Per-contact KPI facts: one narrow row per contact in `kpi_facts`, refreshed only where a sync changed something.
 
 The store marks the contacts it writes, and those whose messages or status events it writes,
-in `kpi_dirty_contacts` (`store.mark_for_kpis`); triggers on status events, survey responses
-and people (migration m011) mark theirs, and survey answers and status events also note their
-day in `kpi_dirty_days`. `refresh` rebuilds the facts of those contacts and of
+in `kpi_dirty_contacts` (`store.mark_for_kpis`); triggers on survey responses and people
+(migration m011) and on deleted status events mark theirs, and survey answers and status
+events also note their day in `kpi_dirty_days`. `refresh` rebuilds the facts of those contacts and of
 the other contacts of the same requesters (a new contact can undo an earlier one's FCR),
 compares them with the old rows, and adds the anchor days of every row that really changed
 to `kpi_dirty_days`, which tells `compute` which periods to redo. The old and new versions
