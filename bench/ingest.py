@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors import build_connector
+from connectors.registry import build_connector
 from connectors.base import Connector
 from connectors.sandbox import fake_class
 from connectors.sandbox.server import FakeApi

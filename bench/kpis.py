@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kpi_core.kpis import compute  # noqa: E402
+from kpi_core.kpis.api import compute  # noqa: E402
 from kpi_core.settings import KpiSettings  # noqa: E402
 from kpi_core.store import open_store  # noqa: E402
 

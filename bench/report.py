@@ -68,7 +68,7 @@ def phase_report(store_path: Path, out: Path) -> dict[str, Any]:
 
 
 def phase_compute(store_path: Path) -> dict[str, Any]:
-    from kpi_core.kpis import compute
+    from kpi_core.kpis.api import compute
     from kpi_core.store import open_store
 
     store = open_store(store_path)

@@ -14,12 +14,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from connectors import build_writer
+from connectors.registry import build_writer
 from connectors.sandbox import Sandbox
 from kpi_core.settings import load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
-from kpi_core.writeback import push
+from kpi_core.writeback.push import push
 from kpi_core.writeback.demo import create_conversation_attributes
 from kpi_core.writeback.fields import check, create_missing
 
@@ -51,7 +51,7 @@ def main(tickets: int) -> None:
         create_conversation_attributes(sandbox, settings)
         store = open_store(settings.store.path)
         sync_all(store, settings)
-        for helpdesk, section in settings.connectors.enabled().items():
+        for helpdesk, section in settings.enabled_connectors().items():
             writer = build_writer(helpdesk, section)
             create_missing(store, helpdesk, writer, check(store, settings, helpdesk, writer, refresh=True))
             writer.close()

@@ -103,7 +103,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings = load_settings(path)
     if secret_in_file_readable_by_others(path):
         err(f"warning: {path}: holds a secret and is readable by other users; run: chmod 600 {path}")
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     out(f"{path}: OK")
     out(f"  store: {settings.store.path}")
     out(f"  sources enabled: {', '.join(enabled) if enabled else 'none'}")
@@ -114,7 +114,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Pull what changed since the stored cursors."""
     settings = settings_from(args)
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     if args.source and args.source not in enabled:
         raise UsageError(f"--source {args.source}: not configured or not enabled (enabled: {', '.join(enabled) or 'none'})")
     if not enabled:

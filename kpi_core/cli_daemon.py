@@ -13,7 +13,8 @@ from kpi_core.cli import EXIT_FAILED, EXIT_OK, PARSER_EXTENSIONS, UsageError, co
 from kpi_core.lock import AlreadyRunning, StoreLock
 from kpi_core.logs import configure_logging
 from kpi_core.metrics import Metrics, MetricsUnavailable, metrics_from
-from kpi_core.scheduler import CycleResult, Daemon, kpi_compute_step, writeback_push_step
+from kpi_core.scheduler import CycleResult, Daemon, kpi_compute_step
+from kpi_core.writeback.push import daemon_push_step
 from kpi_core.settings import ConfigProblem, Settings, config_path
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose, fmt=settings.logging.format, level=settings.logging.level)
     # The scheduler's own "running job ..." lines add nothing to ours but volume.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    if not settings.connectors.enabled():
+    if not settings.enabled_connectors():
         raise UsageError("no source is enabled in the configuration")
     metrics = _metrics(settings, args)
     lock = StoreLock(settings.store.path)
@@ -36,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err(f"helpdesk-kpi run: {exc}")
         return EXIT_FAILED
     stop = _stop_on_signals()
-    daemon = Daemon(settings, compute=kpi_compute_step(settings), push=writeback_push_step(settings),
+    daemon = Daemon(settings, compute=kpi_compute_step(settings), push=daemon_push_step(settings),
                     metrics=metrics, stop=stop)
     try:
         if args.once:

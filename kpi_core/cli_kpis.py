@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, out, parse_date, settings_from, store_from
-from kpi_core.kpis import (
-    InputsError, PeriodError, SegmentError, UnknownKpi, compute, diagnose, format_diagnostics, format_reasons,
-    format_scorecard, import_inputs, kpi_rows, previous_rows, rows_to_csv, rows_to_json, top_reasons,
-)
+from kpi_core.kpis.api import compute, import_inputs, kpi_rows, previous_rows
+from kpi_core.kpis.catalogue import UnknownKpi
+from kpi_core.kpis.diagnostics import diagnose
+from kpi_core.kpis.inputs import InputsError
+from kpi_core.kpis.periods import PeriodError
+from kpi_core.kpis.reasons import top_reasons
+from kpi_core.kpis.scorecard import format_diagnostics, format_reasons, format_scorecard, rows_to_csv, rows_to_json
+from kpi_core.kpis.segments import SegmentError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 

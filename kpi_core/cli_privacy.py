@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from connectors import registry
 from kpi_core import privacy
 from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from, store_from
 
@@ -12,14 +13,12 @@ from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, o
 @command("forget")
 def cmd_forget(args: argparse.Namespace) -> int:
     """Erase one person: their contacts, messages, survey answers, write-back and quarantine rows."""
-    from connectors import CONNECTORS
-
     if bool(args.requester) == bool(args.email):
         raise UsageError("give either --source NAME --requester ID or --email ADDRESS")
     if args.requester and not args.source:
         raise UsageError("--requester needs --source (the helpdesk whose id it is)")
-    if args.source and args.source not in CONNECTORS:
-        raise UsageError(f"--source {args.source}: unknown helpdesk (known: {', '.join(sorted(CONNECTORS))})")
+    if args.source and args.source not in registry.names():
+        raise UsageError(f"--source {args.source}: unknown helpdesk (known: {', '.join(registry.names())})")
     settings = settings_from(args)
     store = store_from(settings)
     try:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, out, parse_date, settings_from, store_from
-from kpi_core.kpis import PeriodError, SegmentError, UnknownKpi
+from kpi_core.kpis.periods import PeriodError
+from kpi_core.kpis.segments import SegmentError
+from kpi_core.kpis.catalogue import UnknownKpi
 
 
 @command("report")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors import build_writer
+from connectors.registry import build_writer
 from connectors.base import SyncError, Writer
 # SIGTERM/SIGINT end a push after the request in hand, whose result is recorded.
 from kpi_core.cli import _stop_on_signals  # noqa: F401 - shared with `sync`
@@ -15,9 +15,9 @@ from kpi_core.cli import (EXIT_FAILED, EXIT_OK, PARSER_EXTENSIONS, UsageError, c
                           store_from)
 from kpi_core.settings import Settings
 from kpi_core.store import Store
-from kpi_core.writeback import fields, push
+from kpi_core.writeback import fields
 from kpi_core.writeback.planner import Plan
-from kpi_core.writeback.push import Report, helpdesks
+from kpi_core.writeback.push import Report, helpdesks, push
 
 
 @command("push")
@@ -43,7 +43,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
     """Compare the mapped fields with the helpdesks' field definitions; --create makes the missing ones."""
     settings = settings_from(args)
     names = _mapped(settings, args.source, mappings_only=True)
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     store = store_from(settings)
     all_ok = True
     try:

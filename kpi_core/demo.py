@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connectors.sandbox import Sandbox
-from kpi_core import kpis
+from kpi_core.kpis import api as kpis
+from kpi_core.kpis.diagnostics import diagnose
+from kpi_core.kpis.scorecard import format_diagnostics, format_scorecard
 from kpi_core.report import write_report
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import Store, open_store
@@ -76,12 +78,12 @@ def _compute_push_report(store: Store, settings: Settings, report: Path, say: Sa
     rows = kpis.kpi_rows(store, settings, "month", None, None)
     previous = kpis.previous_rows(store, settings, "month", None, None)
     say("")
-    say(kpis.format_scorecard(rows, previous))
-    found = kpis.diagnose(store, settings, None, None)
+    say(format_scorecard(rows, previous))
+    found = diagnose(store, settings, None, None)
     overall = [d for d in found if not d["segment"]]
     if overall:
         say("")
-        say(kpis.format_diagnostics(overall))
+        say(format_diagnostics(overall))
     if len(found) > len(overall):
         say(f"  ({len(found) - len(overall)} more by channel, language and source: helpdesk-kpi diagnose)")
     written = write_report(store, settings, report)

@@ -192,7 +192,7 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
     if first is None:
         result.wal_truncated = checkpoint(store)
         return result
-    from kpi_core.kpis import compute  # late: the KPI engine imports the store and settings
+    from kpi_core.kpis.api import compute  # late: the KPI engine imports the store and settings
 
     result.computed_since = date.fromisoformat(first[:10])
     compute(store, settings, since=result.computed_since, now=now)

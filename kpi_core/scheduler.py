@@ -24,7 +24,6 @@ its cursor commit together.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -47,7 +46,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connectors import build_connector
+from connectors.registry import build_connector
 from connectors.base import Connector, SyncError
 from kpi_core import status as health
 from kpi_core.daemon_state import DaemonState, JobState, state_path_for, write_state
@@ -57,6 +56,8 @@ from kpi_core.model import RECORD_TYPES
 from kpi_core.settings import Settings
 from kpi_core.store import Store, open_store, store_at
 from kpi_core.sync import SourceResult, rewind_source, sync_source
+from kpi_core.kpis import api as kpi_api
+from kpi_core.writeback.push import PushStep, daemon_push_step
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ ComputeStep = Callable[[Store], Iterable[KpiValue] | None]
 # Writes KPI values back into the helpdesks (filled in by write-back); returns outcome
 # counts by helpdesk, e.g. {"zendesk": {"written": 12, "unchanged": 30, "failed": 0}}.
 # It must check `stop` between writes and return early when it is set.
-PushStep = Callable[[Store, threading.Event], Mapping[str, Mapping[str, int]]]
 
 COMPUTE, PUSH, RECONCILE = "compute", "push", "reconcile"
 MAX_BACKOFF = timedelta(hours=1)
@@ -261,7 +261,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.store_path = settings.store.path
-        self.sources = settings.connectors.enabled()
+        self.sources = settings.enabled_connectors()
         self.every = settings.schedule.sync_every
         self.compute_step = compute
         self.push_step = push
@@ -674,45 +674,19 @@ def _age(delay: timedelta) -> str:
 # --- the steps other parts of the program plug in --------------------------------------------
 
 
-def kpi_compute_step(settings: Settings) -> ComputeStep | None:
-    """The KPI engine as the daemon's compute step; None while the engine is not installed.
+def kpi_compute_step(settings: Settings) -> ComputeStep:
+    """The KPI engine as the daemon's compute step.
 
     `compute` brings the stored values up to date (only what the changed contacts touch);
     the returned values, this month's unsegmented KPIs, are read only if metrics want them.
     """
-    kpis = _optional_module("kpi_core.kpis")
-    if kpis is None or not hasattr(kpis, "compute"):
-        return None
 
     def current_values(store: Store) -> Iterator[KpiValue]:
-        for row in kpis.kpi_rows(store, settings, "month", None, None):
+        for row in kpi_api.kpi_rows(store, settings, "month", None, None):
             yield row["kpi"], row["period_start"], row["segment"], row["value"]
 
     def compute(store: Store) -> Iterable[KpiValue]:
-        kpis.compute(store, settings)
+        kpi_api.compute(store, settings)
         return current_values(store)
 
     return compute
-
-
-def writeback_push_step(settings: Settings) -> PushStep | None:
-    """Write-back as the daemon's push step: `kpi_core.writeback.daemon_push_step(settings)`.
-
-    None while write-back is not installed, or when that function returns None
-    (`[writeback] enabled = false`).
-    """
-    writeback = _optional_module("kpi_core.writeback")
-    if writeback is None:
-        return None
-    make_step: Callable[[Settings], PushStep | None] | None = getattr(writeback, "daemon_push_step", None)
-    return make_step(settings) if make_step is not None else None
-
-
-def _optional_module(name: str) -> Any:
-    """The module, or None when it is not installed (an import error inside it still raises)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise

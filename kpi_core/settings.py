@@ -15,9 +15,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator,
-                      model_validator)
+import zoneinfo
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ValidationError as CoreValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connectors import registry
+from connectors.settings import ConnectorSettings
+from kpi_core.kpis.targets import check_targets
+from kpi_core.model import SCALES
+from kpi_core.writeback.mappings import check_mapping, check_template
 
 ENV_PREFIX = "HELPDESK_KPI_"
 DEFAULT_CONFIG = "helpdesk-kpi.toml"
@@ -45,105 +54,6 @@ class Section(BaseModel):
 
 class StoreSettings(Section):
     path: Path = Path("helpdesk-kpi.sqlite")
-
-
-class ConnectorSettings(Section):
-    enabled: bool = True
-    base_url: str = ""
-    start_date: date = date(2026, 1, 1)
-    page_size: int | None = Field(default=None, ge=1, description="override the API's page size (tests, slow links)")
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1, le=20)
-    # The [privacy] switches, handed over by Settings after validation (not a key of this section).
-    _privacy: PrivacySettings | None = PrivateAttr(default=None)
-
-    @property
-    def privacy(self) -> PrivacySettings:
-        """What the connector may store of personal data; the defaults keep nothing personal."""
-        return self._privacy if self._privacy is not None else PrivacySettings()
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s?#]+/?$", value):
-            raise ValueError("must be scheme://host[:port] with no path, e.g. https://acme.zendesk.com")
-        if value.startswith("http://") and not _is_loopback(value):
-            raise ValueError("plain http is allowed only for a loopback address (the sandbox); use https")
-        return value.rstrip("/")
-
-
-def _is_loopback(url: str) -> bool:
-    host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-class ZendeskSettings(ConnectorSettings):
-    subdomain: str = ""
-    email: str = ""
-    api_token: SecretStr | None = None
-    oauth_token: SecretStr | None = None
-    csat: Literal["auto", "legacy", "survey_responses", "none"] = "auto"
-    include_ai_agent_tickets: bool = True
-
-    @model_validator(mode="after")
-    def _check_account(self) -> ZendeskSettings:
-        if not self.enabled:
-            return self
-        if not (self.subdomain or self.base_url):
-            raise ValueError("set subdomain (or base_url)")
-        if not (_secret(self.api_token) or _secret(self.oauth_token)):
-            raise ValueError("set api_token (with email) or oauth_token")
-        if _secret(self.api_token) and not self.email:
-            raise ValueError("api_token needs email (the admin's address)")
-        return self
-
-
-class IntercomSettings(ConnectorSettings):
-    access_token: SecretStr | None = None
-    region: Literal["us", "eu", "au"] = "us"
-    api_version: str = "2.14"
-
-    @model_validator(mode="after")
-    def _check_account(self) -> IntercomSettings:
-        if self.enabled and not _secret(self.access_token):
-            raise ValueError("set access_token")
-        return self
-
-
-class FreshdeskSettings(ConnectorSettings):
-    domain: str = ""
-    api_key: SecretStr | None = None
-    # Freshdesk marks no bot: the ids of agent accounts that bots (answer bots, AI agents) post as.
-    bot_agent_ids: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _check_account(self) -> FreshdeskSettings:
-        if not self.enabled:
-            return self
-        if not (self.domain or self.base_url):
-            raise ValueError("set domain (or base_url)")
-        if not _secret(self.api_key):
-            raise ValueError("set api_key")
-        return self
-
-
-def _secret(value: SecretStr | None) -> bool:
-    return bool(value and value.get_secret_value())
-
-
-class ConnectorsSettings(Section):
-    zendesk: ZendeskSettings | None = None
-    intercom: IntercomSettings | None = None
-    freshdesk: FreshdeskSettings | None = None
-
-    def enabled(self) -> dict[str, ConnectorSettings]:
-        """The configured and enabled connectors, by name."""
-        out: dict[str, ConnectorSettings] = {}
-        for name in type(self).model_fields:
-            section = getattr(self, name)
-            if section is not None and section.enabled:
-                out[name] = section
-        return out
 
 
 _HOURS_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -174,8 +84,6 @@ class BusinessHoursSettings(Section):
     @field_validator("time_zone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        import zoneinfo
-
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -257,8 +165,6 @@ class KpiSettings(Section):
     @field_validator("targets")
     @classmethod
     def _check_targets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from kpi_core.kpis.targets import check_targets  # late: the KPI package imports this module
-
         return check_targets(value)
 
     @model_validator(mode="after")
@@ -316,8 +222,6 @@ class SurveyMapping(Section):
     @field_validator("scale")
     @classmethod
     def _known_scale(cls, value: str) -> str:
-        from kpi_core.model import SCALES
-
         if value not in SCALES:
             raise ValueError(f"unknown scale; one of {', '.join(SCALES)}")
         return value
@@ -348,15 +252,13 @@ class PrivacySettings(Section):
 class WritebackMapping(Section):
     """One per-record metric written into one custom field of one object of one helpdesk."""
 
-    helpdesk: Literal["zendesk", "intercom", "freshdesk"]
+    helpdesk: str
     object: str
     metric: str
     field: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check_known(self) -> WritebackMapping:
-        from kpi_core.writeback.mappings import check_mapping  # late: write-back imports this module
-
         check_mapping(self.helpdesk, self.object, self.metric)
         return self
 
@@ -364,15 +266,20 @@ class WritebackMapping(Section):
 class WritebackNote(Section):
     """A private note added once per contact that meets `rule`, from `template`."""
 
-    helpdesk: Literal["zendesk", "intercom", "freshdesk"]
+    helpdesk: str
     rule: Literal["repeat_contact", "detractor", "sla_breached"]
     template: str = Field(min_length=1)
+
+    @field_validator("helpdesk")
+    @classmethod
+    def _check_writable(cls, value: str) -> str:
+        if value not in registry.writable():
+            raise ValueError(f"unknown helpdesk {value!r}; writable: {', '.join(registry.writable())}")
+        return value
 
     @field_validator("template")
     @classmethod
     def _check_template(cls, value: str) -> str:
-        from kpi_core.writeback.mappings import check_template
-
         check_template(value)
         return value
 
@@ -405,7 +312,8 @@ class Settings(BaseSettings):
     )
 
     store: StoreSettings = Field(default_factory=StoreSettings)
-    connectors: ConnectorsSettings = Field(default_factory=ConnectorsSettings)
+    # [connectors.NAME] tables, each validated with the settings model its connector provides.
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -425,14 +333,42 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (env_settings, init_settings)  # first wins: the environment beats the file
 
+    @field_validator("connectors", mode="before")
+    @classmethod
+    def _check_connectors(cls, value: Any) -> Any:
+        """Each table by its connector's own model; every problem of every table is reported at once."""
+        if not isinstance(value, dict):
+            return value
+        plugins = registry.plugins()
+        checked: dict[str, Any] = {}
+        problems: list[InitErrorDetails] = []
+        for name, table in value.items():
+            plugin = plugins.get(name)
+            if plugin is None:
+                problems.append({"type": PydanticCustomError("unknown_connector", "unknown helpdesk; known: {known}",
+                                                             {"known": ", ".join(plugins)}), "loc": (name,), "input": name})
+                continue
+            try:
+                checked[name] = table if isinstance(table, plugin.settings) else plugin.settings.model_validate(table)
+            except ValidationError as exc:
+                problems.extend({"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"],
+                                 **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors())  # type: ignore[misc]
+        if problems:
+            raise CoreValidationError.from_exception_data("connectors", problems)
+        return checked
+
     @model_validator(mode="after")
     def _hand_privacy_to_connectors(self) -> Settings:
-        """Connectors are built from their own section, so each section carries the [privacy] switches."""
-        for name in type(self.connectors).model_fields:
-            section = getattr(self.connectors, name)
-            if section is not None:
-                section._privacy = self.privacy
+        """Connectors are built from their own table, so each table carries the [privacy] switches."""
+        for section in self.connectors.values():
+            section.with_privacy(self.privacy)
         return self
+
+    def enabled_connectors(self) -> dict[str, ConnectorSettings]:
+        """The configured and enabled connectors, by name, in registry order."""
+        order = {name: i for i, name in enumerate(registry.names())}
+        enabled = [(name, s) for name, s in self.connectors.items() if s.enabled]
+        return dict(sorted(enabled, key=lambda item: order.get(item[0], len(order))))
 
 
 class ConfigProblem(Exception):

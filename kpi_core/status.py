@@ -39,7 +39,7 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
     daemon = daemon_report(settings)
     jobs = daemon["jobs"]
     sources: dict[str, Any] = {}
-    for name in settings.connectors.enabled():
+    for name in settings.enabled_connectors():
         last_ok = store.last_run(name, status="ok")
         last = store.last_run(name)
         ok_at = _parse(last_ok.ended_at) if last_ok else None

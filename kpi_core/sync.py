@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from connectors import build_connector
+from connectors.registry import build_connector
 from connectors.base import Connector, Page, SyncError
 from connectors.http import announcing_waits
 from kpi_core.collector import fewer_collections
@@ -179,7 +179,7 @@ def sync_all(
     stop: threading.Event | None = None,
 ) -> list[SourceResult]:
     """Sync the enabled sources (or the named ones), each isolated from the others' failures."""
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     names = list(sources) if sources is not None else list(enabled)
     results: list[SourceResult] = []
     for name in names:

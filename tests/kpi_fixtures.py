@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from kpi_core.kpis import kpi_rows
+from kpi_core.kpis.api import kpi_rows
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store, open_store
 

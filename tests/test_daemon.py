@@ -562,7 +562,7 @@ def test_rewind_moves_cursors_back_never_forward(tmp_path: Path) -> None:
 
 def test_reconcile_rereads_the_lookback_window(sandbox: Sandbox, tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    from connectors import connector_class
+    from connectors.registry import plugin
 
     store_path = tmp_path / "s.sqlite"
     config = write_config(tmp_path / "c.toml", sandbox, store_path, page_size=100)
@@ -573,7 +573,7 @@ def test_reconcile_rereads_the_lookback_window(sandbox: Sandbox, tmp_path: Path,
         for name, ticket in recent.items():
             store.db.execute("DELETE FROM contacts WHERE source = ? AND source_id = ?", [name, str(ticket.id)])
         store.db.conn.commit()
-    rewinding = [name for name in SOURCES if hasattr(connector_class(name), "rewind_cursor")]
+    rewinding = [name for name in SOURCES if hasattr(plugin(name).connector, "rewind_cursor")]
     assert rewinding, "at least one connector offers rewind_cursor"
     assert daemon.run_once().ok
     for name in rewinding:  # an ordinary incremental sync does not bring them back

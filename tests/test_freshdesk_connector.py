@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.freshdesk import CHANNELS, FreshdeskConnector
+from connectors.freshdesk.connector import CHANNELS, FreshdeskConnector
 from connectors.sandbox import Sandbox
-from connectors.sandbox.freshdesk import API_KEY, SOURCE_CODES, FakeFreshdesk
+from connectors.freshdesk.fake import API_KEY, SOURCE_CODES, FakeFreshdesk
 from connectors.sandbox.world import Ticket, World
 from kpi_core.model import iso_utc, primary_language
-from kpi_core.settings import FreshdeskSettings
+from connectors.freshdesk.settings import FreshdeskSettings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import rewind_source, sync_source
 
@@ -310,8 +310,8 @@ def test_deleted_and_spam_tickets_come_through_their_filters(fake, store):
 
 KILLABLE_SYNC = """
 import sys
-from connectors.freshdesk import FreshdeskConnector
-from kpi_core.settings import FreshdeskSettings
+from connectors.freshdesk.connector import FreshdeskConnector
+from connectors.freshdesk.settings import FreshdeskSettings
 from kpi_core.store import open_store
 from kpi_core.sync import rewind_source, sync_source
 base_url, start_date, store_path, bots = sys.argv[1:5]

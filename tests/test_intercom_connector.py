@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.intercom import IntercomConnector
+from connectors.intercom.connector import IntercomConnector
 from connectors.sandbox import Sandbox
-from connectors.sandbox.intercom import TOKEN, FakeIntercom, contact_ref
+from connectors.intercom.fake import TOKEN, FakeIntercom, contact_ref
 from connectors.sandbox.server import FakeResponse
 from connectors.sandbox.world import Message, Ticket, World
 from kpi_core.model import iso_utc, primary_language
-from kpi_core.settings import IntercomSettings
+from connectors.intercom.settings import IntercomSettings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_source
 
@@ -175,8 +175,8 @@ def test_incremental_sync_fetches_only_what_changed(sandbox: Sandbox, fake: Fake
 
 _CHILD = """
 import sys
-from connectors.intercom import IntercomConnector
-from kpi_core.settings import IntercomSettings
+from connectors.intercom.connector import IntercomConnector
+from connectors.intercom.settings import IntercomSettings
 from kpi_core.store import open_store
 import kpi_core.sync
 from kpi_core.sync import sync_source

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core.kpis import CATALOGUE_IDS, KPIS
+from kpi_core.kpis.catalogue import CATALOGUE_IDS, KPIS
 from kpi_core.kpis.catalogue import COUNT_KPIS
 from kpi_core.settings import KpiSettings
 
@@ -352,7 +352,7 @@ def test_cost_kpis_use_inputs_prorated_by_days_and_say_no_data_without(tmp_path:
         {"kind": "operating_cost", "start": "2026-03-01", "end": "2026-04-01", "value": 1000},
         {"kind": "orders", "start": "2026-01-01", "end": "2026-04-01", "value": 900},  # a quarter: 310 for March
     ])
-    from kpi_core.kpis import compute
+    from kpi_core.kpis.api import compute
 
     compute(store, settings, date(2026, 3, 1), date(2026, 4, 1), grains=["month"], segments=[[]], now=NOW)
     assert value(store, "cost_per_interaction", settings) == 250.0  # 1000 / 4 contacts
@@ -369,7 +369,7 @@ def test_agent_utilization_is_handle_time_over_available_hours(tmp_path: Path) -
                                     "value": 10, "agent": "zendesk:a1"}],
                            targets={"agent_utilization_pct": [70, 85]})
     store = make_store(tmp_path, _volume_and_resolutions())
-    from kpi_core.kpis import compute
+    from kpi_core.kpis.api import compute
 
     compute(store, settings, date(2026, 3, 1), date(2026, 4, 1), grains=["month"], segments=[[], ["agent"]], now=NOW)
     overall = row(store, "agent_utilization_pct", settings)

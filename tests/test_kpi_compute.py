@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kpi_core.kpis import compute, kpi_rows
+from kpi_core.kpis.api import compute, kpi_rows
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store, open_store
 

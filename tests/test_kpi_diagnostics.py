@@ -6,7 +6,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kpi_core.kpis import DIAGNOSTIC_IDS, compute, diagnose
+from kpi_core.kpis.diagnostics import DIAGNOSTIC_IDS, diagnose
+
+from kpi_core.kpis.api import compute
 from kpi_core.settings import KpiSettings
 
 from kpi_fixtures import NOW, Data, make_store, ts

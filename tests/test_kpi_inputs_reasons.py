@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from kpi_core import cli
-from kpi_core.kpis import InputsError, compute, format_scorecard, import_inputs, rows_to_csv, top_reasons
+from kpi_core.kpis.inputs import InputsError
+from kpi_core.kpis.api import compute, import_inputs
+from kpi_core.kpis.scorecard import format_scorecard, rows_to_csv
+from kpi_core.kpis.reasons import top_reasons
 from kpi_core.kpis.inputs import Input, Inputs
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.settings import KpiSettings

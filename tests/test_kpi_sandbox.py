@@ -16,7 +16,7 @@ import pytest
 
 from connectors.sandbox import Sandbox
 from connectors.sandbox.world import Ticket, World
-from kpi_core.kpis import compute, kpi_rows
+from kpi_core.kpis.api import compute, kpi_rows
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all

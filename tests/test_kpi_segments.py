@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core.kpis import PeriodError, SegmentError
+from kpi_core.kpis.periods import PeriodError
+
+from kpi_core.kpis.segments import SegmentError
 from kpi_core.kpis.periods import Grain, Period, period_containing, periods_between, resolve
 from kpi_core.settings import KpiSettings
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core.kpis import UnknownKpi
+from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.catalogue import BY_ID
 from kpi_core.kpis.targets import Targets, status
 from kpi_core.settings import KpiSettings

@@ -21,18 +21,21 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from connectors import freshdesk, intercom, zendesk
+from connectors.freshdesk import connector as freshdesk
+from connectors.intercom import connector as intercom
+from connectors.zendesk import connector as zendesk
 from connectors.base import PersonalKeys, SyncError
 from connectors.http import HttpClient
 from connectors.sandbox import Sandbox
-from connectors.sandbox.freshdesk import served_messages
-from connectors.sandbox.intercom import contact_ref
+from connectors.freshdesk.fake import served_messages
+from connectors.intercom.fake import contact_ref
 from connectors.sandbox.world import World
 from kpi_core.cli import main
-from kpi_core.kpis import compute
+from kpi_core.kpis.api import compute
 from kpi_core.model import email_hash
 from kpi_core.privacy import PERSON_TABLES
-from kpi_core.settings import Settings, ZendeskSettings, load_settings
+from connectors.zendesk.settings import ZendeskSettings
+from kpi_core.settings import Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_all
 

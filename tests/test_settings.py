@@ -31,10 +31,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_loads_with_secrets_from_the_environment(secrets_in_env: None) -> None:
     settings = load_settings(ROOT / "config.example.toml")
-    assert set(settings.connectors.enabled()) == {"zendesk", "intercom", "freshdesk"}
-    assert settings.connectors.zendesk is not None
-    assert settings.connectors.zendesk.api_token is not None
-    assert settings.connectors.zendesk.api_token.get_secret_value() == "zd-secret-123"
+    assert set(settings.enabled_connectors()) == {"zendesk", "intercom", "freshdesk"}
+    assert settings.connectors["zendesk"] is not None
+    assert settings.connectors["zendesk"].api_token is not None
+    assert settings.connectors["zendesk"].api_token.get_secret_value() == "zd-secret-123"
     assert "zd-secret-123" not in repr(settings)
     assert settings.kpis.abandon_after == timedelta(minutes=30)
     assert settings.schedule.sync_every == timedelta(minutes=15)
@@ -45,10 +45,10 @@ def test_environment_overrides_a_key_of_the_file(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HELPDESK_KPI_CONNECTORS__FRESHDESK__API_KEY", "from-env")
     monkeypatch.setenv("HELPDESK_KPI_KPIS__FCR_WINDOW_DAYS", "9")
     settings = load_settings(path)
-    assert settings.connectors.freshdesk is not None
-    assert settings.connectors.freshdesk.api_key is not None
-    assert settings.connectors.freshdesk.api_key.get_secret_value() == "from-env"
-    assert settings.connectors.freshdesk.domain == "acme"
+    assert settings.connectors["freshdesk"] is not None
+    assert settings.connectors["freshdesk"].api_key is not None
+    assert settings.connectors["freshdesk"].api_key.get_secret_value() == "from-env"
+    assert settings.connectors["freshdesk"].domain == "acme"
     assert settings.kpis.fcr_window_days == 9
 
 
@@ -83,7 +83,7 @@ def test_missing_credentials_name_the_section(tmp_path: Path) -> None:
 
 def test_a_disabled_connector_needs_no_credentials(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "[connectors.zendesk]\nenabled = false\n"))
-    assert settings.connectors.enabled() == {}
+    assert settings.enabled_connectors() == {}
 
 
 def test_broken_toml_and_missing_file_are_problems_of_the_file(tmp_path: Path) -> None:

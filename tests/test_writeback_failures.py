@@ -20,7 +20,7 @@ from kpi_core import cli, status
 from kpi_core.settings import ConfigProblem, Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_all
-from kpi_core.writeback import daemon_push_step, push
+from kpi_core.writeback.push import daemon_push_step, push
 from kpi_core.writeback.metrics import context
 
 SEED = 31

@@ -21,10 +21,10 @@ from connectors.base import AuthError
 from connectors.sandbox import Sandbox
 from connectors.sandbox.server import Fault
 from connectors.sandbox.world import Rating, Ticket, World
-from connectors.sandbox.zendesk import FakeZendesk
-from connectors.zendesk import STREAMS, ZendeskConnector
+from connectors.zendesk.fake import FakeZendesk
+from connectors.zendesk.connector import STREAMS, ZendeskConnector
 from kpi_core.model import primary_language
-from kpi_core.settings import ZendeskSettings
+from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.store import Store, open_store, store_at
 from kpi_core.sync import SourceResult, sync_source
 
@@ -218,8 +218,8 @@ def test_sync_killed_mid_way_resumes_without_loss_or_duplicates(fake: FakeZendes
     with fake.lock:
         fake.faults.append(Fault(status=None, times=100_000, delay=0.05))  # pace the pages
     script = ("import json, sys\n"
-              "from connectors.zendesk import ZendeskConnector\n"
-              "from kpi_core.settings import ZendeskSettings\n"
+              "from connectors.zendesk.connector import ZendeskConnector\n"
+              "from connectors.zendesk.settings import ZendeskSettings\n"
               "from kpi_core.store import open_store\n"
               "import kpi_core.sync\n"
               "from kpi_core.sync import sync_source\n"

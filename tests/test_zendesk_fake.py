@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from connectors.sandbox import Sandbox
-from connectors.sandbox.zendesk import FakeZendesk, decode_cursor
+from connectors.zendesk.fake import FakeZendesk, decode_cursor
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The sandbox: fake Zendesk, Intercom and Freshdesk APIs on loopback over one generated world.
 
 `helpdesk-kpi sandbox` and `demo` serve it; the tests start it on port 0. Each fake lives
-in its own module and is registered in `FAKES`.
+in its connector's package and is found through the connector registry (`ConnectorPlugin.fake`).
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors import registry
 from connectors.sandbox.server import FakeApi
 from connectors.sandbox.world import World
 
-FAKES: dict[str, str] = {
-    "zendesk": "connectors.sandbox.zendesk:FakeZendesk",
-    "intercom": "connectors.sandbox.intercom:FakeIntercom",
-    "freshdesk": "connectors.sandbox.freshdesk:FakeFreshdesk",
-}
+def fake_names() -> tuple[str, ...]:
+    """The registered connectors that ship a fake, in registry order."""
+    return tuple(name for name, p in registry.plugins().items() if p.fake is not None)
 
 
 def fake_class(name: str) -> Any:
-    module_name, class_name = FAKES[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    found = registry.plugin(name).fake
+    if found is None:
+        raise KeyError(f"connector {name!r} ships no sandbox fake")
+    return found
 
 
 @dataclass
@@ -30,12 +31,12 @@ class Sandbox:
     """All fakes over one world; `start` binds them to consecutive ports (or free ones)."""
 
     world: World
-    names: tuple[str, ...] = tuple(FAKES)
+    names: tuple[str, ...] = field(default_factory=fake_names)
     fakes: dict[str, FakeApi] = field(default_factory=dict)
 
     @classmethod
     def generate(cls, seed: int = 7, tickets: int = 600, names: tuple[str, ...] | None = None, **fake_options: Any) -> Sandbox:
-        sandbox = cls(World(seed=seed, tickets=tickets), names or tuple(FAKES))
+        sandbox = cls(World(seed=seed, tickets=tickets), names or fake_names())
         for name in sandbox.names:
             sandbox.fakes[name] = fake_class(name)(sandbox.world, **fake_options)
         return sandbox

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kpi_core.kpis import KPIS
+from kpi_core.kpis.catalogue import KPIS
 from kpi_core.kpis.periods import Period
 from kpi_core.report.formatting import Change, change, value_text
 

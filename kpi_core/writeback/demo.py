@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors import build_writer
+from connectors.registry import build_writer
 from connectors.sandbox import Sandbox
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -60,7 +60,7 @@ def create_conversation_attributes(sandbox: Sandbox, settings: Settings) -> None
 
 def run(store: Store, settings: Settings, say: Say, warn: Say) -> bool:
     """Create the missing fields, push once, and say what happened. True when everything was accepted."""
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     for helpdesk in helpdesks(settings):
         if helpdesk not in enabled:
             continue

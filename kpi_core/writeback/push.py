@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connectors import build_writer
+from connectors.registry import build_writer
 from connectors.base import SyncError, Writer
 from kpi_core.kpis.context import Context
 from kpi_core.settings import Settings
@@ -109,7 +109,7 @@ def push(store: Store, settings: Settings, *, sources: Sequence[str] | None = No
     budget = Budget(settings.writeback.max_writes_per_run, stop)
     wanted = [h for h in helpdesks(settings) if sources is None or h in sources]
     ctx = metrics.context(store, settings.kpis, now)
-    enabled = settings.connectors.enabled()
+    enabled = settings.enabled_connectors()
     for helpdesk in wanted:
         outcome = report.outcomes[helpdesk] = Outcome(helpdesk)
         if not settings.writeback.enabled and not dry_run:
@@ -209,3 +209,19 @@ def _by_object(writes: Iterable[PlannedWrite]) -> list[tuple[str, list[PlannedWr
     for w in writes:
         grouped.setdefault(w.object, []).append(w)
     return list(grouped.items())
+
+
+PushStep = Callable[[Store, threading.Event], Mapping[str, Mapping[str, int]]]
+
+
+def daemon_push_step(settings: Settings) -> PushStep | None:
+    """The daemon's push job, or None when write-back is off or has nothing mapped."""
+    wb = settings.writeback
+    if not wb.enabled or not (wb.mappings or wb.notes):
+        return None
+
+    def step(store: Store, stop: threading.Event) -> Mapping[str, Mapping[str, int]]:
+        report = push(store, settings, stop=stop)
+        return {name: outcome.counts() for name, outcome in report.outcomes.items()}
+
+    return step

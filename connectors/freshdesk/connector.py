@@ -69,7 +69,7 @@ from kpi_core.model import (
     iso_utc,
     primary_language,
 )
-from kpi_core.settings import FreshdeskSettings
+from connectors.freshdesk.settings import FreshdeskSettings
 
 log = logging.getLogger(__name__)
 

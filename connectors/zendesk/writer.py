@@ -35,8 +35,8 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.writing import HttpWriter, attempt, attempt_note
-from connectors.zendesk import ZendeskConnector
-from kpi_core.settings import ZendeskSettings
+from connectors.zendesk.connector import ZendeskConnector
+from connectors.zendesk.settings import ZendeskSettings
 
 BULK_MAX = 100
 DONE = frozenset({"completed", "failed"})

@@ -36,7 +36,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors.sandbox.freshdesk_writes import FreshdeskWrites
+from connectors.freshdesk.fake_writes import FreshdeskWrites
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
 from connectors.sandbox.world import Message, Organization, Person, SourceData, Ticket, World
 

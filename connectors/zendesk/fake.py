@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
-from connectors.sandbox.zendesk_writes import ZendeskWrites
+from connectors.zendesk.fake_writes import ZendeskWrites
 from connectors.sandbox.world import (Group, Message, Organization, Person, Rating, SourceData, StatusChange, Ticket,
                                       World)
 

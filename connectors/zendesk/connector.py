@@ -29,7 +29,7 @@ from connectors.base import (ConfigError, FatalApiError, MalformedResponse, Page
                              StreamSpec, scrub)
 from connectors.http import HttpClient
 from kpi_core.model import Channel, RecordError, iso_utc, is_positive_response, primary_language
-from kpi_core.settings import ZendeskSettings
+from connectors.zendesk.settings import ZendeskSettings
 
 SOURCE = "zendesk"
 EXPORT_MAX = 1000  # per_page of the incremental exports

@@ -28,9 +28,9 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.intercom import IntercomConnector
+from connectors.intercom.connector import IntercomConnector
 from connectors.writing import HttpWriter, attempt, attempt_note, note_html
-from kpi_core.settings import IntercomSettings
+from connectors.intercom.settings import IntercomSettings
 
 VENDOR_TYPES: dict[str, str] = {
     "string": "text", "integer": "integer", "float": "number", "boolean": "checkbox", "date": "date",

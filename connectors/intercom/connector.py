@@ -73,7 +73,7 @@ from kpi_core.model import (
     is_positive_response,
     primary_language,
 )
-from kpi_core.settings import IntercomSettings
+from connectors.intercom.settings import IntercomSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from connectors.base import FieldDef, FieldSpec, MalformedResponse, WriteRequest, WriteResult
-from connectors.freshdesk import FreshdeskConnector
+from connectors.freshdesk.connector import FreshdeskConnector
 from connectors.writing import HttpWriter, attempt, attempt_note, note_html
-from kpi_core.settings import FreshdeskSettings
+from connectors.freshdesk.settings import FreshdeskSettings
 
 API = "/api/v2"
 PLURAL = {"ticket": "tickets", "contact": "contacts", "company": "companies"}

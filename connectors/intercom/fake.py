@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from connectors.sandbox.intercom_writes import IntercomWrites
+from connectors.intercom.fake_writes import IntercomWrites
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
 from connectors.sandbox.world import Message, Organization, Person, StatusChange, Ticket, World
 
