@@ -27,7 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from connectors.freshdesk.normalize import FRESHDESK_SCALE  # noqa: E402
 from kpi_core.kpis.api import compute  # noqa: E402
+from kpi_core.model import is_positive_response  # noqa: E402
 from kpi_core.settings import KpiSettings  # noqa: E402
 from kpi_core.store import open_store  # noqa: E402
 
@@ -43,6 +45,11 @@ REPLY_SECONDS = {"chat": 90, "messaging": 150, "phone": 25, "email": 5 * 3600, "
 TAGS = ["billing", "refund", "shipping", "login", "bug", "feature_request", "returns", "vip", "invoice", "delay"]
 LIVE = {"chat", "messaging", "phone"}
 BATCH = 50_000
+
+
+def _positive(kind: str, score: float, scale: str) -> bool | None:
+    """What a connector stores: the catalogue's rule, or its own coded scale's."""
+    return FRESHDESK_SCALE.is_positive(score) if scale == FRESHDESK_SCALE.name else is_positive_response(kind, score, scale)
 
 
 def iso(epoch: float) -> str:
@@ -136,11 +143,12 @@ def generate(path: Path, contacts: int, seed: int) -> dict[str, Any]:
                                 "intercom": ("1-5", float(rng.choices([1, 2, 3, 4, 5], [4, 3, 8, 25, 60])[0])),
                                 "freshdesk": ("freshdesk", float(rng.choice([103, 102, 101, 100, -101, -103])))}[src]
                 surveys.append((src, f"s{sv_id}", "csat", score, scale, iso(first_res + rng.randint(600, 86400)),
-                                f"c{i}", None))
+                                f"c{i}", None, _positive("csat", score, scale)))
             if rng.random() < 0.05:
                 sv_id += 1
-                surveys.append((src, f"s{sv_id}", "nps", float(rng.choices(range(11), [1] * 6 + [2, 3, 4, 6, 6])[0]),
-                                "0-10", iso(first_res + rng.randint(600, 7 * 86400)), f"c{i}", None))
+                nps = float(rng.choices(range(11), [1] * 6 + [2, 3, 4, 6, 6])[0])
+                surveys.append((src, f"s{sv_id}", "nps", nps, "0-10", iso(first_res + rng.randint(600, 7 * 86400)),
+                                f"c{i}", None, _positive("nps", nps, "0-10")))
         if len(rows) >= BATCH or i == contacts - 1:
             _flush(conn, rows, msgs, events, surveys, counts)
     conn.execute("COMMIT")
@@ -161,7 +169,7 @@ def _flush(conn: Any, rows: list[Any], msgs: list[Any], events: list[Any], surve
                      " VALUES (?, ?, ?, ?, ?, ?)", msgs)
     conn.executemany("INSERT INTO status_events (source, source_id, contact_id, kind, at) VALUES (?, ?, ?, ?, ?)", events)
     conn.executemany("INSERT INTO survey_responses (source, source_id, kind, score, scale, created_at, contact_id,"
-                     " requester_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", surveys)
+                     " requester_id, is_positive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", surveys)
     for name, batch in (("contacts", rows), ("messages", msgs), ("status_events", events),
                         ("survey_responses", surveys)):
         counts[name] += len(batch)
@@ -183,7 +191,7 @@ def change_one_day(path: Path, day: date, seed: int) -> int:
                      " WHERE rowid = ?", [(at, at, at, i) for i in ids])
     new = [("zendesk", f"new{i}", "email", "open", "normal", at, at, None, None, None, 0, 0, 1, None,
             f"r{rng.randrange(1000)}", None, "g1", "en", "US", "question", "[]", "{}", 0, 0, 0, at) for i in range(300)]
-    _flush(conn, new, [], [], [("zendesk", f"newsv{i}", "csat", 1.0, "good_bad", at, None, f"r{i}")
+    _flush(conn, new, [], [], [("zendesk", f"newsv{i}", "csat", 1.0, "good_bad", at, None, f"r{i}", True)
                                for i in range(100)], {k: 0 for k in ("contacts", "messages", "status_events",
                                                                      "survey_responses")})
     conn.execute("COMMIT")
@@ -229,7 +237,7 @@ def naive_pandas(path: Path) -> dict[str, Any] | str:
     df = pd.read_sql("SELECT source, channel, language, status, created_at, first_customer_message_at,"
                      " first_agent_reply_at, first_resolved_at, last_resolved_at, reopens, agent_replies,"
                      " requester_id, is_outbound, is_bot_only FROM contacts WHERE status != 'deleted'", conn)
-    surveys = pd.read_sql("SELECT kind, score, scale, created_at FROM survey_responses", conn)
+    surveys = pd.read_sql("SELECT kind, score, scale, is_positive, created_at FROM survey_responses", conn)
     conn.close()
     loaded = time.perf_counter() - started
     for col in ("created_at", "first_customer_message_at", "first_agent_reply_at", "first_resolved_at",
@@ -250,8 +258,7 @@ def naive_pandas(path: Path) -> dict[str, Any] | str:
         resolved.apply(lambda g: ((g["agent_replies"] == 1) & (g["reopens"] == 0)).sum()
                        / max((g["agent_replies"] >= 1).sum(), 1))
     csat = surveys[surveys["kind"] == "csat"].copy()
-    csat["positive"] = ((csat["scale"] == "good_bad") & (csat["score"] >= 1)) | (
-        (csat["scale"] == "1-5") & (csat["score"] >= 4)) | ((csat["scale"] == "freshdesk") & (csat["score"] > 100))
+    csat["positive"] = csat["is_positive"] == 1  # stored at ingestion, as each connector does
     csat.groupby(csat["created_at"].str[:7])["positive"].mean()
     return {"seconds": round(time.perf_counter() - started, 2), "load_seconds": round(loaded, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

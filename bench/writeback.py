@@ -20,7 +20,7 @@ from kpi_core.settings import load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
 from kpi_core.writeback.push import push
-from kpi_core.writeback.demo import create_conversation_attributes
+from kpi_core.writeback.demo import prepare_fields
 from kpi_core.writeback.fields import check, create_missing
 
 MAPPINGS = (
@@ -48,7 +48,7 @@ def main(tickets: int) -> None:
                       f'metric = "{metric}"', f'field = "{name}"', ""]
         config.write_text(sandbox.config_toml(str(Path(tmp) / "s.sqlite")) + "\n" + "\n".join(lines))
         settings = load_settings(config)
-        create_conversation_attributes(sandbox, settings)
+        prepare_fields(sandbox, settings)
         store = open_store(settings.store.path)
         sync_all(store, settings)
         for helpdesk, section in settings.enabled_connectors().items():

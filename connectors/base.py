@@ -194,6 +194,17 @@ class WriteRequest:
     external_id: str | None = None
 
 
+@dataclass
+class CallCounts:
+    """What a connector's HTTP client met so far: part of the contract, so the daemon's metrics need no digging."""
+
+    calls: int = 0
+    throttled: int = 0  # 429 answers
+    server_errors: int = 0
+    retries: int = 0
+    slowdowns: int = 0  # pauses taken because few calls remained
+
+
 class Connector(Protocol):
     """What every helpdesk connector provides."""
 
@@ -210,6 +221,11 @@ class Connector(Protocol):
     @property
     def api_calls(self) -> int:
         """Calls made so far by this connector's HTTP client."""
+        ...
+
+    @property
+    def call_counts(self) -> CallCounts:
+        """Calls, 429 answers, retries ... made so far by this connector's HTTP client."""
         ...
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from connectors.base import CallCounts as CallCounts  # defined with the contract; re-exported for old imports
 from connectors.base import (
     AuthError,
     FatalApiError,
@@ -50,15 +51,6 @@ class ApiResponse:
     headers: Mapping[str, str]
     data: Any
     path: str
-
-
-@dataclass
-class CallCounts:
-    calls: int = 0
-    throttled: int = 0  # 429 answers
-    server_errors: int = 0
-    retries: int = 0
-    slowdowns: int = 0  # pauses taken because few calls remained
 
 
 def _header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:

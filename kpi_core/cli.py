@@ -1,73 +1,37 @@
 """`helpdesk-kpi`: the command line, one sub-command per verb of the interface.
 
-The only module that prints. Exit codes: 0 success; 1 the work failed (a source
-unreachable, a push rejected); 2 bad usage or invalid configuration.
+The only module that prints (with its command modules, `cli_*.py`, which it imports by
+name). Exit codes: 0 success; 1 the work failed (a source unreachable, a push rejected);
+2 bad usage or invalid configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from connectors.sandbox import Sandbox, fake_names
+from kpi_core import cli_daemon, cli_kpis, cli_privacy, cli_report, cli_writeback, surveys
 from kpi_core import status as status_report
+from kpi_core.cli_common import (COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, AddParsers, UsageError, command, err,
+                                 helpdesk_names, out, settings_from, stop_on_signals, store_from)
 from kpi_core.logs import configure_logging
 from kpi_core.settings import ConfigProblem, Settings, config_path, load_settings, parse_duration, secret_in_file_readable_by_others
-from kpi_core.store import Store, StoreError, open_store
+from kpi_core.store import Store, StoreError
 from kpi_core.sync import Progress, SourceResult, sync_all
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-Command = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, Command] = {}
-
-
-class UsageError(Exception):
-    """Bad arguments: printed on one line, exit 2."""
-
-
-def command(name: str) -> Callable[[Command], Command]:
-    def register(fn: Command) -> Command:
-        COMMANDS[name] = fn
-        return fn
-
-    return register
-
-
-def out(text: str = "") -> None:
-    print(text)
-
-
-def err(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-# --- shared plumbing -----------------------------------------------------------------------
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Load the configuration named by --config / $HELPDESK_KPI_CONFIG / ./helpdesk-kpi.toml."""
-    return load_settings(config_path(args.config))
-
-
-def store_from(settings: Settings) -> Store:
-    return open_store(settings.store.path)
-
-
-def parse_date(value: str | None, flag: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{flag}: expected YYYY-MM-DD, got {value!r}") from None
+# The command modules' sub-commands, in the order `--help` lists them after the ones below.
+MORE_COMMANDS: tuple[AddParsers, ...] = (
+    cli_daemon.add_parsers,
+    cli_kpis.add_parsers,
+    cli_privacy.add_parsers,
+    cli_report.add_parsers,
+    cli_writeback.add_parsers,
+)
 
 
 class ProgressLine:
@@ -120,7 +84,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not enabled:
         raise UsageError("no source is enabled in the configuration")
     progress = ProgressLine()
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     with _store(settings) as store:
         results = sync_all(store, settings, sources=[args.source] if args.source else None,
                            full=args.full, on_progress=progress, stop=stop)
@@ -164,21 +128,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @command("sandbox")
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    """Serve the fake Zendesk, Intercom and Freshdesk APIs on loopback until stopped."""
-    from connectors.sandbox import Sandbox
-
+    """Serve a fake API for every registered connector that ships one, on loopback until stopped."""
     sandbox = Sandbox.generate(seed=args.seed, tickets=args.tickets)
     if args.rate_limit:
         for fake in sandbox.fakes.values():
             fake.rate_limit(args.rate_limit, 60.0)
     urls = sandbox.start(args.host, args.port)
     for name, url in urls.items():
-        creds = ", ".join(f"{k} = {v}" for k, v in sandbox[name].connector_settings().items() if k != "base_url")  # type: ignore[attr-defined]
+        creds = ", ".join(f"{k} = {v}" for k, v in sandbox[name].connector_settings().items() if k != "base_url")
         out(f"{name}: {url}  ({creds})")
     out("# a config for these fakes:")
     out(sandbox.config_toml("sandbox.sqlite"))
     sys.stdout.flush()
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     stop.wait()
     sandbox.stop()
     return EXIT_OK
@@ -187,8 +149,6 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 @command("surveys")
 def cmd_surveys(args: argparse.Namespace) -> int:
     """Import NPS/CES/CSAT answers from a survey tool's CSV export (re-importable)."""
-    from kpi_core import surveys
-
     settings = settings_from(args)
     path = Path(args.file)
     if not path.is_file():
@@ -206,7 +166,7 @@ def cmd_surveys(args: argparse.Namespace) -> int:
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the sandbox, sync it, compute the KPIs and print the scorecard."""
-    from kpi_core import demo
+    from kpi_core import demo  # late: it loads matplotlib and Jinja2 for the report, needed by this command only
 
     return demo.run(Path(args.dir), tickets=args.tickets, seed=args.seed, say=out, warn=err)
 
@@ -225,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[common], help=cmd_check_config.__doc__)
 
     p = sub.add_parser("sync", parents=[common], help=cmd_sync.__doc__)
-    p.add_argument("--source", help="only this helpdesk (zendesk, intercom, freshdesk)")
+    p.add_argument("--source", help=f"only this helpdesk ({helpdesk_names()})")
     p.add_argument("--full", action="store_true", help="re-read everything from start_date")
 
     p = sub.add_parser("status", parents=[common], help=cmd_status.__doc__)
@@ -234,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", parents=[common], help=cmd_sandbox.__doc__)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="first port (zendesk N, intercom N+1, freshdesk N+2); 0 = free ports")
+    p.add_argument("--port", type=int, default=0, help=f"first port ({_port_plan()}); 0 = free ports")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--tickets", type=int, default=600, help="tickets across the three helpdesks")
+    p.add_argument("--tickets", type=int, default=600, help="tickets across the helpdesks")
     p.add_argument("--rate-limit", type=int, default=None, help="enforce this many calls per minute per API")
 
     p = sub.add_parser("surveys", parents=[common], help=cmd_surveys.__doc__)
@@ -252,17 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=1200)
     p.add_argument("--seed", type=int, default=7)
 
-    for extend in PARSER_EXTENSIONS:
-        extend(sub, common)
+    for add_parsers in MORE_COMMANDS:
+        add_parsers(sub, common)
     return parser
 
 
-# Modules that add their own sub-commands register a function here (see kpi_core/cli_*.py).
-PARSER_EXTENSIONS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
+def _port_plan() -> str:
+    """Which fake listens on which port from --port N on: the registry's order."""
+    return ", ".join(f"{name} N" + (f"+{i}" if i else "") for i, name in enumerate(fake_names()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose)
@@ -289,18 +249,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _load_extensions() -> None:
-    """Import the modules that register more sub-commands (KPI engine, write-back, daemon...)."""
-    import importlib
-    import pkgutil
-
-    import kpi_core
-
-    for info in pkgutil.iter_modules(kpi_core.__path__):
-        if info.name.startswith("cli_"):
-            importlib.import_module(f"kpi_core.{info.name}")
-
-
 class _store:
     """Open the configured store for the duration of a command."""
 
@@ -317,21 +265,5 @@ class _store:
             self.store.close()
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM/SIGINT, so long work can finish its page and stop cleanly."""
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 if __name__ == "__main__":
-    # Sub-command modules register into `kpi_core.cli`, not into `__main__`: run that one.
-    from kpi_core import cli as _cli
-
-    sys.exit(_cli.main())
+    sys.exit(main())

@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any
 
-from kpi_core.cli import EXIT_FAILED, EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from
+from kpi_core.cli_common import EXIT_FAILED, EXIT_OK, UsageError, command, err, out, settings_from
 from kpi_core.lock import AlreadyRunning, StoreLock
 from kpi_core.logs import configure_logging
 from kpi_core.metrics import Metrics, MetricsUnavailable, metrics_from
@@ -100,9 +100,7 @@ def _print_cycle(cycle: CycleResult) -> None:
         (out if cycle.pushed else err)(f"push: {'ok' if cycle.pushed else 'FAILED'}")
 
 
-def _add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help=cmd_run.__doc__)
     p.add_argument("--once", action="store_true", help="run one cycle (sync, compute, push) and exit with its result")
 
-
-PARSER_EXTENSIONS.append(_add_parser)

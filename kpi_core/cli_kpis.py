@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, out, parse_date, settings_from, store_from
+from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
 from kpi_core.kpis.api import compute, import_inputs, kpi_rows, previous_rows
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
@@ -105,7 +105,7 @@ def _range(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="end day, exclusive, YYYY-MM-DD (UTC)")
 
 
-def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compute", parents=[common], help=cmd_compute.__doc__)
     _range(p)
     p.add_argument("--full", action="store_true", help="rebuild the per-contact facts and every stored value")
@@ -134,5 +134,3 @@ def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("import",))
     p.add_argument("file", help="CSV with kind,start,end,value[,agent][,segment]")
 
-
-PARSER_EXTENSIONS.append(_parser)

@@ -7,7 +7,7 @@ from typing import Any
 
 from connectors import registry
 from kpi_core import privacy
-from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from, store_from
+from kpi_core.cli_common import EXIT_OK, UsageError, command, err, helpdesk_names, out, settings_from, store_from
 
 
 @command("forget")
@@ -83,13 +83,11 @@ def _print_wal(deletion: privacy.Deletion, path: Any) -> None:
             " its next checkpoint; run this command again when that process is idle")
 
 
-def _add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("forget", parents=[common], help=cmd_forget.__doc__)
-    p.add_argument("--source", help="the helpdesk the requester id belongs to (zendesk, intercom, freshdesk);"
+    p.add_argument("--source", help=f"the helpdesk the requester id belongs to ({helpdesk_names()});"
                                     " with --email: only that helpdesk")
     p.add_argument("--requester", help="the person's id in that helpdesk")
     p.add_argument("--email", help="the person's e-mail address, matched by keyed hash across every helpdesk")
     sub.add_parser("purge", parents=[common], help=cmd_purge.__doc__)
 
-
-PARSER_EXTENSIONS.append(_add_parsers)

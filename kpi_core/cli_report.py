@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kpi_core.cli import EXIT_OK, PARSER_EXTENSIONS, UsageError, command, out, parse_date, settings_from, store_from
+from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
 from kpi_core.kpis.periods import PeriodError
 from kpi_core.kpis.segments import SegmentError
 from kpi_core.kpis.catalogue import UnknownKpi
@@ -35,7 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", parents=[common], help=cmd_report.__doc__)
     p.add_argument("--out", required=True, help="the HTML file to write (replaced atomically)")
     p.add_argument("--period", choices=("day", "week", "month", "quarter"), default="month",
@@ -44,5 +44,3 @@ def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="end of the report, exclusive, YYYY-MM-DD (UTC; default: tomorrow, so today"
                                    " is in); the scorecard is the period holding the day before it")
 
-
-PARSER_EXTENSIONS.append(_parser)

@@ -7,12 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.registry import build_writer
+from connectors.registry import build_writer, writable
 from connectors.base import SyncError, Writer
-# SIGTERM/SIGINT end a push after the request in hand, whose result is recorded.
-from kpi_core.cli import _stop_on_signals  # noqa: F401 - shared with `sync`
-from kpi_core.cli import (EXIT_FAILED, EXIT_OK, PARSER_EXTENSIONS, UsageError, command, err, out, settings_from,
-                          store_from)
+from kpi_core.cli_common import (EXIT_FAILED, EXIT_OK, UsageError, command, err, helpdesk_names, out, settings_from,
+                                 stop_on_signals, store_from)
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 from kpi_core.writeback import fields
@@ -29,7 +27,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise UsageError("write-back is disabled ([writeback] enabled = false); --dry-run shows what it would write")
     store = store_from(settings)
     try:
-        report = push(store, settings, sources=names, dry_run=args.dry_run, stop=_stop_on_signals())
+        # SIGTERM/SIGINT end a push after the request in hand, whose result is recorded.
+        report = push(store, settings, sources=names, dry_run=args.dry_run, stop=stop_on_signals())
     finally:
         store.close()
     if args.dry_run:
@@ -163,14 +162,12 @@ def _table(rows: Sequence[tuple[str, ...]], indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def _parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("push", parents=[common], help=cmd_push.__doc__)
-    p.add_argument("--source", help="only this helpdesk (zendesk, intercom, freshdesk)")
+    p.add_argument("--source", help=f"only this helpdesk ({helpdesk_names(writable())})")
     p.add_argument("--dry-run", action="store_true", help="print the plan as a table and send nothing")
     p = sub.add_parser("fields", parents=[common], help=cmd_fields.__doc__)
     p.add_argument("--source", help="only this helpdesk")
     p.add_argument("--create", action="store_true",
                    help="create the missing fields with the right type, where the helpdesk's API allows it")
 
-
-PARSER_EXTENSIONS.append(_parser)

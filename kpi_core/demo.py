@@ -1,6 +1,6 @@
 """`helpdesk-kpi demo`: the whole product on the sandbox, end to end, in one command.
 
-Sandbox → sync all three helpdesks → compute → push back (fields and private notes) →
+Sandbox → sync every helpdesk that ships a fake → compute → push back (fields and private notes) →
 scorecard → `demo-report.html`.
 """
 
@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from connectors.sandbox import Sandbox
+from connectors import registry
+from connectors.sandbox import Sandbox, fake_names
 from kpi_core.kpis import api as kpis
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.scorecard import format_diagnostics, format_scorecard
@@ -27,14 +28,14 @@ Say = Callable[[str], None]
 def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: Path = Path("demo-report.html")) -> int:
     """Start the sandbox, sync every helpdesk, compute, push, show the KPIs. Returns an exit code."""
     workdir.mkdir(parents=True, exist_ok=True)
-    say(f"Generating a sandbox of {tickets:,} tickets across Zendesk, Intercom and Freshdesk...")
+    say(f"Generating a sandbox of {tickets:,} tickets across {_titles(fake_names())}...")
     sandbox = Sandbox.generate(seed=seed, tickets=tickets)
     urls = sandbox.start()
     try:
         for name, url in urls.items():
             say(f"  fake {name} at {url}")
         settings = _write_config(sandbox, workdir)
-        writeback_demo.create_conversation_attributes(sandbox, settings)
+        writeback_demo.prepare_fields(sandbox, settings)
         store = open_store(settings.store.path)
         try:
             results = _sync(store, settings, say, warn)
@@ -48,12 +49,18 @@ def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: 
         sandbox.stop()
 
 
+def _titles(names: tuple[str, ...]) -> str:
+    """How people name the helpdesks, as a list in prose: "A, B and C"."""
+    titles = [registry.plugin(name).title for name in names]
+    return " and ".join(filter(None, [", ".join(titles[:-1]), titles[-1]])) if titles else "no helpdesk"
+
+
 def _write_config(sandbox: Sandbox, workdir: Path) -> Settings:
     config = workdir / "helpdesk-kpi.toml"
     store_path = (workdir / "helpdesk-kpi.sqlite").resolve()
     for suffix in ("", "-wal", "-shm"):
         Path(str(store_path) + suffix).unlink(missing_ok=True)  # each demo starts from an empty store
-    config.write_text(sandbox.config_toml(str(store_path)) + "\n" + writeback_demo.sandbox_toml())
+    config.write_text(sandbox.config_toml(str(store_path)) + "\n" + writeback_demo.sandbox_toml(sandbox))
     os.chmod(config, 0o600)
     return load_settings(config)
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Final, Mapping
+from typing import Any, Final, Iterator, Mapping
 
 import orjson
 
@@ -75,16 +75,52 @@ class StatusEventKind(StrEnum):
     REOPENED = "reopened"
 
 
-# Survey scales: name -> (lowest, highest). `freshdesk` is Freshdesk's -103..103 code set.
-SCALES: Final[dict[str, tuple[int, int]]] = {
-    "good_bad": (0, 1),
-    "1-5": (1, 5),
-    "0-10": (0, 10),
-    "1-7": (1, 7),
-    "1-3": (1, 3),
-    "1-10": (1, 10),
-    "freshdesk": (-103, 103),
-}
+@dataclass(frozen=True)
+class Scale:
+    """A survey answer scale: its range and which answers count as positive.
+
+    `positive_from` is the lowest positive score. A `categorical` scale holds codes, not
+    points (good/bad, or a vendor's own answer codes): it is never rescaled onto NPS's 0-10
+    or CES's 1-7. The Python rule (`is_positive`) and the engine's SQL
+    (`kpi_core.kpis.scales`) are both generated from these fields. A connector whose vendor
+    answers on a scale of its own declares a `Scale` in its package and stores the answer's
+    `is_positive`; the engine trusts that stored flag for scales not in `SCALES`.
+    """
+
+    name: str
+    low: int
+    high: int
+    positive_from: float
+    categorical: bool = False
+
+    def contains(self, score: float) -> bool:
+        return self.low <= score <= self.high
+
+    def is_positive(self, score: float) -> bool | None:
+        """Whether the answer is positive; None for a score outside the scale (unclassified)."""
+        return score >= self.positive_from if self.contains(score) else None
+
+    def __iter__(self) -> Iterator[int]:
+        # `low, high = SCALES[name]`, as callers read the scales before they were objects.
+        return iter((self.low, self.high))
+
+
+def points_scale(name: str, low: int, high: int) -> Scale:
+    """A scale of points whose top 20 % of the span, rounded up, is positive (1-7 -> 6 and 7, 0-10 -> 9 and 10)."""
+    top = -(-(high - low) * 20 // 100)
+    return Scale(name, low, high, positive_from=high - top + 1)
+
+
+# The neutral scales, by name. Good/bad and 1-5 have the catalogue's own rules (good; the
+# top two points); the others, the top 20 % of their points.
+SCALES: Final[dict[str, Scale]] = {s.name: s for s in (
+    Scale("good_bad", 0, 1, positive_from=1, categorical=True),
+    Scale("1-5", 1, 5, positive_from=4),
+    points_scale("0-10", 0, 10),
+    points_scale("1-7", 1, 7),
+    points_scale("1-3", 1, 3),
+    points_scale("1-10", 1, 10),
+)}
 
 
 class RecordError(ValueError):
@@ -231,7 +267,7 @@ def check_record(kind: RecordType, row: Mapping[str, Any]) -> None:
         if value is None:
             if expected is None:
                 _check_fully(kind, row)
-        elif type(value) is not expected or (expected is float and not math.isfinite(value)):
+        elif type(value) is not expected or (type(value) is float and not math.isfinite(value)):
             _check_fully(kind, row)
     for key in kind.required:
         if row.get(key) is None:
@@ -295,22 +331,15 @@ def primary_language(locale: str | None) -> str:
 
 
 def is_positive_response(kind: str, score: float, scale: str) -> bool | None:
-    """The catalogue's positive answer: good; 4-5 of 1-5; 101-103 on Freshdesk; else top 20 %."""
+    """The catalogue's positive answer on a neutral scale (`SCALES`); None for a scale it does not know.
+
+    NPS has its own rule (promoters, 9-10 on 0-10). A connector whose vendor has a scale of
+    its own asks that `Scale` instead.
+    """
     if kind == SurveyKind.NPS:
         return score >= 9 if scale == "0-10" else None
-    if scale == "good_bad":
-        return score >= 1
-    if scale == "1-5":
-        return score >= 4
-    if scale == "freshdesk":
-        return score > 100
-    low, high = SCALES.get(scale, (None, None))
-    if low is None or high is None:
-        return None
-    # The catalogue's "top 20 % of the points, rounded up" counts the span: 1-7 -> 6 and 7,
-    # 0-10 -> 9 and 10.
-    top = math.ceil((high - low) * 0.2)
-    return score > high - top
+    known = SCALES.get(scale)
+    return None if known is None else known.is_positive(score)
 
 
 _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS

@@ -23,6 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
+from connectors import registry
+from connectors.plugin import WriteLevel
+from kpi_core.kpis.api import compute
 from kpi_core.model import email_hash
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -151,11 +154,9 @@ def _delete(conn: sqlite3.Connection, deletion: Deletion, table: str, where: str
 
 def _writeback_records(conn: sqlite3.Connection) -> None:
     """temp.gone_records: the write-back (helpdesk, object, record_id) of the gone contacts and people."""
-    from kpi_core.writeback.mappings import OBJECTS, Level  # late: write-back loads its own modules
-
-    for helpdesk, objects in OBJECTS.items():
-        for obj, level in objects.items():
-            source_table = {Level.CONTACT: "gone_contacts", Level.REQUESTER: "gone_people"}.get(level)
+    for helpdesk, found in registry.plugins().items():
+        for obj, level in (found.write_facts.objects.items() if found.write_facts else ()):
+            source_table = {WriteLevel.CONTACT: "gone_contacts", WriteLevel.REQUESTER: "gone_people"}.get(level)
             if source_table is not None:
                 conn.execute(f"INSERT OR IGNORE INTO temp.gone_records SELECT source, ?, source_id"
                              f" FROM temp.{source_table} WHERE source = ?", [obj, helpdesk])
@@ -192,7 +193,6 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
     if first is None:
         result.wal_truncated = checkpoint(store)
         return result
-    from kpi_core.kpis.api import compute  # late: the KPI engine imports the store and settings
 
     result.computed_since = date.fromisoformat(first[:10])
     compute(store, settings, since=result.computed_since, now=now)

@@ -2,8 +2,9 @@
 
 Jobs (APScheduler 3.x, UTC, one thread pool):
 
-- `sync:<source>`: every `[schedule] sync_every`, the first run at start. A source that
-  fails backs off (every, 2x, 4x ... up to an hour) while the others keep their pace.
+- `sync:<source>`: every `[schedule] sync_every`, the first run at start, through
+  `kpi_core.sync.sync_one` (the path `helpdesk-kpi sync` takes). A source that fails
+  backs off (every, 2x, 4x ... up to an hour) while the others keep their pace.
 - `compute`: after a sync that changed the store; syncs that finish while it runs fold
   into one more run. It has the store to itself (`WriterGate`): its one long transaction
   would otherwise keep sync pages waiting on SQLite's lock.
@@ -46,16 +47,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connectors.registry import build_connector
-from connectors.base import Connector, SyncError
 from kpi_core import status as health
 from kpi_core.daemon_state import DaemonState, JobState, state_path_for, write_state
 from kpi_core.logs import log_context
 from kpi_core.metrics import Metrics
 from kpi_core.model import RECORD_TYPES
+from kpi_core.privacy import purge
 from kpi_core.settings import Settings
 from kpi_core.store import Store, open_store, store_at
-from kpi_core.sync import SourceResult, rewind_source, sync_source
+from kpi_core.sync import SourceResult, describe, sync_one
 from kpi_core.kpis import api as kpi_api
 from kpi_core.writeback.push import PushStep, daemon_push_step
 
@@ -66,7 +66,7 @@ KpiValue = tuple[str, str, Mapping[str, Any], float | None]
 # Recomputes the KPIs into the store after data changed; returns the current values (or None).
 ComputeStep = Callable[[Store], Iterable[KpiValue] | None]
 # Writes KPI values back into the helpdesks (filled in by write-back); returns outcome
-# counts by helpdesk, e.g. {"zendesk": {"written": 12, "unchanged": 30, "failed": 0}}.
+# counts by helpdesk, e.g. {"<helpdesk>": {"written": 12, "unchanged": 30, "failed": 0}}.
 # It must check `stop` between writes and return early when it is set.
 
 COMPUTE, PUSH, RECONCILE = "compute", "push", "reconcile"
@@ -106,11 +106,6 @@ def data_fingerprint(store: Store, source: str) -> tuple[Any, ...]:
     newest = store.db.execute("SELECT max(updated_at), max(last_activity_at) FROM contacts WHERE source = ?",
                               [source]).fetchone()
     return counts + tuple(newest)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an operator: SyncErrors already say where; anything else also says what."""
-    return str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -348,53 +343,27 @@ class Daemon:
     # --- sync --------------------------------------------------------------------------
 
     def sync_one(self, name: str, *, rewind_since: datetime | None = None) -> SourceResult:
-        """Sync one source (after moving its cursors back to `rewind_since`); its failures are returned."""
+        """Sync one source by the one sync path (after moving its cursors back to `rewind_since`).
+
+        Its failures are returned; the metrics are fed and, when the data changed, a compute is asked for.
+        """
         with store_at(self.store_path) as store:
-            try:
-                connector = build_connector(name, self.sources[name])
-            except Exception as exc:  # a connector that cannot even be built fails alone
-                error = describe(exc)
-                log.error("%s: cannot start the connector: %s", name, error)
-                run_id = store.start_run(name)
-                store.finish_run(run_id, "failed", 0, error)
-                result = SourceResult(source=name, ok=False, error=error)
-                self._observe(store, result, throttled=0)
-                return result
             before = data_fingerprint(store, name)
-            try:
-                if rewind_since is not None:
-                    self._rewind(store, connector, rewind_since)
-                result = sync_source(store, connector, stop=self.stop)
-            except Exception as exc:  # a bug or a store problem: logged with its traceback, run closed
-                error = describe(exc)
-                log.exception("%s: sync failed unexpectedly: %s", name, error)
-                store.close_unfinished_runs("failed", error, source=name)
-                result = SourceResult(source=name, ok=False, error=error, api_calls=connector.api_calls)
-            finally:
-                throttled = _throttled(connector)
-                connector.close()
-            self._observe(store, result, throttled)
+            result = sync_one(store, self.settings, name, stop=self.stop, rewind_since=rewind_since)
+            self._observe(store, result)
             if result.records and data_fingerprint(store, name) != before and not self.stop.is_set():
                 self._after_change()
         if result.ok and not result.stopped:
             log.info("%s: %d records in %d pages, %d API calls", name, result.records, result.pages, result.api_calls)
         return result
 
-    def _rewind(self, store: Store, connector: Connector, since: datetime) -> None:
-        if not hasattr(connector, "rewind_cursor"):
-            log.warning("%s: the connector cannot re-read a window (no rewind_cursor); reconciling as a normal sync",
-                        connector.name)
-            return
-        moved = rewind_source(store, connector, since)
-        log.info("%s: re-reading changes since %s (%d streams rewound)", connector.name, iso(since), len(moved))
-
-    def _observe(self, store: Store, result: SourceResult, throttled: int) -> None:
+    def _observe(self, store: Store, result: SourceResult) -> None:
         """Feed the metrics after a sync."""
         name = result.source
         last_ok = store.last_run(name, status="ok")
         ended = datetime.strptime(last_ok.ended_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) \
             if last_ok and last_ok.ended_at else None
-        self.metrics.sync_counts(name, api_calls=result.api_calls, throttled=throttled, failed=not result.ok)
+        self.metrics.sync_counts(name, api_calls=result.api_calls, throttled=result.throttled, failed=not result.ok)
         self.metrics.source_state(name, last_success=ended.timestamp() if ended else None,
                                   records=store.count("contacts", name),
                                   quarantined=health.quarantine_count(store, name),
@@ -479,8 +448,6 @@ class Daemon:
 
     def _purge_expired(self) -> None:
         """Retention, after the nightly re-read: KPI values of what is past retention_days are stored, then it goes."""
-        from kpi_core.privacy import purge  # late: it loads the KPI engine
-
         with self._gate.alone(self.stop) as entered, store_at(self.store_path) as store:
             if entered:
                 result = purge(store, self.settings)
@@ -585,7 +552,7 @@ class Daemon:
             for name in self.sources:
                 # A restart keeps backing off a source that was failing before it.
                 self._update(sync_job_id(name), consecutive_failures=health.failures_since_success(store, name))
-                self._observe(store, SourceResult(source=name, ok=True), throttled=0)
+                self._observe(store, SourceResult(source=name, ok=True))
         finally:
             store.close()
         if self.compute_step is None:
@@ -655,12 +622,6 @@ class Daemon:
                 state.next_run_at = None
         self._scheduler = None
         self._write_state()
-
-
-def _throttled(connector: Connector) -> int:
-    """429 answers the connector's HTTP client met (0 when it does not expose its counts)."""
-    counts = getattr(getattr(connector, "client", None), "counts", None)
-    return int(getattr(counts, "throttled", 0) or 0)
 
 
 def _age(delay: timedelta) -> str:

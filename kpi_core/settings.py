@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import zoneinfo
 
@@ -420,5 +420,13 @@ def secret_in_file_readable_by_others(path: Path) -> bool:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    holds_secret = re.search(r"^\s*(api_token|oauth_token|access_token|api_key|hash_key)\s*=\s*\"[^\"]+\"", text, re.M)
+    keys = "|".join(sorted(map(re.escape, secret_keys())))
+    holds_secret = re.search(rf"^\s*({keys})\s*=\s*\"[^\"]+\"", text, re.M)
     return bool(holds_secret) and bool(mode & 0o044)
+
+
+def secret_keys() -> set[str]:
+    """Every key that holds a secret: the `SecretStr` fields of each connector's settings and of `[privacy]`."""
+    models: list[type[BaseModel]] = [PrivacySettings, *(p.settings for p in registry.plugins().values())]
+    return {name for model in models for name, info in model.model_fields.items()
+            if info.annotation is SecretStr or SecretStr in get_args(info.annotation)}

@@ -1,5 +1,9 @@
 """Pull every enabled connector into the store; each page is stored with its cursor.
 
+The one sync path: `helpdesk-kpi sync` (`sync_all`) and the daemon's sync and nightly
+reconciliation jobs all go through `sync_one`, so both apply survey mappings, record the
+run and count calls and 429s the same way.
+
 Only this module moves cursors, and only inside the transaction that stores the rows they
 cover (`Store.write_pages`). One failing source does not stop the others: its error is
 logged in the run log and returned in the result.
@@ -12,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from connectors.registry import build_connector
 from connectors.base import Connector, Page, SyncError
@@ -44,6 +48,7 @@ class SourceResult:
     records: int = 0
     pages: int = 0
     api_calls: int = 0
+    throttled: int = 0  # 429 answers met (and waited out, or not)
     by_stream: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     stopped: bool = False
@@ -169,6 +174,72 @@ def rewind_source(store: Store, connector: Connector, since: datetime) -> dict[s
     return moved
 
 
+def sync_one(
+    store: Store,
+    settings: Settings,
+    name: str,
+    *,
+    full: bool = False,
+    on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    rewind_since: datetime | None = None,
+) -> SourceResult:
+    """Build source `name`, (rewind,) sync it, apply its survey mappings, record the run, close it.
+
+    Never raises for the source's own failure, expected or not: it is logged, recorded in
+    the run log and returned, so one source cannot stop the others (or the daemon).
+    """
+    enabled = settings.enabled_connectors()
+    if name not in enabled:
+        return SourceResult(source=name, ok=False, error=f"{name}: not configured or not enabled")
+    try:
+        connector = build_connector(name, enabled[name])
+    except Exception as exc:  # a connector that cannot even be built fails alone
+        return _failed_to_start(store, name, describe(exc))
+    try:
+        if rewind_since is not None:
+            _rewind(store, connector, rewind_since)
+        result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop)
+        if result.ok:
+            result.records += apply_mappings(store, settings.surveys.mappings, name)
+    except Exception as exc:  # a bug or a store problem: logged with its traceback, its run closed
+        result = _failed_unexpectedly(store, name, exc)
+    finally:
+        counts = connector.call_counts
+        connector.close()
+    result.api_calls, result.throttled = counts.calls, counts.throttled
+    return result
+
+
+def _failed_to_start(store: Store, name: str, error: str) -> SourceResult:
+    log.error("%s: cannot start the connector: %s", name, error)
+    store.finish_run(store.start_run(name), "failed", 0, error)  # so `status` shows why it never synced
+    return SourceResult(source=name, ok=False, error=error)
+
+
+def _failed_unexpectedly(store: Store, name: str, exc: Exception) -> SourceResult:
+    error = describe(exc)
+    log.exception("%s: sync failed unexpectedly: %s", name, error)
+    store.close_unfinished_runs("failed", error, source=name)
+    return SourceResult(source=name, ok=False, error=error)
+
+
+def _rewind(store: Store, connector: Connector, since: datetime) -> None:
+    """The nightly reconciliation's first step; a connector that cannot rewind is synced as usual."""
+    if not hasattr(connector, "rewind_cursor"):
+        log.warning("%s: the connector cannot re-read a window (no rewind_cursor); reconciling as a normal sync",
+                    connector.name)
+        return
+    moved = rewind_source(store, connector, since)
+    stamp = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    log.info("%s: re-reading changes since %s (%d streams rewound)", connector.name, stamp, len(moved))
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an operator: SyncErrors already say where; anything else also says what."""
+    return str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+
+
 def sync_all(
     store: Store,
     settings: Settings,
@@ -179,26 +250,10 @@ def sync_all(
     stop: threading.Event | None = None,
 ) -> list[SourceResult]:
     """Sync the enabled sources (or the named ones), each isolated from the others' failures."""
-    enabled = settings.enabled_connectors()
-    names = list(sources) if sources is not None else list(enabled)
+    names = list(sources) if sources is not None else list(settings.enabled_connectors())
     results: list[SourceResult] = []
     for name in names:
         if stop is not None and stop.is_set():
             break
-        try:
-            connector = build_connector(name, enabled[name]) if name in enabled else None
-        except SyncError as exc:
-            connector = None
-            results.append(SourceResult(source=name, ok=False, error=str(exc)))
-            continue
-        if connector is None:
-            results.append(SourceResult(source=name, ok=False, error=f"{name}: not configured or not enabled"))
-            continue
-        try:
-            result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop)
-        finally:
-            connector.close()
-        if result.ok:
-            result.records += apply_mappings(store, settings.surveys.mappings, name)
-        results.append(result)
+        results.append(sync_one(store, settings, name, full=full, on_progress=on_progress, stop=stop))
     return results

@@ -57,9 +57,11 @@ class Data:
                             "kind": kind, "at": at})
 
     def survey(self, sid: str, kind: str, score: float, scale: str, at: str, contact: str | None = None,
-               requester: str | None = None) -> None:
+               requester: str | None = None, is_positive: bool | None = None) -> None:
         row: dict[str, Any] = {"source": self.source, "source_id": sid, "kind": kind, "score": float(score),
                                "scale": scale, "created_at": at}
+        if is_positive is not None:  # what a connector stores for a coded scale of its own
+            row["is_positive"] = is_positive
         if contact is not None:
             row["contact_id"] = contact
         if requester is not None:

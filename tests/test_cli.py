@@ -102,7 +102,7 @@ def test_status_on_a_fresh_store(tmp_path: Path) -> None:
 
 
 def test_bad_date_is_a_usage_error() -> None:
-    from kpi_core.cli import UsageError, parse_date
+    from kpi_core.cli_common import UsageError, parse_date
 
     with pytest.raises(UsageError, match="--since"):
         parse_date("2026-13-01", "--since")

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Page, StreamSpec
+from connectors.base import CallCounts, Page, StreamSpec
 from connectors.sandbox import Sandbox
 from kpi_core.daemon_state import DaemonState, JobState, read_state, state_path_for, write_state
 from kpi_core.lock import AlreadyRunning, StoreLock, running_daemon
-from kpi_core.metrics import METRIC_NAMES
+from kpi_core.metrics import METRIC_NAMES, Metrics
 from kpi_core.model import RECORD_TYPES
 from kpi_core.scheduler import Daemon, OnDemand, WriterGate, backoff_delay
 from kpi_core.settings import load_settings
@@ -173,12 +173,8 @@ def status_json(config: Path) -> tuple[int, dict[str, Any], str]:
     return result.returncode, json.loads(result.stdout or "{}"), result.stderr
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox.generate(seed=11, tickets=240, names=SOURCES)
-    box.start()
-    yield box
-    box.stop()
+# The world of conftest's `sandbox`; slow: daemons run as subprocesses for seconds each.
+pytestmark = [pytest.mark.sandbox(seed=11, tickets=240, names=SOURCES), pytest.mark.slow]
 
 
 @pytest.fixture
@@ -543,6 +539,10 @@ class _RewindableConnector:
     def api_calls(self) -> int:
         return 0
 
+    @property
+    def call_counts(self) -> CallCounts:
+        return CallCounts()
+
     def close(self) -> None:
         pass
 
@@ -590,6 +590,51 @@ def test_reconcile_rereads_the_lookback_window(sandbox: Sandbox, tmp_path: Path,
             assert f"{name}: re-reading changes since" in caplog.text
         else:  # the contract is `Reconcilable` in connectors/base.py; until a connector has it, a plain sync
             assert f"{name}: the connector cannot re-read a window" in caplog.text
+
+
+class _RecordingMetrics(Metrics):
+    """The no-op metrics, keeping what the daemon reports after each sync."""
+
+    def __init__(self) -> None:
+        self.throttled: dict[str, int] = {}
+        self.api_calls: dict[str, int] = {}
+
+    def sync_counts(self, source: str, *, api_calls: int, throttled: int, failed: bool) -> None:
+        self.throttled[source] = self.throttled.get(source, 0) + throttled
+        self.api_calls[source] = self.api_calls.get(source, 0) + api_calls
+
+
+def test_429_answers_reach_the_throttle_metric_of_every_connector(tmp_path: Path) -> None:
+    names = ("zendesk", "freshdesk")  # their clients sit under different attributes: the contract hides that
+    box = Sandbox.generate(seed=11, tickets=60, names=names)
+    box.start()
+    try:
+        for name in names:  # answered with 429 twice, then served: the sync succeeds after waiting
+            box[name].fail(429, times=2, headers={"Retry-After": "0"})
+        metrics = _RecordingMetrics()
+        cycle = Daemon(load_settings(write_config(tmp_path / "c.toml", box, tmp_path / "s.sqlite")),
+                       metrics=metrics).run_once()
+    finally:
+        box.stop()
+    assert cycle.ok, cycle.errors
+    assert {r.source: r.throttled for r in cycle.syncs} == {name: 2 for name in names}
+    assert metrics.throttled == {name: 2 for name in names}
+    assert all(metrics.api_calls[name] > 2 for name in names)
+
+
+def test_the_daemon_applies_survey_mappings(sandbox: Sandbox, tmp_path: Path) -> None:
+    with sandbox.world.lock:  # an NPS tool wrote its score into a conversation attribute
+        answered = list(sandbox.world.tickets("intercom"))[:5]
+        for ticket in answered:
+            ticket.custom["nps_score"] = 9
+    mapping = ('\n[[surveys.mappings]]\nkind = "nps"\nscale = "0-10"\nhelpdesk = "intercom"\n'
+               'location = "ticket_field"\nfield = "nps_score"\n')
+    store_path = tmp_path / "s.sqlite"
+    config = write_config(tmp_path / "c.toml", sandbox, store_path, page_size=100, extra=mapping)
+    assert Daemon(load_settings(config)).run_once().ok
+    stored = query(store_path, "SELECT contact_id, kind, score FROM survey_responses WHERE source = 'intercom'"
+                               " AND question = 'nps_score' ORDER BY contact_id")
+    assert stored == sorted((str(t.id), "nps", 9.0) for t in answered)
 
 
 def test_a_broken_store_is_refused_with_a_message(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    cli._load_extensions()
     parser = cli.build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)

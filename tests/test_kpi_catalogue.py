@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.freshdesk.normalize import FRESHDESK_SCALE
 from kpi_core.kpis.catalogue import CATALOGUE_IDS, KPIS
 from kpi_core.kpis.catalogue import COUNT_KPIS
 from kpi_core.settings import KpiSettings
@@ -246,10 +247,11 @@ def test_csat_reads_each_scale_and_leaves_out_deleted_contacts(tmp_path: Path) -
     d.contact("deleted", ts(2), status="deleted")
     answers = [("good_bad", 1), ("good_bad", 1), ("good_bad", 0),  # good = positive
                ("1-5", 5), ("1-5", 4), ("1-5", 3),  # the top two points
-               ("freshdesk", 103), ("freshdesk", 100),  # above neutral (101-103)
+               ("freshdesk", 103), ("freshdesk", 100),  # a connector's coded scale: its stored flag counts
                ("1-7", 6), ("1-7", 5)]  # top 20 % of the points: 6 and 7
     for i, (scale, score) in enumerate(answers):
-        d.survey(f"s{i}", "csat", score, scale, ts(10 + i))
+        coded = FRESHDESK_SCALE.is_positive(score) if scale == FRESHDESK_SCALE.name else None
+        d.survey(f"s{i}", "csat", score, scale, ts(10 + i), is_positive=coded)
     d.survey("on-deleted", "csat", 1, "good_bad", ts(3), contact="deleted")
     d.survey("nps", "nps", 10, "0-10", ts(3))
     store = make_store(tmp_path, d)

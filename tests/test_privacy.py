@@ -21,9 +21,9 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from connectors.freshdesk import connector as freshdesk
-from connectors.intercom import connector as intercom
-from connectors.zendesk import connector as zendesk
+from connectors.freshdesk import normalize as freshdesk
+from connectors.intercom import normalize as intercom
+from connectors.zendesk import normalize as zendesk
 from connectors.base import PersonalKeys, SyncError
 from connectors.http import HttpClient
 from connectors.sandbox import Sandbox

@@ -14,13 +14,6 @@ from kpi_core.model import RecordError
 from kpi_core.store import Store, StoreError, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "kpi.sqlite")
-    yield s
-    s.close()
-
-
 def contact(source_id: str, **extra: Any) -> dict[str, Any]:
     return {"source": "zendesk", "source_id": source_id, "channel": "email", "status": "open",
             "created_at": "2026-03-01T09:00:00Z", **extra}

@@ -9,19 +9,18 @@ import pytest
 from kpi_core.cli import main
 from kpi_core.model import email_hash
 from kpi_core.settings import SurveyMapping
-from kpi_core.store import Store, open_store
+from kpi_core.store import Store
 from kpi_core.surveys import apply_mappings, import_csv
 
 KEY = b"test-hash-key"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "kpi.sqlite")
-    s.upsert("people", [{"source": "zendesk", "source_id": "77", "role": "customer",
-                         "email_hash": email_hash("Ana@Example.org ", KEY)}])
-    yield s
-    s.close()
+def store(store: Store) -> Store:
+    """conftest's fresh store, with one customer whose e-mail hash the imports match."""
+    store.upsert("people", [{"source": "zendesk", "source_id": "77", "role": "customer",
+                             "email_hash": email_hash("Ana@Example.org ", KEY)}])
+    return store
 
 
 def write_csv(tmp_path: Path, text: str) -> Path:

@@ -24,7 +24,7 @@ import pytest
 from connectors.sandbox import Sandbox
 from kpi_core import cli
 from kpi_core.kpis.targets import Targets
-from kpi_core.model import is_positive_response
+from kpi_core.model import SCALES, is_positive_response
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.surveys import import_csv
@@ -191,13 +191,21 @@ def expected(store: Store, settings: Settings, helpdesk: str) -> dict[str, dict[
     return {"contact": contacts, "requester": requesters, "organization": organizations}
 
 
+def _positive(answer: dict[str, Any]) -> bool | None:
+    """The catalogue's rule on a neutral scale; a connector's own coded scale: the flag it stored."""
+    known = is_positive_response("csat", answer["score"], answer["scale"])
+    if known is None and answer["scale"] not in SCALES and answer["is_positive"] is not None:
+        return bool(answer["is_positive"])
+    return known
+
+
 def _people(facts: list[dict[str, Any]], answers: list[dict[str, Any]], single: bool) -> dict[str, Any]:
     d30, d90 = _iso(NOW - timedelta(days=30)), _iso(NOW - timedelta(days=90))
     recent = [f for f in facts if f["created_at"] >= d30]
     named = [f["requester_id"] for f in recent if f["requester_id"]]
     frts = sorted(f["frt_s"] for f in facts if f["created_at"] >= d90 and f["frt_s"] is not None)
     csat = [a for a in answers if a["kind"] == "csat"]
-    rated = [is_positive_response("csat", a["score"], a["scale"]) for a in csat if a["created_at"] >= d90]
+    rated = [_positive(a) for a in csat if a["created_at"] >= d90]
     rated = [p for p in rated if p is not None]
     nps = [a["score"] for a in answers if a["kind"] == "nps"]
     return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,17 +11,12 @@ from connectors.sandbox import Sandbox
 from connectors.zendesk.fake import FakeZendesk, decode_cursor
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox.generate(seed=5, tickets=300, names=("zendesk",))
-    box.start()
-    yield box
-    box.stop()
+pytestmark = pytest.mark.sandbox(seed=5, tickets=300, names=("zendesk",))  # conftest's module_sandbox
 
 
 @pytest.fixture
-def fake(sandbox: Sandbox) -> FakeZendesk:
-    zendesk = sandbox["zendesk"]
+def fake(module_sandbox: Sandbox) -> FakeZendesk:
+    zendesk = module_sandbox["zendesk"]
     assert isinstance(zendesk, FakeZendesk)
     zendesk.faults.clear()
     zendesk.clear_log()

@@ -33,81 +33,60 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
-
-import requests
 
 from connectors.base import (
+    CallCounts,
     ConfigError,
     FatalApiError,
     MalformedResponse,
     Page,
     PermissionDenied,
-    PersonalKeys,
     Privacy,
     StreamSpec,
     SyncError,
-    scrub,
 )
-from connectors.http import ApiResponse, HttpClient
-from kpi_core.model import (
-    SCALES,
-    Channel,
-    Priority,
-    RecordError,
-    Role,
-    Status,
-    StatusEventKind,
-    SurveyKind,
-    is_positive_response,
-    iso_utc,
-    primary_language,
+from connectors.freshdesk.client import client
+from connectors.freshdesk.normalize import (
+    CHANNELS as CHANNELS,
+    CSAT_QUESTION,
+    FRESHDESK_SCALE,
+    PERSONAL,
+    agent_row,
+    company_row,
+    first_message,
+    group_row,
+    message_row,
+    parse_time_spent,
+    person_row,
+    row_time,
+    stats_of,
+    status_events,
+    survey_rows,
+    ticket_fields,
+    ticket_status as ticket_status,
+    vendor_times,
 )
 from connectors.freshdesk.settings import FreshdeskSettings
+from connectors.http import ApiResponse
+from connectors.paging import LinkHeader, PageCapReached
+from connectors.records import Row, epoch_of, iso_of, keep, keep_row
+from kpi_core.model import SCALES, RecordError, SurveyKind, iso_utc, primary_language
 
 log = logging.getLogger(__name__)
 
 API = "/api/v2"
 MAX_PAGE = 300
 MAX_PER_PAGE = 100
-OUTBOUND_EMAIL = 10
 EPOCH = "1970-01-01T00:00:00Z"
-CSAT_QUESTION = "default_question"
-CSAT_SCALE = "freshdesk"
 # A second is "settled" once the server clock is this far past it: nothing new can still
 # appear with that time, so the bookmark may step past it instead of re-listing it.
 SETTLE_SECONDS = 60
 
-STATUSES: dict[int, Status] = {2: Status.OPEN, 3: Status.PENDING, 4: Status.RESOLVED, 5: Status.CLOSED}
-PRIORITIES: dict[int, Priority] = {1: Priority.LOW, 2: Priority.NORMAL, 3: Priority.HIGH, 4: Priority.URGENT}
-CHANNELS: dict[int, Channel] = {
-    1: Channel.EMAIL, 2: Channel.WEB_FORM, 3: Channel.PHONE, 5: Channel.SOCIAL, 6: Channel.SOCIAL,
-    7: Channel.CHAT, 9: Channel.WEB_FORM, 10: Channel.EMAIL,
-}
-
-# Keys that carry names, addresses, phone numbers, subjects, bodies or survey comments, by
-# the [privacy] switch that may keep them.
-PERSONAL = PersonalKeys(
-    names=frozenset({"name"}),
-    emails=frozenset({"email", "other_emails", "support_email", "from_email", "to_emails", "cc_emails", "bcc_emails",
-                      "fwd_emails", "reply_cc_emails", "ticket_cc_emails"}),
-    phones=frozenset({"phone", "mobile", "other_phone_numbers"}),
-    bodies=frozenset({"description", "description_text", "subject", "body", "body_text"}),
-    comments=frozenset({"feedback"}),
-    # `requester` (a sideload) holds name, address and phone number together.
-    always=frozenset({"address", "twitter_id", "facebook_id", "unique_external_id", "avatar", "job_title", "signature",
-                      "note", "requester", "attachments"}),
-)
-PERSONAL_KEYS: frozenset[str] = PERSONAL.every()
-
-STATS_TIMES = ("first_responded_at", "agent_responded_at", "requester_responded_at", "resolved_at", "reopened_at",
-               "closed_at", "status_updated_at", "pending_since")
 TICKET_TABLES = ("contacts", "messages", "status_events")
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("agents", ("people",), "agents and their languages (full list each sync)"),
@@ -123,14 +102,6 @@ STREAMS: tuple[StreamSpec, ...] = (
 WINDOWED_STREAMS = frozenset({"contacts", "tickets", "deleted_tickets", "spam_tickets", "satisfaction_ratings"})
 
 SurveyQuestions = Mapping[str, tuple[str, str]]
-
-
-class BadRecord(ValueError):
-    """A vendor record whose fields do not have the documented types."""
-
-
-class PageCapReached(SyncError):
-    """A list without a time filter goes on past Freshdesk's last page number."""
 
 
 # --- the bookmark -------------------------------------------------------------------------
@@ -180,11 +151,11 @@ def _id_order(ident: str) -> tuple[int, str]:
 
 
 def _epoch(at: str) -> float:
-    return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return float(epoch_of(at))
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_of(epoch)
 
 
 @dataclass
@@ -212,12 +183,7 @@ class FreshdeskConnector:
         survey_questions: SurveyQuestions | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if settings.api_key is None or not settings.api_key.get_secret_value():
-            raise ConfigError("freshdesk: set connectors.freshdesk.api_key")
-        if not settings.base_url and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", settings.domain):
-            raise ConfigError(
-                "freshdesk: connectors.freshdesk.domain must be the subdomain only, e.g. 'acme' for acme.freshdesk.com"
-            )
+        self.http = client(settings, sleep=sleep)
         self.settings = settings
         self.privacy = Privacy.choose(PERSONAL, settings.privacy)
         self.max_page = max_page
@@ -225,11 +191,6 @@ class FreshdeskConnector:
         self.start = f"{settings.start_date.isoformat()}T00:00:00Z"
         self.survey_questions = _checked_questions(survey_questions or {})
         self.bot_ids = frozenset(settings.bot_agent_ids)
-        base_url = settings.base_url or f"https://{settings.domain}.freshdesk.com"
-        self.http = HttpClient(
-            self.name, base_url, auth=(settings.api_key.get_secret_value(), "X"),
-            timeout=settings.timeout_seconds, max_attempts=settings.max_attempts, sleep=sleep,
-        )
         self._agents: frozenset[str] | None = None
         self._languages: dict[str, str | None] = {}
         self._all_contacts_read = False
@@ -244,6 +205,10 @@ class FreshdeskConnector:
     @property
     def api_calls(self) -> int:
         return self.http.calls
+
+    @property
+    def call_counts(self) -> CallCounts:
+        return self.http.counts
 
     def close(self) -> None:
         self.http.close()
@@ -285,18 +250,12 @@ class FreshdeskConnector:
 
     def _all_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Every page of a list that has no time filter (agents, groups, a ticket's conversations)."""
-        page = 1
-        while True:
-            rows, resp = self._get_list(path, {**(params or {}), "per_page": self.per_page, "page": page})
+        pager = LinkHeader(self.name, {**(params or {}), "per_page": self.per_page}, max_page=self.max_page)
+        query: dict[str, Any] | None = pager.first_request()
+        while query is not None:
+            rows, resp = self._get_list(path, query)
             yield rows
-            following = next_page(resp)
-            if following is None:
-                return
-            if following > self.max_page:
-                raise PageCapReached(
-                    f"freshdesk: GET {resp.path}: more than {self.max_page} pages; Freshdesk cannot list further"
-                )
-            page = following
+            query = pager.next_request(resp)
 
     def _windowed(
         self, stream: str, path: str, params: Mapping[str, Any], since_param: str, time_key: str,
@@ -309,19 +268,20 @@ class FreshdeskConnector:
         """
         mark = Watermark.parse(cursor, stream) if cursor else Watermark(self.start)
         since, page, server_start = mark.at, 1, None
+        links = LinkHeader(self.name, params)  # only read: this loop chooses the next page itself
         while True:
             rows, resp = self._get_list(path, {**params, since_param: since, "per_page": self.per_page, "page": page})
             server_start = server_start if server_start is not None else server_time(resp)
             fresh = []
             for row in rows:
-                at, ident = _row_time(row, time_key), str(row.get("id"))
+                at, ident = row_time(row, time_key), str(row.get("id"))
                 if at is not None and mark.seen(at, ident):
                     continue
                 fresh.append(row)
                 if at is not None:
                     mark.advance(at, ident)
-            tail = sum(1 for row in rows if _row_time(row, time_key) == mark.at)
-            following = next_page(resp)
+            tail = sum(1 for row in rows if row_time(row, time_key) == mark.at)
+            following = links.next_page(resp)
             if following is None:
                 yield WindowPage(fresh, mark.settled(server_start).encode(), False)
                 return
@@ -347,21 +307,8 @@ class FreshdeskConnector:
         for rows in self._all_pages(f"{API}/agents"):
             page = Page()
             for row in rows:
-                ident = str(row.get("id"))
-                try:
-                    contact = row.get("contact") or {}
-                    locale = _opt_str(contact, "language")
-                    page.add("people", {
-                        "source": self.name, "source_id": _id(row, "id"),
-                        "role": Role.BOT if ident in self.bot_ids else Role.AGENT,
-                        "locale": locale, "language": primary_language(locale),
-                        "time_zone": _opt_str(contact, "time_zone"), "raw": self.privacy.raw(row),
-                        **self.privacy.person(contact.get("name"), contact.get("email"),
-                                              contact.get("phone") or contact.get("mobile")),
-                    })
-                    agents.add(ident)
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"agent {ident}", str(exc))
+                if keep_row(page, "agent", row, "people", lambda r: agent_row(r, self.bot_ids, self.privacy)):
+                    agents.add(str(row.get("id")))
             yield page
         self._agents = frozenset(agents)
 
@@ -369,24 +316,14 @@ class FreshdeskConnector:
         for rows in self._all_pages(f"{API}/groups"):
             page = Page()
             for row in rows:
-                try:
-                    page.add("groups", {"source": self.name, "source_id": _id(row, "id"),
-                                        "name": _opt_str(row, "name"), "raw": scrub(row, PERSONAL_KEYS - {"name"})})
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"group {row.get('id')}", str(exc))
+                keep_row(page, "group", row, "groups", group_row)
             yield page
 
     def _read_companies(self, cursor: str | None) -> Iterator[Page]:
         for rows in self._all_pages(f"{API}/companies"):
             page = Page()
             for row in rows:
-                try:
-                    page.add("organizations", {
-                        "source": self.name, "source_id": _id(row, "id"), "name": _opt_str(row, "name"),
-                        "custom": _opt_dict(row, "custom_fields"), "raw": scrub(row, PERSONAL_KEYS - {"name"}),
-                    })
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"company {row.get('id')}", str(exc))
+                keep_row(page, "company", row, "organizations", company_row)
             yield page
 
     def _read_contacts(self, cursor: str | None) -> Iterator[Page]:
@@ -395,10 +332,7 @@ class FreshdeskConnector:
                                      cursor_every_page=False):
             page = Page(cursor=window.cursor)
             for row in window.rows:
-                try:
-                    page.add("people", self._person(row))
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"contact {row.get('id')}", str(exc))
+                keep_row(page, "contact", row, "people", self._person)
             yield page
         self._all_contacts_read = self._all_contacts_read or cursor is None
 
@@ -413,17 +347,10 @@ class FreshdeskConnector:
                 self._languages[str(row.get("id"))] = language if isinstance(language, str) else None
         self._all_contacts_read = True
 
-    def _person(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        ident = _id(row, "id")
-        locale = _opt_str(row, "language")
-        self._languages[ident] = locale
-        return {
-            "source": self.name, "source_id": ident, "role": Role.CUSTOMER,
-            "locale": locale, "language": primary_language(locale), "time_zone": _opt_str(row, "time_zone"),
-            "organization_id": _opt_id(row, "company_id"), "tags": _str_list(row, "tags"),
-            "custom": _opt_dict(row, "custom_fields"), "raw": self.privacy.raw(row),
-            **self.privacy.person(row.get("name"), row.get("email"), row.get("phone") or row.get("mobile")),
-        }
+    def _person(self, row: Row) -> Row:
+        person = person_row(row, self.privacy)
+        self._languages[person["source_id"]] = person["locale"]  # the tickets' requesters' language
+        return person
 
     def _agent_ids(self) -> frozenset[str]:
         if self._agents is None:
@@ -468,10 +395,7 @@ class FreshdeskConnector:
             first = False
             page = Page(cursor=window.cursor)
             for row in window.rows:
-                try:
-                    self._add_ticket(page, row, agents)
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"ticket {row.get('id')}", str(exc))
+                keep(page, "ticket", row, lambda r: self._ticket_rows(r, agents))
             yield page
         self._time_index = None
 
@@ -481,65 +405,33 @@ class FreshdeskConnector:
                                      cursor_every_page=True):
             page = Page(cursor=window.cursor)
             for row in window.rows:
-                try:
-                    page.add("contacts", {**self._ticket_fields(row), "status": Status.DELETED})
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"ticket {row.get('id')}", str(exc))
+                keep_row(page, "ticket", row, "contacts", lambda r: {**self._ticket_fields(r), "status": "deleted"})
             yield page
 
-    def _ticket_fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _ticket_fields(self, row: Mapping[str, Any]) -> Row:
         """The columns of a ticket that need no other call."""
-        source = _int(row, "source")
-        ticket_type = row.get("type")
-        if ticket_type is not None and not isinstance(ticket_type, str):
-            raise BadRecord(f"type should be a string, got {type(ticket_type).__name__}")
-        return {
-            "source": self.name, "source_id": _id(row, "id"),
-            "channel": CHANNELS.get(source, Channel.OTHER), "status": ticket_status(_int(row, "status")),
-            "priority": PRIORITIES.get(_int(row, "priority")) if row.get("priority") is not None else None,
-            "created_at": _time(row, "created_at"), "updated_at": _time(row, "updated_at"),
-            "requester_id": _opt_id(row, "requester_id"), "assignee_id": _opt_id(row, "responder_id"),
-            "group_id": _opt_id(row, "group_id"), "organization_id": _opt_id(row, "company_id"),
-            "ticket_type": ticket_type, "tags": _str_list(row, "tags"), "custom": _opt_dict(row, "custom_fields"),
-            "is_outbound": source == OUTBOUND_EMAIL, "raw": self.privacy.raw(row),
-        }
+        return ticket_fields(row, self.privacy)
 
-    def _add_ticket(self, page: Page, row: Mapping[str, Any], agents: frozenset[str]) -> None:
+    def _ticket_rows(self, row: Row, agents: frozenset[str]) -> Iterator[tuple[str, Row]]:
+        """A ticket with its messages and status events (`keep` stores all of them or none)."""
         contact = self._ticket_fields(row)
         ticket_id = contact["source_id"]
-        stats = _opt_dict(row, "stats")
+        stats = stats_of(row)
         locale = self._requester_locale(contact["requester_id"])
         contact.update({
             "locale": locale, "language": primary_language(locale),
             "facts_from_events": True, "messages_truncated": False,
-            "vendor": {key: _time(stats, key) for key in STATS_TIMES},
+            "vendor": vendor_times(stats),
         })
         seconds = self._handle_seconds(ticket_id)
         if seconds is not None or self._time_entries_available:
             contact["handle_seconds"] = seconds
-        messages = [self._first_message(contact, row.get("description_text"))]
-        messages += [self._message(ticket_id, conv, agents) for conv in self._conversations(ticket_id)]
-        staged = Page()  # all of the ticket's rows, or none of them
-        staged.add("contacts", contact)
-        for message in messages:
-            staged.add("messages", message)
-        for event in self._status_events(ticket_id, stats):
-            staged.add("status_events", event)
-        for table, rows in staged.records.items():
-            page.records.setdefault(table, []).extend(rows)
-
-    def _first_message(self, contact: Mapping[str, Any], description: Any = None) -> dict[str, Any]:
-        """Message #0: the ticket's description, which its conversations do not repeat."""
-        if contact["is_outbound"]:
-            author = contact["assignee_id"]
-            role = Role.BOT if author in self.bot_ids else Role.AGENT
-        else:
-            author, role = contact["requester_id"], Role.CUSTOMER
-        return {
-            "source": self.name, "source_id": f"{contact['source_id']}:description", "contact_id": contact["source_id"],
-            "author_id": author, "author_role": role, "public": True, "created_at": contact["created_at"],
-            "body": self.privacy.body(description),
-        }
+        yield "contacts", contact
+        yield "messages", first_message(contact, row.get("description_text"), self.bot_ids, self.privacy)
+        for conversation in self._conversations(ticket_id):
+            yield "messages", message_row(ticket_id, conversation, agents, self.bot_ids, self.privacy)
+        for event in status_events(ticket_id, stats):
+            yield "status_events", event
 
     def _conversations(self, ticket_id: str) -> list[dict[str, Any]]:
         try:
@@ -548,35 +440,6 @@ class FreshdeskConnector:
             if exc.status == 404:  # deleted or marked spam since it was listed; its own stream says so
                 return []
             raise
-
-    def _message(self, ticket_id: str, row: Mapping[str, Any], agents: frozenset[str]) -> dict[str, Any]:
-        author = _opt_id(row, "user_id")
-        private = _bool(row, "private")
-        return {
-            "source": self.name, "source_id": _id(row, "id"), "contact_id": ticket_id, "author_id": author,
-            "author_role": self.author_role(author, _bool(row, "incoming"), agents),
-            "public": not private, "created_at": _time(row, "created_at"),
-            "body": self.privacy.body(row.get("body_text", row.get("body"))),
-        }
-
-    def author_role(self, author: str | None, incoming: bool, agents: frozenset[str]) -> Role:
-        """Customer when it came from outside or from a non-agent; else agent (or a configured bot)."""
-        if incoming or author is None:
-            return Role.CUSTOMER
-        if author in self.bot_ids:
-            return Role.BOT
-        return Role.AGENT if author in agents else Role.CUSTOMER
-
-    def _status_events(self, ticket_id: str, stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Each resolution and reopen time `stats` shows; the store keeps those of earlier syncs."""
-        resolved = _time(stats, "resolved_at") or _time(stats, "closed_at")
-        reopened = _time(stats, "reopened_at")
-        events = []
-        for kind, at in ((StatusEventKind.RESOLVED, resolved), (StatusEventKind.REOPENED, reopened)):
-            if at is not None:
-                events.append({"source": self.name, "source_id": f"{ticket_id}:{kind.value}:{at}",
-                               "contact_id": ticket_id, "kind": kind, "at": at})
-        return events
 
     # --- time entries -------------------------------------------------------------------------
 
@@ -626,62 +489,14 @@ class FreshdeskConnector:
                                      "created_since", "created_at", cursor, cursor_every_page=False):
             page = Page(cursor=window.cursor)
             for row in window.rows:
-                try:
-                    for response in self._responses(row):
-                        page.add("survey_responses", response)
-                except (BadRecord, RecordError) as exc:
-                    page.reject(f"rating {row.get('id')}", str(exc))
+                keep(page, "rating", row, lambda r: (("survey_responses", response) for response in self._responses(r)))
             yield page
 
-    def _responses(self, row: Mapping[str, Any]) -> list[dict[str, Any]]:
-        rating_id = _id(row, "id")
-        answers = _opt_dict(row, "ratings")
-        wanted = {CSAT_QUESTION: (SurveyKind.CSAT.value, CSAT_SCALE), **self.survey_questions}
-        base = {
-            "source": self.name, "created_at": _time(row, "created_at"), "contact_id": _opt_id(row, "ticket_id"),
-            "requester_id": _opt_id(row, "user_id"), "agent_id": _opt_id(row, "agent_id"),
-            "comment": self.privacy.comment(row.get("feedback")), "raw": self.privacy.raw(row),
-        }
-        out = []
-        for question, (kind, scale) in wanted.items():
-            value = answers.get(question)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BadRecord(f"ratings.{question} should be a number, got {type(value).__name__}")
-            score = float(value)
-            out.append({
-                **base, "source_id": rating_id if question == CSAT_QUESTION else f"{rating_id}:{question}",
-                "kind": kind, "score": score, "scale": scale, "question": question,
-                "is_positive": is_positive_response(kind, score, scale),
-            })
-        return out
+    def _responses(self, row: Mapping[str, Any]) -> list[Row]:
+        return survey_rows(row, self.survey_questions, self.privacy)
 
 
 # --- vendor vocabulary ------------------------------------------------------------------------
-
-
-def ticket_status(code: int) -> Status:
-    """2 open, 3 pending, 4 resolved, 5 closed; custom statuses (6 and up) are on hold."""
-    if code in STATUSES:
-        return STATUSES[code]
-    if code >= 6:
-        return Status.ON_HOLD
-    raise BadRecord(f"unknown status code {code}")
-
-
-def next_page(resp: ApiResponse) -> int | None:
-    """The page number of the `Link: <...>; rel="next"` header, None on the last page."""
-    header = resp.headers.get("Link")
-    if not header:
-        return None
-    for link in requests.utils.parse_header_links(header):
-        if link.get("rel") == "next":
-            values = parse_qs(urlsplit(link.get("url", "")).query).get("page")
-            if not values or not values[0].isdigit():
-                raise MalformedResponse(f"freshdesk: GET {resp.path}: the Link header names no page number")
-            return int(values[0])
-    return None
 
 
 def server_time(resp: ApiResponse) -> float:
@@ -695,21 +510,13 @@ def server_time(resp: ApiResponse) -> float:
     return time.time()
 
 
-def parse_time_spent(value: Any) -> float:
-    """Freshdesk's "hh:mm" -> seconds."""
-    if not isinstance(value, str) or not re.fullmatch(r"\d+:[0-5]\d", value):
-        raise BadRecord(f"time_spent should be 'hh:mm', got {value!r}"[:80])
-    hours, minutes = value.split(":")
-    return float(int(hours) * 3600 + int(minutes) * 60)
-
-
 def _add_entry(index: dict[str, float], row: Mapping[str, Any]) -> None:
     ticket = row.get("ticket_id")
     if ticket is None:
         return
     try:
         seconds = parse_time_spent(row.get("time_spent"))
-    except BadRecord as exc:
+    except RecordError as exc:
         log.warning("freshdesk: time entry %s of ticket %s skipped: %s", row.get("id"), ticket, exc)
         return
     index[str(ticket)] = index.get(str(ticket), 0.0) + seconds
@@ -723,74 +530,6 @@ def _checked_questions(questions: SurveyQuestions) -> dict[str, tuple[str, str]]
         if scale not in SCALES:
             raise ConfigError(f"freshdesk: survey question {question!r}: unknown scale {scale!r}")
         if question == CSAT_QUESTION:
-            raise ConfigError(f"freshdesk: {CSAT_QUESTION!r} is always CSAT on the freshdesk scale")
+            raise ConfigError(f"freshdesk: {CSAT_QUESTION!r} is always CSAT on the {FRESHDESK_SCALE.name} scale")
         out[question] = (kind, scale)
     return out
-
-
-# --- field readers: raise BadRecord naming the field, never echoing personal values ------------
-
-
-def _id(row: Mapping[str, Any], key: str) -> str:
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
-        raise BadRecord(f"{key} should be an id, got {type(value).__name__}")
-    return str(value)
-
-
-def _opt_id(row: Mapping[str, Any], key: str) -> str | None:
-    return None if row.get(key) is None else _id(row, key)
-
-
-def _int(row: Mapping[str, Any], key: str) -> int:
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRecord(f"{key} should be an integer, got {type(value).__name__}")
-    return value
-
-
-def _bool(row: Mapping[str, Any], key: str) -> bool:
-    value = row.get(key, False)
-    if not isinstance(value, bool):
-        raise BadRecord(f"{key} should be true or false, got {type(value).__name__}")
-    return value
-
-
-def _time(row: Mapping[str, Any], key: str) -> str | None:
-    value = row.get(key)
-    if value is not None and not isinstance(value, str):
-        raise BadRecord(f"{key} should be an ISO time, got {type(value).__name__}")
-    try:
-        return iso_utc(value)
-    except RecordError:
-        raise BadRecord(f"{key} is not an ISO time") from None
-
-
-def _row_time(row: Mapping[str, Any], key: str) -> str | None:
-    try:
-        return _time(row, key)
-    except BadRecord:
-        return None  # the record is rejected when it is normalized
-
-
-def _opt_str(row: Mapping[str, Any], key: str) -> str | None:
-    value = row.get(key)
-    if value is not None and not isinstance(value, str):
-        raise BadRecord(f"{key} should be a string, got {type(value).__name__}")
-    return value
-
-
-def _opt_dict(row: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = row.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRecord(f"{key} should be an object, got {type(value).__name__}")
-    return value
-
-
-def _str_list(row: Mapping[str, Any], key: str) -> list[str]:
-    value = row.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRecord(f"{key} should be a list of strings")
-    return value

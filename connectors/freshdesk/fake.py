@@ -130,6 +130,13 @@ def _parse_time(value: str, field: str) -> int:
 
 
 class FakeFreshdesk(FreshdeskWrites, FakeApi):
+    demo_mappings = (
+        ("ticket", "first_response_minutes", "cf_kpi_frt_minutes"),
+        ("ticket", "sla_met", "cf_kpi_sla_met"),
+        ("contact", "csat_pct_90d", "cf_kpi_csat_pct_90d"),
+        ("company", "contacts_30d", "cf_kpi_contacts_30d"),
+    )
+    demo_notes = (("repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days."),)
     """Freshdesk v2 over `world.sources["freshdesk"]`; `max_page` lowers the 300-page cap for tests."""
 
     name = "freshdesk"

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from connectors.base import FieldDef, FieldSpec, MalformedResponse, WriteRequest, WriteResult
-from connectors.freshdesk.connector import FreshdeskConnector
+from connectors.freshdesk.client import client
 from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from connectors.freshdesk.settings import FreshdeskSettings
 
@@ -40,7 +40,7 @@ class FreshdeskWriter(HttpWriter):
     objects: ClassVar[tuple[str, ...]] = ("ticket", "contact", "company")
 
     def __init__(self, settings: FreshdeskSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = FreshdeskConnector(settings, sleep=sleep).http
+        self.client = client(settings, sleep=sleep)
         self.sleep = sleep
 
     # --- field definitions -----------------------------------------------------------------

@@ -105,6 +105,13 @@ def decode_cursor(token: str) -> tuple[int, str]:
 
 
 class FakeIntercom(IntercomWrites, FakeApi):
+    demo_mappings = (
+        ("conversation", "first_response_minutes", "kpi_first_response_minutes"),
+        ("conversation", "one_touch", "kpi_one_touch"),
+        ("contact", "contacts_30d", "kpi_contacts_30d"),
+        ("company", "repeat_contacts_30d", "kpi_repeat_contacts_30d"),
+    )
+    demo_notes = (("sla_breached", "First reply missed its target (first response: {first_response_minutes} min)."),)
     """Intercom's conversations, contacts, admins, teams and companies, rendered from the world."""
 
     name = "intercom"
@@ -150,6 +157,11 @@ class FakeIntercom(IntercomWrites, FakeApi):
     def connector_settings(self) -> dict[str, Any]:
         start = datetime.fromtimestamp(self.world.start, tz=timezone.utc).date().isoformat()
         return {"base_url": self.base_url, "access_token": TOKEN, "start_date": start}
+
+    def prepare_demo_field(self, object: str, field: str, kind: str) -> None:
+        # Intercom's API cannot create conversation attributes: an admin makes them in the app.
+        if object == "conversation":
+            self.world.define_field(self.name, "ticket", field, "decimal" if kind == "number" else kind, field)
 
     def error_response(self, status: int, message: str, code: str | None = None) -> FakeResponse:
         default = {400: "parameter_invalid", 401: "unauthorized", 403: "api_plan_restricted", 404: "not_found",

@@ -28,7 +28,7 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.intercom.connector import IntercomConnector
+from connectors.intercom.client import client
 from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from connectors.intercom.settings import IntercomSettings
 
@@ -47,7 +47,7 @@ class IntercomWriter(HttpWriter):
     objects: ClassVar[tuple[str, ...]] = ("conversation", "contact", "company")
 
     def __init__(self, settings: IntercomSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = IntercomConnector(settings, sleep=sleep).client
+        self.client = client(settings, sleep=sleep)
         self.sleep = sleep
         self._admin_id: str | None = None
 
@@ -80,7 +80,7 @@ class IntercomWriter(HttpWriter):
 
     def write(self, object: str, requests: Sequence[WriteRequest]) -> list[WriteResult]:
         (request,) = requests
-        attributes = {"custom_attributes": dict(request.fields)}
+        attributes: dict[str, Any] = {"custom_attributes": dict(request.fields)}
         if object == "conversation":
             path, method, body = f"/conversations/{request.record_id}", "PUT", attributes
         elif object == "contact":

@@ -84,6 +84,10 @@ class FakeApi:
     """One fake helpdesk API over a shared `World`."""
 
     name = "fake"
+    # What `helpdesk-kpi demo` writes back into this fake: (object, metric, field) mappings
+    # and (rule, template) notes. Empty: the demo pushes nothing here.
+    demo_mappings: tuple[tuple[str, str, str], ...] = ()
+    demo_notes: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, world: World, *, page_size_cap: int | None = None) -> None:
         self.world = world
@@ -102,6 +106,9 @@ class FakeApi:
         self.register_routes()
 
     # --- for subclasses ---------------------------------------------------------------
+
+    def prepare_demo_field(self, object: str, field: str, kind: str) -> None:
+        """Play the admin for a mapped field the API cannot create (`kind`: text, integer, number, checkbox)."""
 
     def register_routes(self) -> None:
         raise NotImplementedError

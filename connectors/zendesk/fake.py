@@ -108,6 +108,15 @@ class _Index:
 
 
 class FakeZendesk(ZendeskWrites, FakeApi):
+    demo_mappings = (
+        ("ticket", "first_response_minutes", "kpi_first_response_minutes"),
+        ("ticket", "sla_met", "kpi_sla_met"),
+        ("ticket", "repeat_contact", "kpi_repeat_contact"),
+        ("user", "contacts_30d", "kpi_contacts_30d"),
+        ("user", "last_csat", "kpi_last_csat"),
+        ("organization", "csat_pct_90d", "kpi_csat_pct_90d"),
+    )
+    demo_notes = (("repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days, last CSAT {last_csat}."),)
     """Zendesk Support over the world's zendesk slice."""
 
     name = "zendesk"

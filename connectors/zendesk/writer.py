@@ -35,7 +35,7 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.writing import HttpWriter, attempt, attempt_note
-from connectors.zendesk.connector import ZendeskConnector
+from connectors.zendesk.client import client
 from connectors.zendesk.settings import ZendeskSettings
 
 BULK_MAX = 100
@@ -57,7 +57,7 @@ class ZendeskWriter(HttpWriter):
 
     def __init__(self, settings: ZendeskSettings, *, poll_interval: float = 1.0, max_polls: int = 120,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = ZendeskConnector(settings).client
+        self.client = client(settings)
         self.poll_interval = poll_interval
         self.max_polls = max_polls
         self.sleep = sleep
@@ -84,6 +84,9 @@ class ZendeskWriter(HttpWriter):
         if spec.object == "ticket":
             # Ticket fields are addressed by a numeric id Zendesk assigns; the title is how a
             # mapping names a field it created.
+            if spec.key.isdigit():
+                raise FieldNotCreatable(f"zendesk: ticket field {spec.key}: Zendesk assigns ticket field ids; name the"
+                                        " field by a title instead and it will be created with that title")
             body: dict[str, Any] = {"type": vendor, "title": spec.key, "description": spec.title}
         else:
             if not spec.key.replace("_", "").isalnum() or spec.key.isdigit():

@@ -155,7 +155,7 @@ def _csat(expr: str) -> str:
 def _survey_kpis() -> list[Kpi]:
     return [
         Kpi("csat_pct", "CSAT", "positive CSAT responses / all CSAT responses (good; 4-5 of 1-5;"
-            " Freshdesk 101-103; else the top 20 % of the scale)", Anchor.RESPONSE, "%", Direction.HIGHER, 90.0,
+            " a source's coded scale: its positive codes; else the top 20 % of the scale)", Anchor.RESPONSE, "%", Direction.HIGHER, 90.0,
             Group.SATISFACTION, Ratio("sum(" + _csat("{pos}") + ")", "count(" + _csat("{pos}") + ")")),
         Kpi("csat_responses", "CSAT responses", "count of CSAT responses", Anchor.RESPONSE, "count", None, None,
             Group.SATISFACTION, Count("count(" + _csat("1") + ")")),

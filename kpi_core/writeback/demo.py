@@ -1,4 +1,8 @@
-"""Write-back in the demo: a `[writeback]` section for the sandbox, its fields, and one push, reported in lines."""
+"""Write-back in the demo: a `[writeback]` section for the sandbox, its fields, and one push, reported in lines.
+
+What is written where comes from each fake (`FakeApi.demo_mappings`, `demo_notes`), so a
+connector package brings its own demo write-back.
+"""
 
 from __future__ import annotations
 
@@ -15,47 +19,26 @@ from kpi_core.writeback.push import helpdesks, push
 
 Say = Callable[[str], None]
 
-# (helpdesk, object, metric, field): one mapping per object type of each helpdesk, and more on tickets.
-SANDBOX_MAPPINGS = (
-    ("zendesk", "ticket", "first_response_minutes", "kpi_first_response_minutes"),
-    ("zendesk", "ticket", "sla_met", "kpi_sla_met"),
-    ("zendesk", "ticket", "repeat_contact", "kpi_repeat_contact"),
-    ("zendesk", "user", "contacts_30d", "kpi_contacts_30d"),
-    ("zendesk", "user", "last_csat", "kpi_last_csat"),
-    ("zendesk", "organization", "csat_pct_90d", "kpi_csat_pct_90d"),
-    ("intercom", "conversation", "first_response_minutes", "kpi_first_response_minutes"),
-    ("intercom", "conversation", "one_touch", "kpi_one_touch"),
-    ("intercom", "contact", "contacts_30d", "kpi_contacts_30d"),
-    ("intercom", "company", "repeat_contacts_30d", "kpi_repeat_contacts_30d"),
-    ("freshdesk", "ticket", "first_response_minutes", "cf_kpi_frt_minutes"),
-    ("freshdesk", "ticket", "sla_met", "cf_kpi_sla_met"),
-    ("freshdesk", "contact", "csat_pct_90d", "cf_kpi_csat_pct_90d"),
-    ("freshdesk", "company", "contacts_30d", "cf_kpi_contacts_30d"),
-)
-SANDBOX_NOTES = (
-    ("zendesk", "repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days, last CSAT {last_csat}."),
-    ("intercom", "sla_breached", "First reply missed its target (first response: {first_response_minutes} min)."),
-    ("freshdesk", "repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days."),
-)
 
-
-def sandbox_toml() -> str:
+def sandbox_toml(sandbox: Sandbox) -> str:
     """The `[writeback]` section the demo appends to the sandbox's config."""
     lines = ["[writeback]", "enabled = true", "max_writes_per_run = 5000", ""]
-    for helpdesk, object, metric, name in SANDBOX_MAPPINGS:
-        lines += ["[[writeback.mappings]]", f'helpdesk = "{helpdesk}"', f'object = "{object}"',
-                  f'metric = "{metric}"', f'field = "{name}"', ""]
-    for helpdesk, rule, template in SANDBOX_NOTES:
-        lines += ["[[writeback.notes]]", f'helpdesk = "{helpdesk}"', f'rule = "{rule}"', f'template = "{template}"', ""]
+    for helpdesk, fake in sandbox.fakes.items():
+        for object, metric, name in fake.demo_mappings:
+            lines += ["[[writeback.mappings]]", f'helpdesk = "{helpdesk}"', f'object = "{object}"',
+                      f'metric = "{metric}"', f'field = "{name}"', ""]
+    for helpdesk, fake in sandbox.fakes.items():
+        for rule, template in fake.demo_notes:
+            lines += ["[[writeback.notes]]", f'helpdesk = "{helpdesk}"', f'rule = "{rule}"',
+                      f'template = "{template}"', ""]
     return "\n".join(lines)
 
 
-def create_conversation_attributes(sandbox: Sandbox, settings: Settings) -> None:
-    """Play the Intercom admin: create the conversation attributes the API cannot create."""
+def prepare_fields(sandbox: Sandbox, settings: Settings) -> None:
+    """Play the admin: each fake creates the mapped fields its API cannot create."""
     for m in settings.writeback.mappings:
-        if m.helpdesk == "intercom" and m.object == "conversation":
-            kind = CREATE_TYPE[METRICS[m.metric].kind]
-            sandbox.world.define_field("intercom", "ticket", m.field, "decimal" if kind == "number" else kind, m.field)
+        if m.helpdesk in sandbox.fakes:
+            sandbox[m.helpdesk].prepare_demo_field(m.object, m.field, CREATE_TYPE[METRICS[m.metric].kind])
 
 
 def run(store: Store, settings: Settings, say: Say, warn: Say) -> bool:

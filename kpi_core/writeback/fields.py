@@ -14,7 +14,7 @@ from kpi_core.settings import Settings, WritebackMapping
 from kpi_core.store import Store
 from kpi_core.writeback import ledger
 from kpi_core.writeback.convert import CREATE_TYPE, mismatch
-from kpi_core.writeback.mappings import (METRICS, OBJECTS, FieldMissing, Level, MappingError, Metric, describe,
+from kpi_core.writeback.mappings import (METRICS, FieldMissing, Level, MappingError, Metric, describe, objects,
                                          resolve_field)
 from kpi_core.writeback.planner import Target
 
@@ -84,7 +84,7 @@ def check(store: Store, settings: Settings, helpdesk: str, writer: Writer, *,
 
 def _survey_source(settings: Settings, mapping: WritebackMapping, field: FieldDef) -> str | None:
     """Writing into a field that `[[surveys.mappings]]` reads answers from would feed our output back in."""
-    level = OBJECTS[mapping.helpdesk][mapping.object]
+    level = objects(mapping.helpdesk)[mapping.object]
     location = {Level.CONTACT: "ticket_field", Level.REQUESTER: "person_field"}.get(level)
     for survey in settings.surveys.mappings:
         same_place = survey.helpdesk == mapping.helpdesk and survey.location == location
@@ -115,10 +115,6 @@ def create_missing(store: Store, helpdesk: str, writer: Writer, mapped: list[Map
         if not m.missing:
             continue
         spec = spec_for(m)
-        if helpdesk == "zendesk" and spec.object == "ticket" and spec.key.isdigit():
-            out.append(Created(m, None, f"{m.name}: Zendesk assigns ticket field ids; name the field by a title"
-                                        " instead and it will be created with that title"))
-            continue
         try:
             created = writer.create_field(spec)
         except FieldNotCreatable as exc:

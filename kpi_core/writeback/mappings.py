@@ -1,11 +1,11 @@
 """The write-back vocabulary: which objects each helpdesk has, which metrics fit which object, note rules.
 
 A mapping (`[[writeback.mappings]]`) sends one per-record metric into one custom field:
-- contact metrics go on the contact itself: a Zendesk or Freshdesk ticket, an Intercom
-  conversation;
-- requester metrics on the customer: a Zendesk user, an Intercom or Freshdesk contact;
-- organization metrics on the company: a Zendesk organization, an Intercom or Freshdesk company.
-The metrics themselves are defined in `metrics.py`.
+- contact metrics go on the contact itself (e.g. a ticket or a conversation);
+- requester metrics on the customer (a user or contact);
+- organization metrics on the company (an organization or company).
+Which object of a helpdesk is which is that connector's `WriteFacts` (its plugin). The
+metrics themselves are defined in `metrics.py`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from connectors import registry
 from connectors.base import FieldDef
-
-
-class Level(StrEnum):
-    CONTACT = "contact"
-    REQUESTER = "requester"
-    ORGANIZATION = "organization"
+from connectors.plugin import WriteFacts
+from connectors.plugin import WriteLevel as Level
 
 
 class Kind(StrEnum):
@@ -75,17 +72,25 @@ METRICS: Final[dict[str, Metric]] = {m.name: m for m in (
        " created in the last 90 days, in minutes"),
 )}
 
-# helpdesk -> object -> the level of metrics it takes.
-OBJECTS: Final[dict[str, dict[str, Level]]] = {
-    "zendesk": {"ticket": Level.CONTACT, "user": Level.REQUESTER, "organization": Level.ORGANIZATION},
-    "intercom": {"conversation": Level.CONTACT, "contact": Level.REQUESTER, "company": Level.ORGANIZATION},
-    "freshdesk": {"ticket": Level.CONTACT, "contact": Level.REQUESTER, "company": Level.ORGANIZATION},
-}
+def write_facts(helpdesk: str) -> WriteFacts:
+    """The write side of a registered helpdesk; ValueError when it has none."""
+    found = registry.plugins().get(helpdesk)
+    if found is None or found.write_facts is None:
+        raise ValueError(f"unknown helpdesk {helpdesk!r}; writable: {', '.join(registry.writable())}")
+    return found.write_facts
+
+
+def objects(helpdesk: str) -> dict[str, Level]:
+    """The helpdesk's writable objects and the level of metrics each takes."""
+    return dict(write_facts(helpdesk).objects)
 
 
 def contact_object(helpdesk: str) -> str:
     """The object a helpdesk calls a contact (notes go there)."""
-    return next(o for o, level in OBJECTS[helpdesk].items() if level is Level.CONTACT)
+    found = write_facts(helpdesk).object_for(Level.CONTACT)
+    if found is None:
+        raise ValueError(f"{helpdesk} has no contact object to write notes on")
+    return found
 
 
 @dataclass(frozen=True)
@@ -113,13 +118,13 @@ class FieldMissing(MappingError):
 
 def check_mapping(helpdesk: str, object: str, metric: str) -> None:
     """Raise ValueError when the object is not the helpdesk's or the metric does not fit it."""
-    objects = OBJECTS[helpdesk]
-    if object not in objects:
-        raise ValueError(f"object {object!r}: {helpdesk} objects are {', '.join(objects)}")
+    known = objects(helpdesk)
+    if object not in known:
+        raise ValueError(f"object {object!r}: {helpdesk} objects are {', '.join(known)}")
     found = METRICS.get(metric)
     if found is None:
         raise ValueError(f"metric {metric!r}: unknown; per-record metrics are {', '.join(METRICS)}")
-    level = objects[object]
+    level = known[object]
     if level not in found.levels:
         fitting = [n for n, m in METRICS.items() if level in m.levels]
         raise ValueError(f"metric {metric!r} is not a {level.value} metric; a {helpdesk} {object} takes"

@@ -13,7 +13,8 @@ A metric without a value clears a field only where write-back wrote before. So a
 brings our own writes back (they change `updated_at`) never causes another write, and a
 push right after a push sends nothing.
 
-Never planned: deleted records, closed Zendesk tickets (read-only there), and notes on
+Never planned: deleted records, closed contacts of helpdesks where they are read-only
+(`WriteFacts.closed_is_read_only`), and notes on
 contacts that are already resolved or closed (a note is for an agent who can still act).
 A note is planned once per (contact, rule): a note that was written, or that may have been
 written (its request failed in a way that leaves it unknown), is never planned again.
@@ -31,11 +32,9 @@ from kpi_core.settings import WritebackNote
 from kpi_core.store import Store
 from kpi_core.writeback import ledger
 from kpi_core.writeback.convert import decimal_string, same, to_field
-from kpi_core.writeback.mappings import OBJECTS, TEMPLATE_FIELDS, Level, Metric, contact_object
+from kpi_core.writeback.mappings import TEMPLATE_FIELDS, Level, Metric, contact_object, write_facts
 from kpi_core.writeback.metrics import ContactRecord, SourceMetrics
 
-# Helpdesks whose closed contacts refuse every update.
-CLOSED_READ_ONLY = frozenset({"zendesk"})
 OPEN_STATUSES = frozenset({"new", "open", "pending", "on_hold"})
 _TABLES = {Level.CONTACT: "contacts", Level.REQUESTER: "people", Level.ORGANIZATION: "organizations"}
 
@@ -108,13 +107,15 @@ def plan(store: Store, helpdesk: str, targets: list[Target], notes: list[Writeba
     out = Plan(helpdesk)
     entries = ledger.load(store, helpdesk)
     out.notes = _notes(helpdesk, notes, metrics, entries)
-    for object, level in OBJECTS[helpdesk].items():
+    facts = write_facts(helpdesk)
+    for object, level in facts.objects.items():
         object_targets = [t for t in targets if t.object == object]
         if not object_targets:
             continue
         synced = _synced(store, helpdesk, level)
-        external = _company_ids(store, helpdesk) if helpdesk == "intercom" and level is Level.ORGANIZATION else {}
-        for record_id, values in _records(helpdesk, level, metrics):
+        key_name = facts.external_keys.get(object)
+        external = _external_ids(store, helpdesk, level, key_name) if key_name else {}
+        for record_id, values in _records(level, metrics, facts.closed_is_read_only):
             changes = []
             for target in object_targets:
                 key = (object, record_id, ledger.FIELD, target.field.key)
@@ -130,11 +131,10 @@ def plan(store: Store, helpdesk: str, targets: list[Target], notes: list[Writeba
     return out
 
 
-def _records(helpdesk: str, level: Level, metrics: SourceMetrics) -> Iterable[tuple[str, Mapping[str, Any]]]:
+def _records(level: Level, metrics: SourceMetrics, closed_is_read_only: bool) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """Records that may be written at this level, the most recent contacts first."""
     if level is Level.CONTACT:
-        writable = [c for c in metrics.contacts.values()
-                    if not (helpdesk in CLOSED_READ_ONLY and c.status == "closed")]
+        writable = [c for c in metrics.contacts.values() if not (closed_is_read_only and c.status == "closed")]
         for contact in sorted(writable, key=lambda c: (c.created_at, c.id), reverse=True):
             yield contact.id, contact.metrics
     elif level is Level.REQUESTER:
@@ -226,8 +226,8 @@ def _synced(store: Store, helpdesk: str, level: Level) -> dict[str, dict[str, An
     return out
 
 
-def _company_ids(store: Store, helpdesk: str) -> dict[str, str]:
-    """Intercom writes companies by their `company_id`, kept in the stored payload."""
-    rows = store.db.execute("SELECT source_id, json_extract(raw, '$.company_id') FROM organizations WHERE source = ?",
-                            [helpdesk]).fetchall()
-    return {record_id: str(company_id) for record_id, company_id in rows if company_id is not None}
+def _external_ids(store: Store, helpdesk: str, level: Level, key_name: str) -> dict[str, str]:
+    """Record id -> the other key the API addresses the record by (e.g. a company's `company_id`), from the stored payload."""
+    rows = store.db.execute(f"SELECT source_id, json_extract(raw, ?) FROM [{_TABLES[level]}] WHERE source = ?",
+                            [f"$.{key_name}", helpdesk]).fetchall()
+    return {record_id: str(key) for record_id, key in rows if key is not None}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connectors import registry
 from connectors.registry import build_writer
 from connectors.base import SyncError, Writer
 from kpi_core.kpis.context import Context
@@ -93,11 +94,10 @@ class Report:
 
 
 def helpdesks(settings: Settings) -> list[str]:
-    """Helpdesks with mappings or notes, in a fixed order (zendesk, intercom, freshdesk)."""
+    """Helpdesks with mappings or notes, in registry order (every one named is kept: settings checked it is writable)."""
     wb = settings.writeback
     named = {m.helpdesk for m in wb.mappings} | {n.helpdesk for n in wb.notes}
-    order = ["zendesk", "intercom", "freshdesk"]
-    return [h for h in order if h in named]
+    return [h for h in registry.names() if h in named] + sorted(named - set(registry.names()))
 
 
 def push(store: Store, settings: Settings, *, sources: Sequence[str] | None = None, dry_run: bool = False,

@@ -1,0 +1,341 @@
+"""Intercom payloads as normalized rows: pure functions, no HTTP (API 2.14).
+
+Each function takes records as the API documents them and returns rows, raising
+`RecordError` (or a `KeyError`/`TypeError` of a payload of unexpected shape) for
+`connectors.records.keep` to quarantine the record. See the connector's docstring for the
+author roles, truncated parts and the facts taken from `statistics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import PersonalKeys, Privacy, scrub
+from connectors.records import epoch_time, is_number, opt_epoch_time, opt_id, record_id
+from kpi_core.model import (
+    Channel,
+    RecordError,
+    Role,
+    Status,
+    StatusEventKind,
+    SurveyKind,
+    is_positive_response,
+    primary_language,
+)
+
+SOURCE = "intercom"
+PARTS_CAP = 500
+
+# Never kept in `raw` (unless a [privacy] switch keeps its group): who someone is, what
+# anyone wrote, where they are exactly.
+PERSONAL = PersonalKeys(
+    names=frozenset({"name"}),
+    emails=frozenset({"email", "email_domain"}),
+    phones=frozenset({"phone"}),
+    bodies=frozenset({"body", "subject", "title"}),
+    comments=frozenset({"remark", "rating_remark"}),
+    always=frozenset({"url", "attachments", "external_id", "avatar", "social_profiles", "city", "region", "notes",
+                      "job_title", "browser", "os", "utm_content", "utm_term", "utm_source", "utm_medium",
+                      "utm_campaign", "referrer"}),
+)
+PERSONAL_KEYS = PERSONAL.every()
+DEFAULT_PRIVACY = Privacy.choose(PERSONAL)
+
+CHANNELS: dict[str, Channel] = {
+    "conversation": Channel.CHAT, "chat": Channel.CHAT,
+    "whatsapp": Channel.MESSAGING, "sms": Channel.MESSAGING, "push": Channel.MESSAGING,
+    "phone_call": Channel.PHONE, "phone_switch": Channel.PHONE,
+    "twitter": Channel.SOCIAL, "facebook": Channel.SOCIAL, "instagram": Channel.SOCIAL,
+    "email": Channel.EMAIL,
+}
+STATES: dict[str, Status] = {"open": Status.OPEN, "snoozed": Status.PENDING, "closed": Status.CLOSED}
+MESSAGE_PARTS: dict[str, bool] = {"comment": True, "quick_reply": True, "note": False}  # part_type -> public
+REOPENING_PARTS = frozenset({"open", "assign_and_reopen"})
+CUSTOMER_AUTHORS = frozenset({"user", "lead", "contact"})
+AGENT_AUTHORS = frozenset({"admin", "team"})
+
+VENDOR_SECONDS = ("time_to_assignment", "time_to_admin_reply", "time_to_first_close", "time_to_last_close",
+                  "median_time_to_reply", "handling_time", "adjusted_handling_time")
+VENDOR_COUNTS = ("count_reopens", "count_assignments", "count_conversation_parts")
+VENDOR_TIMES = ("first_contact_reply_at", "first_admin_reply_at", "first_close_at", "last_close_at",
+                "last_admin_reply_at", "last_contact_reply_at")
+
+# Intercom gives English country names; the store keeps ISO 3166 alpha-2 codes where known.
+COUNTRY_CODES: dict[str, str] = {
+    "united states": "US", "united states of america": "US", "united kingdom": "GB", "germany": "DE",
+    "france": "FR", "spain": "ES", "portugal": "PT", "italy": "IT", "netherlands": "NL", "belgium": "BE",
+    "luxembourg": "LU", "switzerland": "CH", "austria": "AT", "ireland": "IE", "denmark": "DK", "sweden": "SE",
+    "norway": "NO", "finland": "FI", "iceland": "IS", "poland": "PL", "czechia": "CZ", "czech republic": "CZ",
+    "slovakia": "SK", "hungary": "HU", "romania": "RO", "bulgaria": "BG", "greece": "GR", "croatia": "HR",
+    "slovenia": "SI", "serbia": "RS", "ukraine": "UA", "russia": "RU", "turkey": "TR", "türkiye": "TR",
+    "israel": "IL", "united arab emirates": "AE", "saudi arabia": "SA", "egypt": "EG", "morocco": "MA",
+    "nigeria": "NG", "kenya": "KE", "south africa": "ZA", "india": "IN", "pakistan": "PK", "bangladesh": "BD",
+    "china": "CN", "hong kong": "HK", "taiwan": "TW", "japan": "JP", "south korea": "KR", "korea, republic of": "KR",
+    "singapore": "SG", "malaysia": "MY", "indonesia": "ID", "thailand": "TH", "vietnam": "VN", "philippines": "PH",
+    "australia": "AU", "new zealand": "NZ", "canada": "CA", "mexico": "MX", "brazil": "BR", "argentina": "AR",
+    "chile": "CL", "colombia": "CO", "peru": "PE", "uruguay": "UY", "estonia": "EE", "latvia": "LV",
+    "lithuania": "LT", "cyprus": "CY", "malta": "MT",
+}
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    """What a conversation row takes from its requester."""
+
+    locale: str | None
+    language: str
+    country: str | None
+    organization_id: str | None
+
+
+UNKNOWN_CONTACT = ContactFacts(None, primary_language(None), None, None)
+
+
+def admin_row(admin: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+    """An admin (a teammate) as a person: always an agent."""
+    return {"source": SOURCE, "source_id": record_id(admin["id"]), "role": Role.AGENT.value,
+            "raw": privacy.raw(admin), **privacy.person(admin.get("name"), admin.get("email"), admin.get("phone"))}
+
+
+def team_row(team: Mapping[str, Any]) -> dict[str, Any]:
+    return {"source": SOURCE, "source_id": record_id(team["id"]), "name": _opt_str(team.get("name")),
+            "raw": scrub(dict(team), PERSONAL_KEYS)}
+
+
+def person_row(contact: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+    """A contact (user or lead) as a person: always a customer."""
+    facts = contact_facts(contact)
+    return {
+        "source": SOURCE, "source_id": record_id(contact["id"]), "role": Role.CUSTOMER.value,
+        "locale": facts.locale, "language": facts.language, "country": facts.country,
+        "organization_id": facts.organization_id,
+        "custom": _dict_or_empty(contact.get("custom_attributes"), "custom_attributes"),
+        "raw": privacy.raw(contact),
+        **privacy.person(contact.get("name"), contact.get("email"), contact.get("phone")),
+    }
+
+
+def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, Any]] | None,
+                         requester: ContactFacts, privacy: Privacy = DEFAULT_PRIVACY
+                         ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The normalized rows of one conversation: contact, messages, status events, rating."""
+    cid = record_id(conversation["id"])
+    stats = conversation.get("statistics")
+    stats = stats if isinstance(stats, dict) else {}
+    source = conversation["source"]
+    if not isinstance(source, dict):
+        raise RecordError("source should be an object")
+    ordered = sorted(parts or [], key=lambda p: (int(p["created_at"]), str(p.get("id"))))
+    complete = not _truncated(len(ordered), stats.get("count_conversation_parts"))
+    state = conversation["state"]
+    if state not in STATES:
+        raise RecordError(f"unknown state {state!r}")
+    row: dict[str, Any] = {
+        "source": SOURCE, "source_id": cid,
+        "channel": CHANNELS.get(str(source.get("type")), Channel.OTHER).value,
+        "status": STATES[state].value,
+        "priority": "high" if conversation.get("priority") == "priority" else "normal",
+        "created_at": epoch_time(conversation["created_at"], "created_at"),
+        "updated_at": epoch_time(conversation["updated_at"], "updated_at"),
+        "requester_id": first_contact_id(conversation),
+        "assignee_id": opt_id(conversation.get("admin_assignee_id")),
+        "group_id": opt_id(conversation.get("team_assignee_id")),
+        "organization_id": requester.organization_id,
+        "language": requester.language, "locale": requester.locale, "country": requester.country,
+        "ticket_type": _ticket_type(conversation.get("ticket")),
+        "tags": _tag_names(conversation.get("tags")),
+        "custom": _dict_or_empty(conversation.get("custom_attributes"), "custom_attributes"),
+        "is_outbound": source.get("delivered_as", "customer_initiated") != "customer_initiated",
+        "handle_seconds": _opt_number(stats.get("handling_time")),
+        "facts_from_events": complete,
+        "messages_truncated": not complete,
+        "vendor": _vendor(conversation, stats),
+        "raw": privacy.raw({k: v for k, v in conversation.items() if k != "conversation_parts"}),
+    }
+    if not complete:
+        row.update(_facts_from_statistics(conversation, stats))
+    yield "contacts", row
+    yield "messages", _source_message(cid, conversation, source, privacy)
+    for part in ordered:
+        public = MESSAGE_PARTS.get(str(part.get("part_type")))
+        if public is None:
+            continue
+        author = _obj(part, "author")
+        yield "messages", {"source": SOURCE, "source_id": record_id(part["id"]), "contact_id": cid,
+                           "author_id": opt_id(author.get("id")), "author_role": author_role(author).value,
+                           "public": public, "created_at": epoch_time(part["created_at"], "created_at"),
+                           "body": privacy.body(part.get("body"))}
+    if complete:
+        for kind, event in status_history(ordered):
+            yield "status_events", {"source": SOURCE, "source_id": record_id(event["id"]), "contact_id": cid,
+                                    "kind": kind.value, "at": epoch_time(event["created_at"], "created_at")}
+    rating = conversation.get("conversation_rating")
+    if isinstance(rating, dict) and rating.get("rating") is not None:
+        yield "survey_responses", _survey_row(cid, conversation, rating, privacy)
+
+
+def author_role(author: Mapping[str, Any]) -> Role:
+    """Who wrote a part (see the module docstring for the bot/Operator split)."""
+    if author.get("from_ai_agent") or author.get("is_ai_answer"):
+        return Role.BOT
+    kind = author.get("type")
+    if kind in CUSTOMER_AUTHORS:
+        return Role.CUSTOMER
+    if kind in AGENT_AUTHORS:
+        return Role.AGENT
+    return Role.SYSTEM
+
+
+def status_history(parts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[StatusEventKind, Mapping[str, Any]]]:
+    """Entries into and exits from `closed`, from the parts' types and the state they left."""
+    closed = False
+    for part in parts:
+        part_type, state = part.get("part_type"), part.get("state")
+        if not closed and (part_type == "close" or state == "closed"):
+            closed = True
+            yield StatusEventKind.RESOLVED, part
+        elif closed and (part_type in REOPENING_PARTS or state in ("open", "snoozed")):
+            closed = False
+            yield StatusEventKind.REOPENED, part
+
+
+def _truncated(returned: int, count: Any) -> bool:
+    if not isinstance(count, int) or isinstance(count, bool):
+        return False
+    # Whether the count includes the source is not documented: allow one extra, except at the cap.
+    return count > returned + 1 or (returned >= PARTS_CAP and count > returned)
+
+
+def _facts_from_statistics(conversation: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    first_reply = opt_epoch_time(stats.get("first_admin_reply_at"), "statistics.first_admin_reply_at")
+    first_close = opt_epoch_time(stats.get("first_close_at"), "statistics.first_close_at")
+    bot = bool(conversation.get("ai_agent_participated"))
+    reopens = stats.get("count_reopens")
+    return {
+        "first_customer_message_at": opt_epoch_time(stats.get("first_contact_reply_at"), "statistics.first_contact_reply_at"),
+        "first_agent_reply_at": first_reply,
+        "first_resolved_at": first_close,
+        "last_resolved_at": opt_epoch_time(stats.get("last_close_at"), "statistics.last_close_at"),
+        "reopens": reopens if isinstance(reopens, int) and not isinstance(reopens, bool) else None,
+        "agent_replies": None,  # only the last 500 parts are visible: a count would be a guess
+        "customer_messages": None,
+        "has_bot_message": bot,
+        "is_bot_only": bool(first_close and not first_reply and bot),
+        "last_activity_at": epoch_time(conversation["updated_at"], "updated_at"),
+    }
+
+
+def _source_message(cid: str, conversation: Mapping[str, Any], source: Mapping[str, Any],
+                    privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+    author = _obj(source, "author")
+    return {"source": SOURCE, "source_id": f"{cid}:source", "contact_id": cid,
+            "author_id": opt_id(author.get("id")), "author_role": author_role(author).value,
+            "public": True, "created_at": epoch_time(conversation["created_at"], "created_at"), "body": privacy.body(source.get("body"))}
+
+
+def _survey_row(cid: str, conversation: Mapping[str, Any], rating: Mapping[str, Any],
+                privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+    score = rating["rating"]
+    if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+        raise RecordError("conversation_rating.rating should be a whole number 1..5")
+    answered = rating.get("updated_at") or rating.get("created_at")
+    contact = _obj(rating, "contact")
+    teammate = _obj(rating, "teammate")
+    return {
+        "source": SOURCE, "source_id": cid, "kind": SurveyKind.CSAT.value, "score": float(score), "scale": "1-5",
+        "is_positive": is_positive_response(SurveyKind.CSAT, score, "1-5"),
+        "created_at": epoch_time(answered, "conversation_rating.created_at"), "contact_id": cid,
+        "requester_id": opt_id(contact.get("id")) or first_contact_id(conversation),
+        "agent_id": opt_id(teammate.get("id")) or opt_id(conversation.get("admin_assignee_id")),
+        "comment": privacy.comment(rating.get("remark")), "raw": privacy.raw(dict(rating)),
+    }
+
+
+def _vendor(conversation: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    vendor: dict[str, Any] = {k: stats[k] for k in VENDOR_SECONDS + VENDOR_COUNTS if is_number(stats.get(k))}
+    vendor.update({k: opt_epoch_time(stats[k], f"statistics.{k}") for k in VENDOR_TIMES if is_number(stats.get(k))})
+    ai_agent = conversation.get("ai_agent")
+    if isinstance(ai_agent, dict):
+        vendor["ai_agent_resolution_state"] = ai_agent.get("resolution_state")
+    vendor["ai_agent_participated"] = bool(conversation.get("ai_agent_participated"))
+    return vendor
+
+
+def deleted_row(item: Mapping[str, Any]) -> dict[str, Any]:
+    source = _obj(item, "source")
+    return {"source": SOURCE, "source_id": record_id(item["id"]), "status": Status.DELETED.value,
+            "channel": CHANNELS.get(str(source.get("type")), Channel.OTHER).value,
+            "created_at": epoch_time(item["created_at"], "created_at"), "updated_at": epoch_time(item["updated_at"], "updated_at")}
+
+
+def organization_row(company: Mapping[str, Any]) -> dict[str, Any]:
+    custom = _dict_or_empty(company.get("custom_attributes"), "custom_attributes")
+    country = custom.get("country")
+    return {"source": SOURCE, "source_id": record_id(company["id"]), "name": _opt_str(company.get("name")),
+            "country": _country(country) if isinstance(country, str) else None,
+            "tags": _tag_names(company.get("tags")), "custom": custom, "raw": scrub(dict(company), PERSONAL_KEYS)}
+
+
+def contact_facts(contact: Mapping[str, Any]) -> ContactFacts:
+    locale = _opt_str(contact.get("language_override")) or _opt_str(contact.get("browser_language"))
+    location = _obj(contact, "location")
+    country = location.get("country")
+    companies = _obj(contact, "companies")
+    data = companies.get("data") if isinstance(companies.get("data"), list) else []
+    first = data[0] if data and isinstance(data[0], dict) else {}
+    return ContactFacts(locale, primary_language(locale), _country(country) if isinstance(country, str) else None,
+                        opt_id(first.get("id")))
+
+
+def _country(value: str) -> str | None:
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) == 2 and text.isalpha():
+        return text.upper()
+    return COUNTRY_CODES.get(text.lower(), text)
+
+
+# --- payload helpers -----------------------------------------------------------------------
+
+
+def _obj(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`mapping[key]` when it is an object, else an empty one (optional sub-objects)."""
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _opt_number(value: Any) -> float | None:
+    return float(value) if is_number(value) else None
+
+
+def first_contact_id(conversation: Mapping[str, Any]) -> str | None:
+    contacts = conversation.get("contacts")
+    listed = contacts.get("contacts") if isinstance(contacts, dict) else None
+    if isinstance(listed, list) and listed and isinstance(listed[0], dict):
+        return opt_id(listed[0].get("id"))
+    return None
+
+
+def _tag_names(tags: Any) -> list[str]:
+    listed = tags.get("tags") if isinstance(tags, dict) else None
+    return [t["name"] for t in listed or [] if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+
+def _ticket_type(ticket: Any) -> str | None:
+    kind = ticket.get("ticket_type") if isinstance(ticket, dict) else None
+    return _opt_str(kind.get("name")) if isinstance(kind, dict) else None
+
+
+def _dict_or_empty(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"{key} should be an object, got {type(value).__name__}")
+    return value

@@ -1,0 +1,294 @@
+"""Zendesk payloads as normalized rows: pure functions, no HTTP (reference §1, catalogue §1).
+
+Each `*_row` takes one record as the API documents it and returns the row of its table,
+raising `RecordError` (or a `KeyError`/`TypeError` of a payload of unexpected shape) for
+`connectors.records.keep` to quarantine the record. Field readers name the field, never
+echo its value (see `connectors.records`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connectors.base import PersonalKeys, Privacy, scrub
+from connectors.records import Row, epoch_of, flag, iso_time, opt_id, opt_str, record_id
+from kpi_core.model import Channel, RecordError, is_positive_response, iso_utc, primary_language
+
+SOURCE = "zendesk"
+
+# Keys whose values are personal (names, addresses, phone numbers, free text), by the
+# [privacy] switch that may keep them; removed from every payload kept as `raw` otherwise.
+PERSONAL = PersonalKeys(
+    names=frozenset({"name", "alias"}),
+    emails=frozenset({"email", "recipient"}),
+    phones=frozenset({"phone", "shared_phone_number"}),
+    bodies=frozenset({"subject", "raw_subject", "description", "body", "html_body", "plain_body"}),
+    comments=frozenset({"comment"}),
+    # `from`/`to` (via.source) mix names, addresses, phone numbers and social handles.
+    always=frozenset({"signature", "details", "notes", "photo", "remote_photo_url", "external_id", "identities",
+                      "from", "to", "address", "domain_names"}),
+)
+PERSONAL_KEYS = PERSONAL.every()
+DEFAULT_PRIVACY = Privacy.choose(PERSONAL)
+
+# A ticket's raw also leaves out its metric_set (kept in `vendor`) and `fields` (a copy of custom_fields).
+TICKET_EXTRA_DROP = frozenset({"metric_set", "fields"})
+TICKET_RAW_DROP = PERSONAL_KEYS | TICKET_EXTRA_DROP
+
+CHANNELS: dict[str, Channel] = {
+    "email": Channel.EMAIL, "web": Channel.WEB_FORM, "help_center": Channel.WEB_FORM, "api": Channel.API,
+    "chat": Channel.CHAT, "native_messaging": Channel.MESSAGING, "whatsapp": Channel.MESSAGING,
+    "line": Channel.MESSAGING, "wechat": Channel.MESSAGING, "sms": Channel.MESSAGING,
+    "mobile_sdk": Channel.MESSAGING, "voice": Channel.PHONE, "twitter": Channel.SOCIAL,
+    "facebook": Channel.SOCIAL, "instagram_dm": Channel.SOCIAL,
+}
+STATUSES = {"new": "new", "open": "open", "pending": "pending", "hold": "on_hold", "solved": "resolved",
+            "closed": "closed", "deleted": "deleted"}
+RESOLVED = frozenset({"solved", "closed"})
+PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
+ROLES = {"end-user": "customer", "agent": "agent", "admin": "agent"}
+SYSTEM_VIA = frozenset({"rule"})
+BOT_VIA = frozenset({"answer_bot"})
+COUNTRY_FIELD = "country"  # the user/organization field holding an ISO country code
+METRICS = ("reply_time_in_minutes", "first_resolution_time_in_minutes", "full_resolution_time_in_minutes",
+           "agent_wait_time_in_minutes", "requester_wait_time_in_minutes", "on_hold_time_in_minutes")
+
+
+def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[Any, Any], start_iso: str,
+                drop: frozenset[str] = TICKET_RAW_DROP) -> Row:
+    """A ticket as a contact; keys the payload lacks (a deleted ticket's) are left out, so stored values stay."""
+    created_at = iso_time(t["created_at"], "created_at")
+    status = STATUSES.get(t.get("status"))  # type: ignore[arg-type]
+    if status is None:
+        raise RecordError(f"unknown status {t.get('status')!r}")
+    row: Row = {
+        "source": SOURCE, "source_id": record_id(t["id"]), "channel": _channel(t.get("via")), "status": status,
+        "created_at": created_at, "updated_at": iso_time(t.get("updated_at"), "updated_at"), "tags": _tags(t),
+        "custom": _custom_fields(t.get("custom_fields")), "raw": _compact(t, drop),
+    }
+    if status == "deleted":
+        return row
+    requester = users.get(t.get("requester_id"))
+    submitter = users.get(t.get("submitter_id"))
+    org = orgs.get(t.get("organization_id"))
+    priority = t.get("priority")
+    row.update({
+        "priority": priority if priority in PRIORITIES else None, "ticket_type": opt_str(t.get("type"), "type"),
+        "requester_id": opt_id(t.get("requester_id")), "assignee_id": opt_id(t.get("assignee_id")),
+        "group_id": opt_id(t.get("group_id")), "organization_id": opt_id(t.get("organization_id")),
+        "brand_id": opt_id(t.get("brand_id")), "vendor": _vendor(t),
+    })
+    if requester is not None:
+        locale = opt_str(requester.get("locale"), "locale")
+        row.update(locale=locale, language=primary_language(locale),
+                   country=_country(requester.get("user_fields")) or _country((org or {}).get("organization_fields")))
+    if submitter is not None:
+        row["is_outbound"] = submitter.get("role") in ("agent", "admin") and t.get("submitter_id") != t.get("requester_id")
+    from_events = created_at >= start_iso  # ISO UTC text sorts as time does
+    row["facts_from_events"] = from_events
+    if not from_events:
+        row.update(_vendor_facts(created_at, t.get("metric_set")))
+    return row
+
+
+def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Iterator[tuple[str, Row]]:
+    """The messages and resolution events of one ticket event (an audit and its children)."""
+    contact_id = record_id(event["ticket_id"])
+    at = iso_time(event.get("created_at") or event["timestamp"], "created_at")
+    for child in event.get("child_events") or ():
+        kind = child.get("event_type")
+        if kind == "Comment":
+            yield "messages", {
+                "source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
+                "author_id": opt_id(child.get("author_id")), "author_role": _author_role(child.get("via")),
+                "public": flag(child["public"], "public"), "created_at": iso_time(child.get("created_at") or at, "created_at"),
+                "body": privacy.body(child.get("plain_body", child.get("body"))),
+            }
+        elif kind in ("Create", "Change") and child.get("field_name", "status") == "status" and "status" in child:
+            transition = _transition(child.get("previous_value"), child["status"])
+            if transition:
+                yield "status_events", {"source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
+                                        "kind": transition, "at": at}
+
+
+def person_row(u: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Row:
+    role = ROLES.get(u.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise RecordError(f"unknown role {u.get('role')!r}")
+    locale = opt_str(u.get("locale"), "locale")
+    fields = u.get("user_fields") or {}
+    if not isinstance(fields, dict):
+        raise RecordError("user_fields is not an object")
+    return {
+        "source": SOURCE, "source_id": record_id(u["id"]), "role": role, "locale": locale,
+        "language": primary_language(locale), "country": _country(fields),
+        "organization_id": opt_id(u.get("organization_id")),
+        "time_zone": opt_str(u.get("iana_time_zone") or u.get("time_zone"), "time_zone"), "tags": _tags(u),
+        "custom": fields, "raw": _compact(u, privacy.drop),
+        **privacy.person(u.get("name"), u.get("email"), u.get("phone")),
+    }
+
+
+def person_role_row(u: Mapping[str, Any]) -> Row:
+    """Just who a sideloaded user is: enough for the store to tell their comments' role.
+
+    The users stream, read before the tickets, brings the full row; this covers a user
+    created since, whose ticket's comments would otherwise wait a whole sync for a role.
+    """
+    role = ROLES.get(u.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise RecordError(f"unknown role {u.get('role')!r}")
+    return {"source": SOURCE, "source_id": record_id(u["id"]), "role": role}
+
+
+def group_row(g: Mapping[str, Any]) -> Row:
+    return {"source": SOURCE, "source_id": record_id(g["id"]), "name": opt_str(g.get("name"), "name"),
+            "raw": scrub(g, PERSONAL_KEYS)}
+
+
+def organization_row(o: Mapping[str, Any]) -> Row:
+    fields = o.get("organization_fields") or {}
+    if not isinstance(fields, dict):
+        raise RecordError("organization_fields is not an object")
+    return {"source": SOURCE, "source_id": record_id(o["id"]), "name": opt_str(o.get("name"), "name"),
+            "country": _country(fields), "tags": _tags(o), "custom": fields, "raw": scrub(o, PERSONAL_KEYS)}
+
+
+def legacy_rating_row(r: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Row | None:
+    """A legacy rating (good 1 / bad 0), dated when answered; offers without answer are no response."""
+    score = r.get("score")
+    if score not in ("good", "bad"):
+        return None
+    value = 1.0 if score == "good" else 0.0
+    return {
+        "source": SOURCE, "source_id": record_id(r["id"]), "kind": "csat", "score": value, "scale": "good_bad",
+        "is_positive": is_positive_response("csat", value, "good_bad"), "created_at": iso_time(r["updated_at"], "updated_at"),
+        "contact_id": opt_id(r.get("ticket_id")), "requester_id": opt_id(r.get("requester_id")),
+        "agent_id": opt_id(r.get("assignee_id")), "question": "satisfaction_rating",
+        "comment": privacy.comment(r.get("comment")), "raw": privacy.raw(r),
+    }
+
+
+def survey_response_row(resp: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Row | None:
+    """A new-CSAT response: its customer-satisfaction rating on the question's own scale."""
+    created_at = iso_time(resp["created_at"], "created_at")
+    answer = next((a for a in resp.get("answers") or () if a.get("type") == "rating_scale"
+                   and (a.get("question") or {}).get("sub_type") == "customer_satisfaction"), None)
+    if answer is None or answer.get("rating") is None:
+        return None
+    score = float(answer["rating"])
+    scale = _question_scale(answer["question"])
+    ticket = next((s for s in resp.get("subjects") or () if s.get("type") == "ticket"), None)
+    remarks = [a.get("value") for a in resp.get("answers") or () if a.get("type") == "open_ended"]
+    kept = {k: v for k, v in resp.items() if k != "answers"}
+    # Open-ended answers are the customer's own words: kept only with store_survey_comments.
+    kept["answers"] = resp.get("answers") if privacy.comments else [answer]
+    return {
+        "source": SOURCE, "source_id": record_id(resp["id"]), "kind": "csat", "score": score, "scale": scale,
+        "is_positive": is_positive_response("csat", score, scale), "created_at": created_at,
+        "contact_id": opt_id(ticket.get("id")) if ticket else None,
+        "requester_id": opt_id(resp.get("responder_id")), "question": "customer_satisfaction",
+        "comment": privacy.comment(next((r for r in remarks if isinstance(r, str) and r), None)),
+        "raw": privacy.raw(kept),
+    }
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _tags(record: Mapping[str, Any]) -> list[str]:
+    tags = record.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RecordError("tags is not a list of strings")
+    return tags
+
+
+def _custom_fields(fields: Any) -> dict[str, Any]:
+    if fields is None:
+        return {}
+    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
+        raise RecordError("custom_fields is not a list of {id, value}")
+    return {record_id(f["id"]): f.get("value") for f in fields}
+
+
+def _channel(via: Any) -> str:
+    channel = via.get("channel") if isinstance(via, dict) else None
+    return CHANNELS.get(channel, Channel.OTHER).value  # type: ignore[arg-type]
+
+
+def _author_role(via: Any) -> str | None:
+    """`system` for triggers/automations, `bot` for the AI agent, else None (people decide)."""
+    channel = via.get("channel") if isinstance(via, dict) else via
+    if channel in SYSTEM_VIA:
+        return "system"
+    if channel in BOT_VIA:
+        return "bot"
+    return None
+
+
+def _transition(previous: Any, status: Any) -> str | None:
+    if status in RESOLVED and previous not in RESOLVED:
+        return "resolved"
+    if previous in RESOLVED and status not in RESOLVED and status != "deleted":
+        return "reopened"
+    return None
+
+
+def _country(fields: Any) -> str | None:
+    value = fields.get(COUNTRY_FIELD) if isinstance(fields, dict) else None
+    if isinstance(value, str) and len(value) == 2 and value.isalpha():
+        return value.upper()
+    return None
+
+
+def _question_scale(question: Mapping[str, Any]) -> str:
+    values = [o.get("value") for o in question.get("options") or () if isinstance(o.get("value"), int)]
+    return f"{min(values)}-{max(values)}" if values else "1-5"
+
+
+def _vendor(t: Mapping[str, Any]) -> dict[str, Any]:
+    """The ticket's own metric_set figures (minutes; `_bh` = business hours), for comparison."""
+    metric = t.get("metric_set")
+    if not isinstance(metric, dict):
+        return {}
+    out: dict[str, Any] = {"reopens": metric.get("reopens"), "replies": metric.get("replies"),
+                           "solved_at": metric.get("solved_at")}
+    for key in METRICS:
+        value = metric.get(key)
+        if isinstance(value, dict):
+            name = key.removesuffix("_in_minutes") + "_minutes"
+            out[name], out[name + "_bh"] = value.get("calendar"), value.get("business")
+    return out
+
+
+def _vendor_facts(created_at: str, metric: Any) -> Row:
+    """Reply and resolution facts from the metric_set, for tickets whose events are not read."""
+    if not isinstance(metric, dict):
+        return {}
+    created = epoch_of(created_at)
+
+    def after(key: str) -> str | None:
+        minutes = (metric.get(key) or {}).get("calendar")
+        return iso_utc(created + 60 * minutes) if isinstance(minutes, int) else None
+
+    return {"first_agent_reply_at": after("reply_time_in_minutes"),
+            "first_resolved_at": after("first_resolution_time_in_minutes"),
+            "last_resolved_at": after("full_resolution_time_in_minutes"),
+            "reopens": metric.get("reopens"), "agent_replies": metric.get("replies")}
+
+
+def _compact(payload: Mapping[str, Any], drop: frozenset[str]) -> dict[str, Any]:
+    """`scrub(payload, drop)` without its empty top-level fields (a third of a ticket's bytes; absent reads as empty).
+
+    One pass instead of scrubbing, then filtering a copy: this runs on every ticket and user.
+    """
+    kept: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key in drop or value is None or value == "":
+            continue
+        if type(value) in (dict, list):
+            if not value or not (value := scrub(value, drop)):
+                continue
+        kept[key] = value
+    return kept
