@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import build_connector
 from connectors.base import Connector
+from connectors.http import ClientOwner
+from connectors.registry import build_connector, plugin
 from connectors.sandbox import fake_class
 from connectors.sandbox.server import FakeApi
 from connectors.sandbox.world import SOURCE_WEIGHTS, World
-from kpi_core.settings import ConnectorsSettings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_source
 
@@ -68,8 +68,8 @@ def zendesk_volumes(fake: Any) -> dict[str, tuple[str, int, int]]:
 
 
 # Matched in this order against the URL with its query: the ticket export's `include=` names other streams.
-ZENDESK_PATHS = {"tickets/cursor": "tickets", "users/cursor": "users", "groups": "groups", "organizations": "organizations",
-                 "ticket_events": "ticket_events", "satisfaction_ratings": "csat",
+ZENDESK_PATHS = {"tickets/cursor": "tickets", "users/cursor": "users", "groups": "groups",
+                 "organizations": "organizations", "ticket_events": "ticket_events", "satisfaction_ratings": "csat",
                  "survey_responses": "csat"}
 
 def _live(fake: Any) -> list[Any]:
@@ -148,7 +148,7 @@ def serve(source: str, tickets: int, seed: int) -> None:
 
 def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
     """One full sync; prints wall/HTTP times, peak RSS and calls by stream as JSON."""
-    section = ConnectorsSettings(**{source: settings}).enabled()[source]
+    section = plugin(source).settings.model_validate(settings)  # as [connectors.SOURCE] is validated
     connector = build_connector(source, section)
     timing = _instrument(connector, SOURCES[source].stream_of_path)
     store = open_store(store_path)
@@ -169,7 +169,8 @@ def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
 
 def _instrument(connector: Connector, stream_of_path: Callable[[str], str]) -> dict[str, Any]:
     """Time spent inside the HTTP client (wall and CPU; and on the wire), and calls by stream."""
-    client = getattr(connector, "client", None) or getattr(connector, "http")
+    assert isinstance(connector, ClientOwner), f"{connector.name}: no HTTP client to instrument"
+    client = connector.client
     timing: dict[str, Any] = {"http": 0.0, "http_cpu": 0.0, "network": 0.0, "store_cpu": 0.0, "calls": Counter()}
     request, send = client.request, client.session.request
 
@@ -242,7 +243,8 @@ def report(source: str, stats: dict[str, Any]) -> str:
         f"{source}: {tickets:,} tickets ({stats['stored']['messages']:,} messages,"
         f" {stats['stored']['people']:,} people) -> {'ok' if stats['ok'] else 'FAILED: ' + str(stats['error'])}",
         f"  wall {stats['wall_s']:.1f} s = local (normalize + store) {local:.1f} s"
-        f" + inside the HTTP client {stats['http_s']:.1f} s (of which waiting on the server {stats['network_s']:.1f} s)",
+        f" + inside the HTTP client {stats['http_s']:.1f} s"
+        f" (of which waiting on the server {stats['network_s']:.1f} s)",
         f"  CPU of the syncing process {stats['cpu_s']:.1f} s = normalize {local_cpu - store_cpu:.1f} s"
         f" + store {store_cpu:.1f} s + HTTP client (JSON decoding, requests) {stats['http_cpu_s']:.1f} s",
         f"  local processing: {tickets / local_cpu:,.0f} tickets/s by CPU time ({tickets / local:,.0f} by wall"

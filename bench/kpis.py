@@ -27,11 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.freshdesk.normalize import FRESHDESK_SCALE  # noqa: E402
-from kpi_core.kpis.api import compute  # noqa: E402
-from kpi_core.model import is_positive_response  # noqa: E402
-from kpi_core.settings import KpiSettings  # noqa: E402
-from kpi_core.store import open_store  # noqa: E402
+from connectors.freshdesk.normalize import FRESHDESK_SCALE
+from kpi_core.kpis.api import compute
+from kpi_core.model import is_positive_response
+from kpi_core.settings import KpiSettings
+from kpi_core.store import open_store
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 YEAR_START = date(2025, 1, 1)
@@ -49,7 +49,9 @@ BATCH = 50_000
 
 def _positive(kind: str, score: float, scale: str) -> bool | None:
     """What a connector stores: the catalogue's rule, or its own coded scale's."""
-    return FRESHDESK_SCALE.is_positive(score) if scale == FRESHDESK_SCALE.name else is_positive_response(kind, score, scale)
+    if scale == FRESHDESK_SCALE.name:
+        return FRESHDESK_SCALE.is_positive(score)
+    return is_positive_response(kind, score, scale)
 
 
 def iso(epoch: float) -> str:
@@ -105,7 +107,8 @@ def generate(path: Path, contacts: int, seed: int) -> dict[str, Any]:
             None if outbound else created)
         bot_only = ch in LIVE and not outbound and rng.random() < 0.08
         replied = not bot_only and rng.random() < 0.94 and (first_customer is not None or outbound)
-        reply = (first_customer or created) + max(5, rng.lognormvariate(0, 0.9) * REPLY_SECONDS[ch]) if replied else None
+        reply = ((first_customer or created) + max(5, rng.lognormvariate(0, 0.9) * REPLY_SECONDS[ch])
+                 if replied else None)
         replies = (1 + rng.choices([0, 1, 2, 3], weights=[55, 25, 12, 8])[0]) if replied else 0
         resolved = bot_only or (replied and rng.random() < 0.88)
         first_res = ((reply or created) + rng.randint(60, 3 * 86400)) if resolved else None
@@ -167,7 +170,8 @@ def _flush(conn: Any, rows: list[Any], msgs: list[Any], events: list[Any], surve
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.executemany("INSERT INTO messages (source, source_id, contact_id, author_role, public, created_at)"
                      " VALUES (?, ?, ?, ?, ?, ?)", msgs)
-    conn.executemany("INSERT INTO status_events (source, source_id, contact_id, kind, at) VALUES (?, ?, ?, ?, ?)", events)
+    conn.executemany("INSERT INTO status_events (source, source_id, contact_id, kind, at)"
+                     " VALUES (?, ?, ?, ?, ?)", events)
     conn.executemany("INSERT INTO survey_responses (source, source_id, kind, score, scale, created_at, contact_id,"
                      " requester_id, is_positive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", surveys)
     for name, batch in (("contacts", rows), ("messages", msgs), ("status_events", events),
@@ -252,7 +256,7 @@ def naive_pandas(path: Path) -> dict[str, Any] | str:
         created = df.groupby(keys)
         created["frt"].agg(["mean", "median", lambda s: s.quantile(0.9, interpolation="higher"), "count"])
         created["requester_id"].agg(["count", "nunique"])
-        res_keys = ["res_month"] + keys[1:]
+        res_keys = ["res_month", *keys[1:]]
         resolved = df[df["first_resolved_at"].notna()].groupby(res_keys)
         resolved["res"].agg(["mean", "median"])
         resolved.apply(lambda g: ((g["agent_replies"] == 1) & (g["reopens"] == 0)).sum()

@@ -112,7 +112,7 @@ def compare(actual: Path, expected: Path, sandbox: Sandbox) -> list[str]:
         _, e = read_table(expected, table)
         parent = names.index("contact_id") if "contact_id" in names else None
 
-        def of_deleted(key: Key, row: tuple[Any, ...]) -> bool:
+        def of_deleted(key: Key, row: tuple[Any, ...], table: str = table, parent: int | None = parent) -> bool:
             if table == "contacts":
                 return key in deleted
             return parent is not None and (key[0], str(row[parent])) in deleted
@@ -124,14 +124,15 @@ def compare(actual: Path, expected: Path, sandbox: Sandbox) -> list[str]:
             assert row is not None
             if of_deleted(key, row):
                 if table == "contacts" and (row_a is None or row_a[names.index("status")] != "deleted"):
-                    findings.setdefault((key[0], "deleted in the helpdesk, not marked deleted in the store"), []).append(key[1])
+                    what = "deleted in the helpdesk, not marked deleted in the store"
+                    findings.setdefault((key[0], what), []).append(key[1])
                 continue
             if row_a is None:
                 findings.setdefault((key[0], "missing"), []).append(key[1])
             elif row_e is None:
                 findings.setdefault((key[0], "extra"), []).append(key[1])
             elif row_a != row_e:
-                columns = ",".join(n for n, x, y in zip(names, row_a, row_e) if x != y)
+                columns = ",".join(n for n, x, y in zip(names, row_a, row_e, strict=False) if x != y)
                 findings.setdefault((key[0], f"different in {columns}"), []).append(key[1])
         for (source, what), ids in sorted(findings.items()):
             out.append(f"{table}/{source}: {len(ids)} {what} (e.g. {', '.join(ids[:3])})")
@@ -261,11 +262,13 @@ def summarize(report: Report) -> str:
     lines = [
         f"soak: {report.duration_s:.0f}s, sync every {report.sync_every}, {report.tickets} tickets,"
         f" {report.changes_made} changes to the sandbox",
-        f"peak RSS: {warm.peak_rss_kb / 1024:.1f} MB after warm-up ({warm.at:.0f}s), {last.peak_rss_kb / 1024:.1f} MB at the end",
+        f"peak RSS: {warm.peak_rss_kb / 1024:.1f} MB after warm-up ({warm.at:.0f}s),"
+        f" {last.peak_rss_kb / 1024:.1f} MB at the end",
         f"RSS:      {warm.rss_kb / 1024:.1f} MB after warm-up, {last.rss_kb / 1024:.1f} MB at the end",
         f"open fds: {warm.fds} after warm-up, {last.fds} at the end (max {max(s.fds for s in samples)});"
         f" threads {warm.threads} -> {last.threads}",
-        f"sync lag after warm-up: median {sorted(lags)[len(lags) // 2] if lags else '-'}s, max {max(lags) if lags else '-'}s",
+        f"sync lag after warm-up: median {sorted(lags)[len(lags) // 2] if lags else '-'}s,"
+        f" max {max(lags) if lags else '-'}s",
         f"sync runs: {json.dumps(report.runs, sort_keys=True)}",
         f"SIGTERM: exit {report.stop_exit_code} after {report.stop_seconds}s",
         f"store equals the sandbox: {'yes' if report.store_equals_sandbox else 'NO:'}",
@@ -280,7 +283,8 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=1200, help="tickets across the three helpdesks")
     parser.add_argument("--sync-every", default="10s", help="[schedule] sync_every of the daemon")
     parser.add_argument("--changes", type=int, default=50,
-                        help="changes per minute across the helpdesks (below 60: the world's clock ticks once per change)")
+                        help="changes per minute across the helpdesks"
+                             " (below 60: the world's clock ticks once per change)")
     parser.add_argument("--sample", type=float, default=15.0, help="seconds between samples")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the full report (every sample) to this file")

@@ -19,9 +19,9 @@ from connectors.sandbox import Sandbox
 from kpi_core.settings import load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
-from kpi_core.writeback.push import push
 from kpi_core.writeback.demo import prepare_fields
 from kpi_core.writeback.fields import check, create_missing
+from kpi_core.writeback.push import push
 
 MAPPINGS = (
     ("zendesk", "ticket", "first_response_minutes", "kpi_frt"),

@@ -29,7 +29,6 @@ import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connectors.base import CallCounts as CallCounts  # defined with the contract; re-exported for old imports
 from connectors.base import (
     AuthError,
     FatalApiError,
@@ -38,6 +37,7 @@ from connectors.base import (
     RetryableApiError,
     SyncError,
 )
+from connectors.base import CallCounts as CallCounts  # defined with the contract; re-exported for old imports
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ class HttpClient:
         try:
             return retrying(self._send, method, path, params, json_body)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SyncError(f"{self.name}: {method} {self._path(path)}: cannot reach the server ({type(exc).__name__})") from None
+            raise SyncError(f"{self.name}: {method} {self._path(path)}: cannot reach the server"
+                            f" ({type(exc).__name__})") from None
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any) -> ApiResponse:
         self._respect_pause()
@@ -237,6 +238,23 @@ class HttpClient:
         return urlsplit(url).path
 
 
+class ClientOwner:
+    """What every connector and writer shares: it owns one HTTP client, counts its calls and closes it."""
+
+    client: HttpClient
+
+    @property
+    def api_calls(self) -> int:
+        return self.client.calls
+
+    @property
+    def call_counts(self) -> CallCounts:
+        return self.client.counts
+
+    def close(self) -> None:
+        self.client.close()
+
+
 # Told the seconds of each wait before it starts (a retry's backoff, a rate-limit pause), in
 # this thread: a sync stores the pages it holds first, so that nothing read waits unstored.
 _before_wait: ContextVar[Callable[[float], None] | None] = ContextVar("before_wait", default=None)
@@ -293,8 +311,9 @@ def _first_detail(details: Any) -> str | None:
         return None
     for items in details.values():
         for item in items if isinstance(items, list) else ():
-            if isinstance(item, dict) and isinstance(item.get("description"), str):
-                return item["description"]
+            description = item.get("description") if isinstance(item, dict) else None
+            if isinstance(description, str):
+                return description
     return None
 
 

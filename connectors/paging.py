@@ -48,7 +48,8 @@ class PageCapReached(SyncError):
 
 def _body(source: str, response: ApiResponse) -> Mapping[str, Any]:
     if not isinstance(response.data, dict):
-        raise MalformedResponse(f"{source}: GET {response.path}: expected a JSON object, got {type(response.data).__name__}")
+        raise MalformedResponse(
+            f"{source}: GET {response.path}: expected a JSON object, got {type(response.data).__name__}")
     return response.data
 
 

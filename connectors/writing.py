@@ -26,24 +26,15 @@ from connectors.base import (
     WriteRequest,
     WriteResult,
 )
-from connectors.http import ApiResponse, HttpClient
+from connectors.http import ApiResponse, ClientOwner, HttpClient
 
 log = logging.getLogger(__name__)
 
 NOTE_429_ATTEMPTS = 5
 
 
-class HttpWriter:
-    """The part every writer shares: it owns one HTTP client, counts its calls and closes it."""
-
-    client: HttpClient
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    def close(self) -> None:
-        self.client.close()
+class HttpWriter(ClientOwner):
+    """The part every writer shares: it owns one HTTP client, counts its calls and closes it (`ClientOwner`)."""
 
 
 def attempt(request: WriteRequest, send: Callable[[], Any]) -> WriteResult:

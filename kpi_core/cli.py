@@ -17,10 +17,30 @@ from typing import Any
 from connectors.sandbox import Sandbox, fake_names
 from kpi_core import cli_daemon, cli_kpis, cli_privacy, cli_report, cli_writeback, surveys
 from kpi_core import status as status_report
-from kpi_core.cli_common import (COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, AddParsers, UsageError, command, err,
-                                 helpdesk_names, out, settings_from, stop_on_signals, store_from)
+from kpi_core.cli_common import (
+    COMMANDS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AddParsers,
+    UsageError,
+    command,
+    err,
+    helpdesk_names,
+    out,
+    settings_from,
+    stop_on_signals,
+    store_from,
+)
 from kpi_core.logs import configure_logging
-from kpi_core.settings import ConfigProblem, Settings, config_path, load_settings, parse_duration, secret_in_file_readable_by_others
+from kpi_core.settings import (
+    ConfigProblem,
+    Settings,
+    config_path,
+    load_settings,
+    parse_duration,
+    secret_in_file_readable_by_others,
+)
 from kpi_core.store import Store, StoreError
 from kpi_core.sync import Progress, SourceResult, sync_all
 
@@ -80,7 +100,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     enabled = settings.enabled_connectors()
     if args.source and args.source not in enabled:
-        raise UsageError(f"--source {args.source}: not configured or not enabled (enabled: {', '.join(enabled) or 'none'})")
+        raise UsageError(f"--source {args.source}: not configured or not enabled"
+                         f" (enabled: {', '.join(enabled) or 'none'})")
     if not enabled:
         raise UsageError("no source is enabled in the configuration")
     progress = ProgressLine()

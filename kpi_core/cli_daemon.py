@@ -14,8 +14,8 @@ from kpi_core.lock import AlreadyRunning, StoreLock
 from kpi_core.logs import configure_logging
 from kpi_core.metrics import Metrics, MetricsUnavailable, metrics_from
 from kpi_core.scheduler import CycleResult, Daemon, kpi_compute_step
-from kpi_core.writeback.push import daemon_push_step
 from kpi_core.settings import ConfigProblem, Settings, config_path
+from kpi_core.writeback.push import daemon_push_step
 
 log = logging.getLogger(__name__)
 

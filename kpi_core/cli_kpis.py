@@ -74,7 +74,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
     with _engine(args) as (settings, store):
         found = diagnose(store, settings, since, until, args.period)
-    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else format_diagnostics(found).rstrip())
+    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json"
+        else format_diagnostics(found).rstrip())
     return EXIT_OK
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
+from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.periods import PeriodError
 from kpi_core.kpis.segments import SegmentError
-from kpi_core.kpis.catalogue import UnknownKpi
 
 
 @command("report")

@@ -7,10 +7,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.registry import build_writer, writable
 from connectors.base import SyncError, Writer
-from kpi_core.cli_common import (EXIT_FAILED, EXIT_OK, UsageError, command, err, helpdesk_names, out, settings_from,
-                                 stop_on_signals, store_from)
+from connectors.registry import build_writer, writable
+from kpi_core.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    command,
+    err,
+    helpdesk_names,
+    out,
+    settings_from,
+    stop_on_signals,
+    store_from,
+)
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 from kpi_core.writeback import fields
@@ -157,7 +167,7 @@ def _short(text: str, width: int = 60) -> str:
 
 def _table(rows: Sequence[tuple[str, ...]], indent: str = "") -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     lines.insert(1, indent + "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

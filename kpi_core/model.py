@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Final, Iterator, Mapping
+from typing import Any, Final
 
 import orjson
 
@@ -141,7 +142,8 @@ class RecordType:
 
 
 def _record_type(table: str, columns: dict[str, type], required: set[str]) -> RecordType:
-    return RecordType(table, {"source": str, "source_id": str, **columns}, frozenset({"source", "source_id", *required}))
+    return RecordType(table, {"source": str, "source_id": str, **columns},
+                      frozenset({"source", "source_id", *required}))
 
 
 CONTACT = _record_type(

@@ -221,7 +221,8 @@ _EXPIRED = "coalesce(last_activity_at, updated_at, created_at) < ?"
 
 def checkpoint(store: Store) -> bool:
     """Copy the WAL into the main file and truncate it; False when another connection kept it busy."""
-    busy, _, _ = store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    row: tuple[int, int, int] = store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    busy, _, _ = row
     return busy == 0
 
 

@@ -49,6 +49,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from kpi_core import status as health
 from kpi_core.daemon_state import DaemonState, JobState, state_path_for, write_state
+from kpi_core.kpis import api as kpi_api
 from kpi_core.logs import log_context
 from kpi_core.metrics import Metrics
 from kpi_core.model import RECORD_TYPES
@@ -56,8 +57,7 @@ from kpi_core.privacy import purge
 from kpi_core.settings import Settings
 from kpi_core.store import Store, open_store, store_at
 from kpi_core.sync import SourceResult, describe, sync_one
-from kpi_core.kpis import api as kpi_api
-from kpi_core.writeback.push import PushStep, daemon_push_step
+from kpi_core.writeback.push import PushStep
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
-
-import zoneinfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -59,7 +58,8 @@ class StoreSettings(Section):
 _HOURS_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SEGMENT_DIMENSIONS = ("source", "channel", "agent", "group", "language", "market", "priority", "tag")
-PERIOD_GRAINS = ("day", "week", "month", "quarter")
+PeriodGrain = Literal["day", "week", "month", "quarter"]
+PERIOD_GRAINS: tuple[PeriodGrain, ...] = ("day", "week", "month", "quarter")
 
 
 class MarketSettings(Section):
@@ -149,7 +149,7 @@ class KpiSettings(Section):
     fcr_window_days: int = Field(default=7, ge=1, le=90)
     targets: dict[str, Any] = Field(default_factory=dict)
     # What `compute` keeps up to date: period grains x segmentations over the last history_months.
-    periods: list[Literal["day", "week", "month", "quarter"]] = Field(default_factory=lambda: list(PERIOD_GRAINS))
+    periods: list[PeriodGrain] = Field(default_factory=lambda: list(PERIOD_GRAINS))
     segments: list[list[str]] = Field(default_factory=lambda: [[], ["channel"], ["source"], ["language"]])
     history_months: int = Field(default=13, ge=1, le=120)
     custom_segments: dict[str, str] = Field(default_factory=dict)  # segment name -> custom field key
@@ -345,14 +345,18 @@ class Settings(BaseSettings):
         for name, table in value.items():
             plugin = plugins.get(name)
             if plugin is None:
-                problems.append({"type": PydanticCustomError("unknown_connector", "unknown helpdesk; known: {known}",
-                                                             {"known": ", ".join(plugins)}), "loc": (name,), "input": name})
+                error = PydanticCustomError("unknown_connector", "unknown helpdesk; known: {known}",
+                                            {"known": ", ".join(plugins)})
+                problems.append({"type": error, "loc": (name,), "input": name})
                 continue
             try:
                 checked[name] = table if isinstance(table, plugin.settings) else plugin.settings.model_validate(table)
             except ValidationError as exc:
-                problems.extend({"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"],
-                                 **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors())  # type: ignore[misc]
+                for e in exc.errors():
+                    detail: InitErrorDetails = {"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"]}
+                    if "ctx" in e:
+                        detail["ctx"] = e["ctx"]
+                    problems.append(detail)
         if problems:
             raise CoreValidationError.from_exception_data("connectors", problems)
         return checked
@@ -401,7 +405,8 @@ def load_settings(path: str | Path) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigProblem(path, [(_key(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ConfigProblem(
+            path, [(_key(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
     if not settings.store.path.is_absolute():
         # A relative store path is relative to the config file, so cron and systemd agree.
         settings.store.path = (path.parent / settings.store.path).resolve()

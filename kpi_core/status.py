@@ -108,7 +108,7 @@ def _age(seconds: int | None) -> str:
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
 
@@ -144,7 +144,8 @@ def format_table(report: dict[str, Any]) -> str:
         seen = f"; last seen {daemon['last_seen_at']}" if daemon.get("last_seen_at") else ""
         lines.append(f"daemon: not running{seen}")
     if daemon["jobs"]:
-        job_rows: list[tuple[str, ...]] = [("job", "next run (UTC)", "last result", "last finished (UTC)", "failures in a row")]
+        job_rows: list[tuple[str, ...]] = [
+            ("job", "next run (UTC)", "last result", "last finished (UTC)", "failures in a row")]
         for job_id, job in daemon["jobs"].items():
             job_rows.append((job_id, _next(job, daemon["running"]), job["last_result"] or "-",
                              job["last_finished_at"] or "-", str(job["consecutive_failures"])))

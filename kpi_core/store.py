@@ -125,7 +125,8 @@ def m011_kpi_facts(db: Database) -> None:
     db.execute("CREATE INDEX kpi_facts_first_resolved ON kpi_facts (first_resolved_at)")
     db.execute("CREATE INDEX kpi_facts_last_resolved ON kpi_facts (last_resolved_at)")
     db.execute("CREATE INDEX kpi_facts_history ON kpi_facts (created_at) WHERE transitions IS NOT NULL")
-    db.execute("CREATE TABLE kpi_dirty_contacts (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id)) WITHOUT ROWID")
+    db.execute("CREATE TABLE kpi_dirty_contacts (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id))"
+               " WITHOUT ROWID")
     db.execute("CREATE TABLE kpi_dirty_days (day TEXT PRIMARY KEY) WITHOUT ROWID")
     # Not "INSERT OR IGNORE": an outer upsert's conflict rule overrides a trigger's OR IGNORE,
     # so a contact written twice would fail on the dirty table's key. WHERE NOT EXISTS does not.

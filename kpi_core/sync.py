@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from connectors.registry import build_connector
 from connectors.base import Connector, Page, SyncError
 from connectors.http import announcing_waits
+from connectors.registry import build_connector
 from kpi_core.collector import fewer_collections
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings

@@ -38,7 +38,8 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_bad_config_exits_2_naming_file_and_key_without_traceback(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[connectors.zendesk]\nsubdomain = "acme"\napi_token = "zd-token-never-printed"\nemial = "typo"\n')
+    config.write_text('[connectors.zendesk]\nsubdomain = "acme"\napi_token = "zd-token-never-printed"\n'
+                      'emial = "typo"\n')
     result = run_cli("check-config", "--config", str(config))
     assert result.returncode == 2
     assert f"{config}: connectors.zendesk.emial: Extra inputs are not permitted" in result.stderr

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def write_config(path: Path, sandbox: Sandbox, store: Path, *, every: str = "1s"
         lines.append(f"[connectors.{name}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in section.items()]
         lines.append("")
-    lines += ["[schedule]", f'sync_every = "{every}"', f'push_every = "{every}"', "", "[logging]", 'level = "info"', f'format = "{log_format}"', ""]
+    lines += ["[schedule]", f'sync_every = "{every}"', f'push_every = "{every}"', ""]
+    lines += ["[logging]", 'level = "info"', f'format = "{log_format}"', ""]
     # The daemon computes after every change; keep that to this month's overall values here.
     lines += ["[kpis]", 'periods = ["month"]', "segments = [[]]", "history_months = 1", ""]
     path.write_text("\n".join(lines) + extra)
@@ -134,7 +136,8 @@ def reference_snapshot(sandbox: Sandbox, tmp_path: Path, name: str = "reference"
 
 def assert_same_rows(actual: dict[str, list[Any]], expected: dict[str, list[Any]]) -> None:
     for table in RECORD_TYPES:
-        assert len(actual[table]) == len(expected[table]), f"{table}: {len(actual[table])} rows, expected {len(expected[table])}"
+        assert len(actual[table]) == len(expected[table]), \
+            f"{table}: {len(actual[table])} rows, expected {len(expected[table])}"
         assert actual[table] == expected[table], f"{table}: rows differ from a clean sync"
     assert sum(len(rows) for rows in expected.values()) > 0
 
@@ -218,8 +221,8 @@ def test_runs_cycles_follows_changes_refuses_a_second_instance_and_stops_on_sigt
         job = report["daemon"]["jobs"][f"sync:{name}"]
         assert job["running"] or job["next_run_at"], job
     assert "reconcile" in report["daemon"]["jobs"]
-    lag_ok = subprocess.run([*CLI, "status", "--config", str(config), "--max-lag", "1h"], capture_output=True, text=True,
-                            env=clean_env(), timeout=60)
+    lag_ok = subprocess.run([*CLI, "status", "--config", str(config), "--max-lag", "1h"], capture_output=True,
+                            text=True, env=clean_env(), timeout=60)
     assert lag_ok.returncode == 0, lag_ok.stderr
     assert "daemon: running (pid" in lag_ok.stdout and "sync:zendesk" in lag_ok.stdout
 
@@ -319,7 +322,7 @@ def test_a_source_with_a_revoked_token_backs_off_while_the_other_keeps_syncing(
     daemons.append(daemon)
 
     wait_until(lambda: len([c for c in zendesk.calls() if c.status == 401]) >= 3, 20, "three rejected syncs")
-    code, report, _ = status_json(config)
+    _code, report, _ = status_json(config)
     z = report["sources"]["zendesk"]
     assert z["last_success_at"] is None and z["failures_since_success"] >= 2
     assert "401" in z["last_error"]
@@ -332,8 +335,8 @@ def test_a_source_with_a_revoked_token_backs_off_while_the_other_keeps_syncing(
     zendesk.faults.clear()  # a new token: the next try succeeds
     wait_until(lambda: ok_runs_started_after(store, "zendesk", started - 1), 30, "zendesk to recover")
     rejected = [c.at for c in zendesk.calls() if c.status == 401]
-    gaps = [b - a for a, b in zip(rejected, rejected[1:])]
-    assert len(gaps) >= 2 and all(later > earlier * 1.5 for earlier, later in zip(gaps, gaps[1:])), \
+    gaps = [b - a for a, b in pairwise(rejected)]
+    assert len(gaps) >= 2 and all(later > earlier * 1.5 for earlier, later in pairwise(gaps)), \
         f"the wait between tries grows: {gaps}"
     elapsed = time.time() - started
     # Meanwhile intercom kept its one-second pace.

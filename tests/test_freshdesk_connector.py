@@ -16,11 +16,11 @@ import pytest
 import requests
 
 from connectors.freshdesk.connector import FreshdeskConnector
-from connectors.freshdesk.normalize import CHANNELS
 from connectors.freshdesk.fake import API_KEY, SOURCE_CODES, FakeFreshdesk
+from connectors.freshdesk.normalize import CHANNELS
+from connectors.freshdesk.settings import FreshdeskSettings
 from connectors.sandbox.world import Ticket, World
 from kpi_core.model import iso_utc, primary_language
-from connectors.freshdesk.settings import FreshdeskSettings
 from kpi_core.store import Store
 from kpi_core.sync import sync_source
 
@@ -140,7 +140,8 @@ def test_full_sync_equals_the_world(fake, store):
     messages = rows(store, "select * from messages order by contact_id, created_at, source_id")
     by_ticket: dict[str, list[tuple]] = {}
     for m in messages:
-        by_ticket.setdefault(m["contact_id"], []).append((m["created_at"], m["author_id"], m["author_role"], m["public"]))
+        by_ticket.setdefault(m["contact_id"], []).append(
+            (m["created_at"], m["author_id"], m["author_role"], m["public"]))
     for t in tickets:
         if removed(t):
             assert str(t.id) not in by_ticket  # their conversations 404; nothing is asked for them
@@ -214,7 +215,8 @@ def test_incremental_sync_fetches_only_what_changed(fake, store):
     assert result.by_stream["contacts"] == 0
     for ticket_id in touched:
         t = fake.data.tickets[ticket_id]
-        assert rows(store, "select count(*) n from messages where contact_id = ?", [str(t.id)])[0]["n"] == len(served(t))
+        stored = rows(store, "select count(*) n from messages where contact_id = ?", [str(t.id)])
+        assert stored[0]["n"] == len(served(t))
         assert contact(store, t.id)["status"] == STATUS[t.status]
     assert contact(store, parked.id)["status"] == "on_hold"  # a custom status (6 or 7)
 
@@ -241,7 +243,8 @@ def test_a_read_longer_than_the_page_cap_restarts_and_syncs_everything(store, ma
     assert len(conversations) == len(set(conversations)) == len(live)  # boundary tickets not fetched twice
     # The account's time entries overflow the cap too: they are read per ticket instead.
     assert len(fake.calls(path=r"/tickets/\d+/time_entries$")) == len(live)
-    assert {r["source_id"]: r["handle_seconds"] for r in rows(store, "select * from contacts where status != 'deleted'")} \
+    stored = rows(store, "select * from contacts where status != 'deleted'")
+    assert {r["source_id"]: r["handle_seconds"] for r in stored} \
         == {str(t.id): expected_facts(t)["handle_seconds"] for t in live}
 
 
@@ -376,7 +379,8 @@ def test_the_fake_answers_as_freshdesk_does(fake):
     last = get("tickets", updated_since=since, per_page=100, page=2)
     assert "Link" not in last.headers and last.headers["X-RateLimit-Used-CurrentRequest"] == "1"
     assert len(first.json()) + len(last.json()) == sum(not removed(t) for t in world_tickets(fake))
-    for params, field in (({"per_page": 101}, "per_page"), ({"page": 301}, "page"), ({"order_type": "up"}, "order_type")):
+    for params, field in (({"per_page": 101}, "per_page"), ({"page": 301}, "page"),
+                          ({"order_type": "up"}, "order_type")):
         refused = get("tickets", **params)
         assert refused.status_code == 400
         assert refused.json()["description"] == "Validation failed" and refused.json()["errors"][0]["field"] == field

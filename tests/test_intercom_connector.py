@@ -10,12 +10,12 @@ import pytest
 import requests
 
 from connectors.intercom.connector import IntercomConnector
-from connectors.sandbox import Sandbox
 from connectors.intercom.fake import TOKEN, FakeIntercom, contact_ref
+from connectors.intercom.settings import IntercomSettings
+from connectors.sandbox import Sandbox
 from connectors.sandbox.server import FakeResponse
 from connectors.sandbox.world import Message, Ticket, World
 from kpi_core.model import iso_utc, primary_language
-from connectors.intercom.settings import IntercomSettings
 from kpi_core.store import Store
 from kpi_core.sync import sync_source
 
@@ -163,7 +163,8 @@ def test_server_error_burst_is_survived(sandbox: Sandbox, fake: FakeIntercom, st
     assert_store_matches_world(store, sandbox.world)
 
 
-def test_truncated_body_is_a_clear_error_and_keeps_the_cursor(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+def test_truncated_body_is_a_clear_error_and_keeps_the_cursor(sandbox: Sandbox, fake: FakeIntercom,
+                                                              store: Store) -> None:
     assert sync(store, fake).ok
     before = store.get_cursor("intercom", "conversations")
     sandbox.world.mutate("intercom", 3)
@@ -222,7 +223,8 @@ def test_long_conversations_complete_up_to_500_parts_then_statistics(sandbox: Sa
     assert len(stored) == len(shown) + 1  # the source and what the API gave
     assert (truncated["messages_truncated"], truncated["facts_from_events"]) == (1, 0)
     world_view = expected_contact(sandbox.world, too_long)
-    for key in ("first_agent_reply_at", "first_resolved_at", "last_resolved_at", "reopens", "first_customer_message_at"):
+    for key in ("first_agent_reply_at", "first_resolved_at", "last_resolved_at", "reopens",
+                "first_customer_message_at"):
         assert truncated[key] == world_view[key], key
     assert truncated["agent_replies"] is None
     assert json.loads(truncated["vendor"])["count_conversation_parts"] == len(parts)
@@ -258,7 +260,8 @@ def test_a_conversation_changed_behind_the_pass_is_caught_by_the_next_sync(sandb
 def test_deleted_between_search_and_fetch_is_stored_as_deleted(sandbox: Sandbox, fake: FakeIntercom,
                                                               store: Store) -> None:
     victim = _old_open_tickets(sandbox.world)[0]
-    _wrap_get(fake, lambda ident: sandbox.world.delete_ticket("intercom", victim.id) if ident == str(victim.id) else None)
+    _wrap_get(fake,
+              lambda ident: sandbox.world.delete_ticket("intercom", victim.id) if ident == str(victim.id) else None)
     assert sync(store, fake).ok
     assert rows(store, "contacts")[str(victim.id)]["status"] == "deleted"
     assert_store_matches_world(store, sandbox.world)
@@ -275,7 +278,8 @@ def test_region_hosts_version_header_and_fake_search_shapes(fake: FakeIntercom) 
     too_big = session.post(fake.base_url + "/conversations/search", json={"pagination": {"per_page": 151}})
     assert too_big.status_code == 400 and too_big.json()["errors"][0]["code"] == "parameter_invalid"
     query = {"operator": "AND", "value": [{"field": "updated_at", "operator": ">", "value": 0}]}
-    first = session.post(fake.base_url + "/conversations/search", json={"query": query, "pagination": {"per_page": 150}})
+    first = session.post(fake.base_url + "/conversations/search",
+                         json={"query": query, "pagination": {"per_page": 150}})
     body = first.json()
     assert body["type"] == "conversation.list" and "next" not in body["pages"]
     assert body["total_count"] == len(body["conversations"])

@@ -7,11 +7,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from kpi_fixtures import Data, make_store, row, rows, ts, value
 
 from kpi_core.kpis.business_hours import BusinessClock, Schedule
 from kpi_core.settings import BusinessHoursSettings, KpiSettings
-
-from kpi_fixtures import Data, make_store, row, rows, ts, value
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}

@@ -9,13 +9,11 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
+from kpi_fixtures import NOW, Data, make_store, row, rows, ts, value
 
 from connectors.freshdesk.normalize import FRESHDESK_SCALE
-from kpi_core.kpis.catalogue import CATALOGUE_IDS, KPIS
-from kpi_core.kpis.catalogue import COUNT_KPIS
+from kpi_core.kpis.catalogue import CATALOGUE_IDS, COUNT_KPIS, KPIS
 from kpi_core.settings import KpiSettings
-
-from kpi_fixtures import NOW, Data, make_store, row, rows, ts, value
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kpi_fixtures import Data, make_store, plus, ts
 
 from kpi_core.kpis.api import compute, kpi_rows
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store, open_store
-
-from kpi_fixtures import Data, make_store, plus, ts
 
 GRAINS = ["month", "week"]
 SEGMENTS = [[], ["channel"], ["channel", "language"], ["tag"]]
@@ -118,7 +117,8 @@ def test_a_second_compute_only_redoes_what_changed(tmp_path: Path) -> None:
     assert first.periods_computed == 28 + 1 and first.rebuilt_everything
     stamps = dict(store.db.execute("SELECT period_start, computed_at FROM kpi_computed WHERE grain = 'day'").fetchall())
 
-    nothing = compute(store, settings, date(2026, 2, 1), date(2026, 3, 1), now=datetime(2026, 4, 21, tzinfo=timezone.utc))
+    nothing = compute(store, settings, date(2026, 2, 1), date(2026, 3, 1),
+                      now=datetime(2026, 4, 21, tzinfo=timezone.utc))
     assert (nothing.periods_computed, nothing.periods_partly, nothing.contacts_refreshed) == (0, 0, 0)
 
     store.upsert("contacts", [{"source": "zendesk", "source_id": "c10", "channel": "chat", "status": "open",

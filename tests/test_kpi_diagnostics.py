@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kpi_core.kpis.diagnostics import DIAGNOSTIC_IDS, diagnose
+from kpi_fixtures import NOW, Data, make_store, ts
 
 from kpi_core.kpis.api import compute
+from kpi_core.kpis.diagnostics import DIAGNOSTIC_IDS, diagnose
 from kpi_core.settings import KpiSettings
-
-from kpi_fixtures import NOW, Data, make_store, ts
 
 SETTINGS = KpiSettings()
 
 
+_STORES = itertools.count()
+
+
 def fired(tmp_path: Path, d: Data, name: str, since: date = date(2026, 3, 1), until: date = date(2026, 4, 1),
           now: datetime = NOW) -> list[dict[str, Any]]:
-    store = make_store(tmp_path, d, f"{name}-{len(list(tmp_path.iterdir()))}.sqlite")
+    # A fresh file per call: counting the folder's files could name an existing store again
+    # (its -wal and -shm files come and go as connections close).
+    store = make_store(tmp_path, d, f"{name}-{next(_STORES)}.sqlite")
     return [x for x in diagnose(store, SETTINGS, since, until, "month", now=now) if x["diagnostic"] == name]
 
 
@@ -51,7 +56,7 @@ def test_csat_hides_unanswered(tmp_path: Path) -> None:
 
 def _trend(csat_good: list[int], nps_scores: list[list[int]]) -> Data:
     d = Data()
-    for month, (good, scores) in enumerate(zip(csat_good, nps_scores), start=1):
+    for month, (good, scores) in enumerate(zip(csat_good, nps_scores, strict=True), start=1):
         for i in range(10):
             d.survey(f"c{month}-{i}", "csat", 1 if i < good else 0, "good_bad", ts(10, month=month))
         for i, score in enumerate(scores):

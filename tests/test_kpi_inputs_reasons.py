@@ -9,17 +9,15 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from kpi_fixtures import NOW, Data, make_store, rows, ts
 
 from kpi_core import cli
-from kpi_core.kpis.inputs import InputsError
 from kpi_core.kpis.api import compute, import_inputs
-from kpi_core.kpis.scorecard import format_scorecard, rows_to_csv
-from kpi_core.kpis.reasons import top_reasons
-from kpi_core.kpis.inputs import Input, Inputs
+from kpi_core.kpis.inputs import Input, Inputs, InputsError
 from kpi_core.kpis.periods import Grain, Period
+from kpi_core.kpis.reasons import top_reasons
+from kpi_core.kpis.scorecard import format_scorecard, rows_to_csv
 from kpi_core.settings import KpiSettings
-
-from kpi_fixtures import NOW, Data, make_store, rows, ts
 
 MARCH = Period(date(2026, 3, 1), date(2026, 4, 1), Grain.MONTH)
 
@@ -59,7 +57,7 @@ def test_csv_import_is_idempotent_and_names_bad_lines(tmp_path: Path) -> None:
     with pytest.raises(InputsError, match=r"bad.csv: line 3: kind"):
         import_inputs(store, bad)
     backwards = _write_csv(tmp_path / "back.csv", "kind,start,end,value\norders,2026-04-01,2026-03-01,5\n")
-    with pytest.raises(InputsError, match="line 2: .*end must be after start"):
+    with pytest.raises(InputsError, match=r"line 2: .*end must be after start"):
         import_inputs(store, backwards)
     with pytest.raises(InputsError, match="missing column"):
         import_inputs(store, _write_csv(tmp_path / "cols.csv", "kind,value\norders,5\n"))

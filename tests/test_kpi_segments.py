@@ -6,14 +6,11 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-
-from kpi_core.kpis.periods import PeriodError
-
-from kpi_core.kpis.segments import SegmentError
-from kpi_core.kpis.periods import Grain, Period, period_containing, periods_between, resolve
-from kpi_core.settings import KpiSettings
-
 from kpi_fixtures import NOW, Data, make_store, rows, ts, value
+
+from kpi_core.kpis.periods import Grain, Period, PeriodError, period_containing, periods_between, resolve
+from kpi_core.kpis.segments import SegmentError
+from kpi_core.settings import KpiSettings
 
 
 def test_period_arithmetic() -> None:

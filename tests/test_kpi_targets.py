@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from kpi_core.kpis.catalogue import UnknownKpi
-from kpi_core.kpis.catalogue import BY_ID
-from kpi_core.kpis.targets import Targets, status
-from kpi_core.settings import KpiSettings
-
 from kpi_fixtures import Data, make_store, row, rows, ts
+
+from kpi_core.kpis.catalogue import BY_ID, UnknownKpi
+from kpi_core.kpis.targets import Targets, check_targets, status
+from kpi_core.settings import KpiSettings
 
 
 def test_catalogue_defaults() -> None:
@@ -57,9 +55,11 @@ def test_status() -> None:
 def test_bad_targets_are_refused_naming_the_key() -> None:
     with pytest.raises(ValueError, match="csat_percent: unknown KPI id"):
         KpiSettings(targets={"csat_percent": 90})
-    with pytest.raises(UnknownKpi):
-        Targets({"market": {"DACH": {"nope": 1}}})
-    with pytest.raises(ValueError, match="channel.fax: unknown channel"):
+    with pytest.raises(UnknownKpi, match=r"market\.DACH\.nope: unknown KPI id"):
+        check_targets({"market": {"DACH": {"nope": 1}}})
+    with pytest.raises(ValueError, match=r"market\.DACH\.nope: unknown KPI id"):
+        KpiSettings(targets={"market": {"DACH": {"nope": 1}}})
+    with pytest.raises(ValueError, match=r"channel\.fax: unknown channel"):
         KpiSettings(targets={"channel": {"fax": {"csat_pct": 90}}})
     with pytest.raises(ValueError, match="no better direction"):
         KpiSettings(targets={"agent_utilization_pct": 80})

@@ -8,8 +8,15 @@ import pytest
 
 from connectors.base import MalformedResponse
 from connectors.http import ApiResponse
-from connectors.paging import (CursorExport, CursorList, LinkHeader, PageCapReached, PageNumber, StartingAfter,
-                               TimeExport)
+from connectors.paging import (
+    CursorExport,
+    CursorList,
+    LinkHeader,
+    PageCapReached,
+    PageNumber,
+    StartingAfter,
+    TimeExport,
+)
 
 
 def answer(data: Any = None, **headers: str) -> ApiResponse:

@@ -21,20 +21,20 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from connectors.freshdesk import normalize as freshdesk
-from connectors.intercom import normalize as intercom
-from connectors.zendesk import normalize as zendesk
 from connectors.base import PersonalKeys, SyncError
-from connectors.http import HttpClient
-from connectors.sandbox import Sandbox
+from connectors.freshdesk import normalize as freshdesk
 from connectors.freshdesk.fake import served_messages
+from connectors.http import HttpClient
+from connectors.intercom import normalize as intercom
 from connectors.intercom.fake import contact_ref
+from connectors.sandbox import Sandbox
 from connectors.sandbox.world import World
+from connectors.zendesk import normalize as zendesk
+from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.cli import main
 from kpi_core.kpis.api import compute
 from kpi_core.model import email_hash
 from kpi_core.privacy import PERSON_TABLES
-from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_all
@@ -117,7 +117,7 @@ def has(data: bytes, text: str) -> bool:
 def string_leaves(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from string_leaves(item, path + (key,))
+            yield from string_leaves(item, (*path, key))
     elif isinstance(value, list):
         for item in value:
             yield from string_leaves(item, path)
@@ -186,7 +186,7 @@ def test_every_personal_value_of_the_payloads_sits_under_a_listed_key(sandbox: S
 
 
 def test_defaults_leave_no_personal_data_in_the_store_files(sandbox: Sandbox, tmp_path: Path, hash_key: bytes) -> None:
-    config, settings, store = synced(tmp_path, sandbox)
+    _config, settings, store = synced(tmp_path, sandbox)
     try:
         for suffix in ("", "-wal", "-shm"):
             mode = stat.S_IMODE(os.stat(str(settings.store.path) + suffix).st_mode)

@@ -279,7 +279,8 @@ def test_week_report_over_a_chosen_range(synced: Synced, tmp_path: Path) -> None
 
 def test_report_agrees_with_the_kpis_command(synced: Synced, capsys: pytest.CaptureFixture[str]) -> None:
     if "kpis" not in cli.COMMANDS:
-        pytest.skip("the `kpis` command is not registered yet (KPI engine issue); the engine function is compared above")
+        pytest.skip("the `kpis` command is not registered yet (KPI engine issue);"
+                    " the engine function is compared above")
     capsys.readouterr()
     assert cli.main(["kpis", "--config", str(synced.config), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from kpi_core.settings import ConfigProblem, config_path, load_settings, parse_duration, secret_in_file_readable_by_others
+from kpi_core.settings import (
+    ConfigProblem,
+    config_path,
+    load_settings,
+    parse_duration,
+    secret_in_file_readable_by_others,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = {
@@ -41,7 +47,8 @@ def test_example_config_loads_with_secrets_from_the_environment(secrets_in_env: 
 
 
 def test_environment_overrides_a_key_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path, '[connectors.freshdesk]\ndomain = "acme"\napi_key = "from-file"\n[kpis]\nfcr_window_days = 5\n')
+    path = write(tmp_path, '[connectors.freshdesk]\ndomain = "acme"\napi_key = "from-file"\n'
+                           '[kpis]\nfcr_window_days = 5\n')
     monkeypatch.setenv("HELPDESK_KPI_CONNECTORS__FRESHDESK__API_KEY", "from-env")
     monkeypatch.setenv("HELPDESK_KPI_KPIS__FCR_WINDOW_DAYS", "9")
     settings = load_settings(path)

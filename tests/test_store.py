@@ -19,7 +19,8 @@ def contact(source_id: str, **extra: Any) -> dict[str, Any]:
             "created_at": "2026-03-01T09:00:00Z", **extra}
 
 
-def message(source_id: str, contact_id: str, at: str, role: str | None, public: bool = True, author: str = "1") -> dict[str, Any]:
+def message(source_id: str, contact_id: str, at: str, role: str | None, public: bool = True,
+            author: str = "1") -> dict[str, Any]:
     return {"source": "zendesk", "source_id": source_id, "contact_id": contact_id, "author_id": author,
             "author_role": role, "public": public, "created_at": at}
 
@@ -112,7 +113,8 @@ def test_migrations_are_safe_to_repeat_and_a_newer_store_is_refused(tmp_path: Pa
     open_store(path).close()
     open_store(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('helpdesk_kpi', 'm999_future', 'x')")
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+                 " VALUES ('helpdesk_kpi', 'm999_future', 'x')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer helpdesk-kpi"):
@@ -122,7 +124,7 @@ def test_migrations_are_safe_to_repeat_and_a_newer_store_is_refused(tmp_path: Pa
 def test_not_a_store(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite"
     path.write_bytes(os.urandom(4096))
-    with pytest.raises(StoreError, match="junk.sqlite"):
+    with pytest.raises(StoreError, match=r"junk\.sqlite"):
         open_store(path)
 
 
@@ -160,4 +162,5 @@ def test_pages_written_together_keep_their_order_and_the_last_cursor(store: Stor
     assert count == 4
     assert store.db.execute("SELECT priority FROM contacts WHERE source_id = '1'").fetchone() == ("low",)
     assert store.get_cursor("zendesk", "tickets") == "c3"
-    assert store.db.execute("SELECT pages, records, api_calls FROM sync_runs WHERE id = ?", [run]).fetchone() == (3, 4, 3)
+    assert store.db.execute("SELECT pages, records, api_calls FROM sync_runs WHERE id = ?",
+                            [run]).fetchone() == (3, 4, 3)

@@ -92,7 +92,8 @@ def write_config(path: Path, sandbox: Sandbox, toml: str) -> Path:
 def import_nps(store: Store, path: Path, helpdesk: str, requesters: list[str]) -> None:
     """NPS answers for some customers (no helpdesk API has NPS: they come from a survey tool's export)."""
     rows = [{"id": f"{helpdesk}-{n}", "score": (2, 6, 8, 9, 10, 0)[n % 6], "helpdesk": helpdesk,
-             "requester_id": requester, "responded_at": (NOW - timedelta(days=3 + n % 20)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+             "requester_id": requester,
+             "responded_at": (NOW - timedelta(days=3 + n % 20)).strftime("%Y-%m-%dT%H:%M:%SZ")}
             for n, requester in enumerate(requesters)]
     file = path / f"nps-{helpdesk}.csv"
     with file.open("w", newline="") as f:
@@ -113,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     sandbox.world.define_field("zendesk", "person", "kpi_nps_category", "dropdown", "NPS category",
                                ("promoter", "passive", "detractor"))
     sandbox.world.define_field("zendesk", "ticket", "", "text", "kpi_resolution_text")  # Zendesk: keyed by id
-    for _, object, _, name, kind in [m for m in MAPPINGS if m[:2] == ("intercom", "conversation")]:
+    for _, _object, _, name, kind in [m for m in MAPPINGS if m[:2] == ("intercom", "conversation")]:
         sandbox.world.define_field("intercom", "ticket", name, {"number": "decimal"}.get(kind, kind), name)
     config = write_config(path, sandbox, writeback_toml(MAPPINGS, NOTES))
     settings = load_settings(config)
@@ -173,7 +174,8 @@ def expected(store: Store, settings: Settings, helpdesk: str) -> dict[str, dict[
             "first_response_minutes": _r(f["frt_s"] / 60) if f["frt_s"] is not None else None,
             "resolution_hours": _r(f["res_s"] / 3600) if f["res_s"] is not None else None,
             "agent_touches": f["agent_replies"], "reopens": f["reopens"],
-            "one_touch": (f["agent_replies"] == 1 and f["reopens"] == 0) if resolved and f["agent_replies"] >= 1 else None,
+            "one_touch": ((f["agent_replies"] == 1 and f["reopens"] == 0)
+                          if resolved and f["agent_replies"] >= 1 else None),
             "sla_met": sla, "repeat_contact": repeat,
         }
     answers = [dict(r) for r in store.db.query(
@@ -214,7 +216,8 @@ def _people(facts: list[dict[str, Any]], answers: list[dict[str, Any]], single: 
         "last_csat": csat[-1]["score"] if csat else None,
         "csat_pct_90d": _r(100 * sum(rated) / len(rated)) if rated else None,
         "last_nps": nps[-1] if nps else None,
-        "nps_category": None if not nps else ("promoter" if nps[-1] >= 9 else "detractor" if nps[-1] <= 6 else "passive"),
+        "nps_category": (None if not nps
+                         else "promoter" if nps[-1] >= 9 else "detractor" if nps[-1] <= 6 else "passive"),
         "first_response_minutes_median_90d": _r(frts[math.ceil(len(frts) / 2) - 1] / 60) if frts else None,
     }
 
@@ -224,7 +227,7 @@ def as_written(value: Any, kind: str) -> Any:
     if kind == "integer":
         return math.floor(value + 0.5)
     if kind == "text":  # the decimal string: two decimals at most here, no trailing zeros
-        return ("%.2f" % value).rstrip("0").rstrip(".")
+        return f"{value:.2f}".rstrip("0").rstrip(".")
     return value
 
 
@@ -313,8 +316,8 @@ def test_fields_are_created_with_the_right_types_and_conversation_attributes_are
     types = {json.dumps(c.body) for c in created["zendesk"]}
     assert any('"type": "checkbox", "title": "kpi_sla_met"' in t for t in types)
     assert any('"type": "decimal", "title": "kpi_frt"' in t for t in types)
-    assert any('"user_field": {"type": "integer", "title": "contacts_30d (helpdesk-kpi)", "key": "kpi_contacts_30d"}' in t
-               for t in types)
+    assert any('"user_field": {"type": "integer", "title": "contacts_30d (helpdesk-kpi)", "key": "kpi_contacts_30d"}'
+               in t for t in types)
     assert not any("kpi_nps_category" in t or "kpi_resolution_text" in t for t in types)  # the admin's own fields
     intercom = [c.body for c in created["intercom"]]
     assert {(b["model"], b["name"], b["data_type"]) for b in intercom} == {
@@ -356,7 +359,8 @@ def test_nothing_touches_a_closed_zendesk_ticket_or_anything_but_mapped_fields(w
             ids = [t["id"] for t in call.body["tickets"]]
             assert len(ids) <= 100
         elif "/tickets/" in call.path:
-            assert call.body == {"ticket": {"comment": {"body": call.body["ticket"]["comment"]["body"], "public": False}}}
+            note_body = call.body["ticket"]["comment"]["body"]
+            assert call.body == {"ticket": {"comment": {"body": note_body, "public": False}}}
             ids = [int(_id(call.path))]
         else:
             assert set(call.body) in ({"user"}, {"organization"})
@@ -386,14 +390,15 @@ def test_notes_go_once_per_rule_on_open_contacts_and_are_private(world: Any, hel
             continue
         requester = want["requester"].get(_requester(world["store"], helpdesk, cid), {})
         for rule, _ in rules:
-            if (rule == "repeat_contact" and c["repeat_contact"]) or (rule == "sla_breached" and c["sla_met"] is False) \
+            if (rule == "repeat_contact" and c["repeat_contact"]) \
+                    or (rule == "sla_breached" and c["sla_met"] is False) \
                     or (rule == "detractor" and requester.get("nps_category") == "detractor"):
                 expected_notes.append(cid)
     sent = notes_sent(world, helpdesk)
     assert sorted(cid for cid, _ in sent) == sorted(expected_notes)
     assert expected_notes, f"{helpdesk}: the sandbox should give some notes"
     world_tickets = world["sandbox"].world.sources[helpdesk].tickets
-    for cid, body in sent:
+    for cid, _body in sent:
         note = world_tickets[int(cid)].messages[-1]
         assert note.public is False and note.role == "agent"
         assert "n/a" in note.body or any(ch.isdigit() for ch in note.body)
@@ -436,8 +441,9 @@ def test_our_private_notes_come_back_as_private_messages_not_agent_replies(world
     assert noted
     for helpdesk, cid in noted:
         note = world["sandbox"].world.sources[helpdesk].tickets[int(cid)].messages[-1]
+        at = _iso(datetime.fromtimestamp(note.created_at, timezone.utc))
         stored = store.db.execute("SELECT public FROM messages WHERE source = ? AND contact_id = ? AND created_at = ?",
-                                  [helpdesk, cid, _iso(datetime.fromtimestamp(note.created_at, timezone.utc))]).fetchall()
+                                  [helpdesk, cid, at]).fetchall()
         assert stored == [(0,)], (helpdesk, cid)
         now = store.db.execute("SELECT agent_replies, first_agent_reply_at FROM contacts WHERE source = ?"
                                " AND source_id = ?", [helpdesk, cid]).fetchone()

@@ -20,8 +20,8 @@ from kpi_core import cli, status
 from kpi_core.settings import ConfigProblem, Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_all
-from kpi_core.writeback.push import daemon_push_step, push
 from kpi_core.writeback.metrics import context
+from kpi_core.writeback.push import daemon_push_step, push
 
 SEED = 31
 
@@ -93,9 +93,8 @@ FRESHDESK_FRT = ("freshdesk", "ticket", "first_response_minutes", "cf_kpi_frt_mi
 
 
 def test_dry_run_prints_the_plan_and_sends_nothing(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    s = make(("zendesk", "freshdesk"), writeback_toml([ZENDESK_FRT, FRESHDESK_FRT],
-                                                      [("freshdesk", "sla_breached", "Missed: {first_response_minutes}")],
-                                                      enabled=False),
+    notes = [("freshdesk", "sla_breached", "Missed: {first_response_minutes}")]
+    s = make(("zendesk", "freshdesk"), writeback_toml([ZENDESK_FRT, FRESHDESK_FRT], notes, enabled=False),
              fields=(("zendesk", "ticket", "kpi_frt", "decimal"),))
     assert s.cli("push") == 2  # disabled: only a dry run is allowed
     capsys.readouterr()
@@ -111,7 +110,8 @@ def test_dry_run_prints_the_plan_and_sends_nothing(make: Any, capsys: pytest.Cap
     assert daemon_push_step(s.settings) is None  # disabled: the daemon has no push job
 
 
-def test_a_field_type_mismatch_is_refused_before_anything_is_written(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_field_type_mismatch_is_refused_before_anything_is_written(make: Any,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     s = make(("zendesk", "freshdesk"), writeback_toml([ZENDESK_FRT, ("zendesk", "ticket", "sla_met", "kpi_sla"),
                                                        FRESHDESK_FRT]),
              fields=(("zendesk", "ticket", "kpi_frt", "decimal"), ("zendesk", "ticket", "kpi_sla", "integer")))
@@ -274,7 +274,8 @@ def test_the_example_config_maps_valid_metrics() -> None:
 @pytest.mark.parametrize(("value", "field_type", "sent"), [
     (12.5, "integer", 13), (12.49, "integer", 12), (0.5, "integer", 1), (3, "number", 3),
     (12.5, "text", "12.5"), (3.0, "text", "3"), (1234567.25, "text", "1234567.25"), (7, "text", "7"),
-    (True, "text", "true"), (False, "checkbox", False), ("detractor", "dropdown", "detractor"), (None, "checkbox", None),
+    (True, "text", "true"), (False, "checkbox", False), ("detractor", "dropdown", "detractor"),
+    (None, "checkbox", None),
 ])
 def test_values_are_converted_as_documented(value: Any, field_type: str, sent: Any) -> None:
     from kpi_core.writeback.convert import to_field
@@ -298,6 +299,7 @@ def test_a_note_template_reads_n_a_for_what_is_unknown() -> None:
     from kpi_core.writeback.metrics import ContactRecord
     from kpi_core.writeback.planner import render
 
-    contact = ContactRecord("1", "open", None, "2026-01-01T00:00:00Z", {"sla_met": False, "first_response_minutes": 12.5})
+    contact = ContactRecord("1", "open", None, "2026-01-01T00:00:00Z",
+                            {"sla_met": False, "first_response_minutes": 12.5})
     assert render("{first_response_minutes} min, met: {sla_met}, 30d: {contacts_30d}", contact, {}) == \
         "12.5 min, met: no, 30d: n/a"

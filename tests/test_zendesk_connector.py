@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from connectors.sandbox.world import Rating, Ticket, World
-from connectors.zendesk.fake import FakeZendesk
 from connectors.zendesk.connector import STREAMS, ZendeskConnector
-from kpi_core.model import primary_language
+from connectors.zendesk.fake import FakeZendesk
 from connectors.zendesk.settings import ZendeskSettings
+from kpi_core.model import primary_language
 from kpi_core.store import Store, store_at
 from kpi_core.sync import SourceResult, sync_source
 
@@ -60,7 +60,8 @@ def expected_facts(t: Ticket) -> tuple[Any, ...]:
     """The catalogue's facts computed from the world ticket, independently of connector and store."""
     customer = [m.created_at for m in t.messages if m.role == "customer"]
     start = min(customer) if customer else None
-    replies = [m.created_at for m in t.messages if m.role == "agent" and m.public and (start is None or m.created_at >= start)]
+    replies = [m.created_at for m in t.messages
+               if m.role == "agent" and m.public and (start is None or m.created_at >= start)]
     resolved = t.resolved_times
     bot_only = bool(resolved) and not replies and any(m.role == "bot" for m in t.messages)
     return (iso(min(replies)) if replies else None, len(replies), iso(min(resolved)) if resolved else None,
@@ -68,8 +69,9 @@ def expected_facts(t: Ticket) -> tuple[Any, ...]:
 
 
 def stored_facts(store: Store) -> dict[int, tuple[Any, ...]]:
-    return {int(r[0]): r[1:] for r in rows(store, "SELECT source_id, first_agent_reply_at, agent_replies, first_resolved_at,"
-                                                  " last_resolved_at, reopens, is_bot_only FROM contacts WHERE status != 'deleted'")}
+    facts = rows(store, "SELECT source_id, first_agent_reply_at, agent_replies, first_resolved_at,"
+                        " last_resolved_at, reopens, is_bot_only FROM contacts WHERE status != 'deleted'")
+    return {int(r[0]): r[1:] for r in facts}
 
 
 def answered_ratings(world: World) -> dict[str, tuple[Any, ...]]:
@@ -80,7 +82,8 @@ def answered_ratings(world: World) -> dict[str, tuple[Any, ...]]:
 
 def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     with sqlite3.connect(path) as db:
-        return {table: db.execute(f"SELECT * FROM {table} ORDER BY source, source_id").fetchall() for table in RECORD_TABLES}
+        return {table: db.execute(f"SELECT * FROM {table} ORDER BY source, source_id").fetchall()
+                for table in RECORD_TABLES}
 
 
 # --- a full sync ----------------------------------------------------------------------------
@@ -93,7 +96,8 @@ def test_full_sync_stores_every_ticket_comment_rating_and_person_of_the_world(fa
     tickets = zendesk_tickets(world)
     assert any(t.deleted for t in tickets.values()) and any(expected_facts(t)[5] for t in tickets.values())
 
-    stored = {int(r[0]): r[1:] for r in rows(store, "SELECT source_id, status, channel, is_outbound, language FROM contacts")}
+    stored = {int(r[0]): r[1:]
+              for r in rows(store, "SELECT source_id, status, channel, is_outbound, language FROM contacts")}
     assert set(stored) == set(tickets)
     data = world.sources["zendesk"]
     for tid, t in tickets.items():
@@ -113,17 +117,20 @@ def test_full_sync_stores_every_ticket_comment_rating_and_person_of_the_world(fa
                                       for t in tickets.values() for m in t.messages)
 
     events = rows(store, "SELECT contact_id, kind, at FROM status_events")
-    assert Counter(events) == Counter([(str(t.id), "resolved", iso(at)) for t in tickets.values() for at in t.resolved_times]
-                                      + [(str(t.id), "reopened", iso(at)) for t in tickets.values() for at in t.reopen_times])
+    assert Counter(events) == Counter(
+        [(str(t.id), "resolved", iso(at)) for t in tickets.values() for at in t.resolved_times]
+        + [(str(t.id), "reopened", iso(at)) for t in tickets.values() for at in t.reopen_times])
 
-    ratings = {r[0]: r[1:] for r in rows(store, "SELECT source_id, score, created_at, contact_id FROM survey_responses")}
+    ratings = {r[0]: r[1:]
+               for r in rows(store, "SELECT source_id, score, created_at, contact_id FROM survey_responses")}
     assert ratings == answered_ratings(world)
     assert rows(store, "SELECT DISTINCT scale, kind FROM survey_responses") == [("good_bad", "csat")]
 
     people = {int(r[0]): r[1:] for r in rows(store, "SELECT source_id, role, locale, language FROM people")}
     role = {"customer": "customer", "agent": "agent", "bot": "agent"}
     assert people == {p.id: (role[p.role], p.locale, primary_language(p.locale)) for p in data.people.values()}
-    assert rows(store, "SELECT count(*) FROM people WHERE name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL") == [(0,)]
+    assert rows(store, "SELECT count(*) FROM people"
+                       " WHERE name IS NOT NULL OR email IS NOT NULL OR phone IS NOT NULL") == [(0,)]
     assert {int(r[0]): r[1] for r in rows(store, "SELECT source_id, name FROM groups")} == {
         g.id: g.name for g in data.groups.values()}
     assert {int(r[0]) for r in rows(store, "SELECT source_id FROM organizations")} == set(data.organizations)

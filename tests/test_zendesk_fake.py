@@ -10,7 +10,6 @@ import requests
 from connectors.sandbox import Sandbox
 from connectors.zendesk.fake import FakeZendesk, decode_cursor
 
-
 pytestmark = pytest.mark.sandbox(seed=5, tickets=300, names=("zendesk",))  # conftest's module_sandbox
 
 
@@ -46,7 +45,8 @@ def test_ticket_export_pages_in_generated_timestamp_order_to_a_reusable_last_cur
 
 
 def test_default_scope_hides_ai_agent_tickets_and_sideloads_their_people(fake: FakeZendesk) -> None:
-    body = get(fake, "incremental/tickets/cursor", start_time=0, include="metric_sets,users,groups,organizations").json()
+    body = get(fake, "incremental/tickets/cursor", start_time=0,
+               include="metric_sets,users,groups,organizations").json()
     everything = get(fake, "incremental/tickets/cursor", start_time=0, support_type_scope="all").json()
     assert len(body["tickets"]) < len(everything["tickets"])
     live = [t for t in body["tickets"] if t["status"] != "deleted"]
@@ -56,7 +56,8 @@ def test_default_scope_hides_ai_agent_tickets_and_sideloads_their_people(fake: F
     assert all("metric_set" in t for t in live)
     deleted = [t for t in everything["tickets"] if t["status"] == "deleted"]
     assert deleted and all("requester_id" not in t for t in deleted)
-    kept = get(fake, "incremental/tickets/cursor", start_time=0, support_type_scope="all", exclude_deleted="true").json()
+    kept = get(fake, "incremental/tickets/cursor", start_time=0, support_type_scope="all",
+               exclude_deleted="true").json()
     assert len(kept["tickets"]) == len(everything["tickets"]) - len(deleted)
 
 
@@ -74,7 +75,8 @@ def test_time_based_pages_never_split_a_second(fake: FakeZendesk) -> None:
 
 def test_ticket_events_carry_comments_only_when_asked(fake: FakeZendesk) -> None:
     bare = get(fake, "incremental/ticket_events", start_time=0, per_page=50).json()["ticket_events"]
-    full = get(fake, "incremental/ticket_events", start_time=0, per_page=50, include="comment_events").json()["ticket_events"]
+    full = get(fake, "incremental/ticket_events", start_time=0, per_page=50,
+               include="comment_events").json()["ticket_events"]
     assert all(c["event_type"] != "Comment" for e in bare for c in e["child_events"])
     assert any(e["comment_present"] for e in bare)
     comments = [c for e in full for c in e["child_events"] if c["event_type"] == "Comment"]

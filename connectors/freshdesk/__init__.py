@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from connectors.plugin import ConnectorPlugin, WriteFacts, WriteLevel
 from connectors.freshdesk.connector import FreshdeskConnector
 from connectors.freshdesk.fake import FakeFreshdesk
 from connectors.freshdesk.settings import FreshdeskSettings
 from connectors.freshdesk.writer import FreshdeskWriter
+from connectors.plugin import ConnectorPlugin, WriteFacts, WriteLevel
 
 WRITE_FACTS = WriteFacts(
     objects={

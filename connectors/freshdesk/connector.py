@@ -40,7 +40,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from connectors.base import (
-    CallCounts,
     ConfigError,
     FatalApiError,
     MalformedResponse,
@@ -51,8 +50,8 @@ from connectors.base import (
     SyncError,
 )
 from connectors.freshdesk.client import client
+from connectors.freshdesk.normalize import CHANNELS as CHANNELS  # explicit re-export
 from connectors.freshdesk.normalize import (
-    CHANNELS as CHANNELS,
     CSAT_QUESTION,
     FRESHDESK_SCALE,
     PERSONAL,
@@ -68,11 +67,11 @@ from connectors.freshdesk.normalize import (
     status_events,
     survey_rows,
     ticket_fields,
-    ticket_status as ticket_status,
     vendor_times,
 )
+from connectors.freshdesk.normalize import ticket_status as ticket_status  # explicit re-export
 from connectors.freshdesk.settings import FreshdeskSettings
-from connectors.http import ApiResponse
+from connectors.http import ApiResponse, ClientOwner
 from connectors.paging import LinkHeader, PageCapReached
 from connectors.records import Row, epoch_of, iso_of, keep, keep_row
 from kpi_core.model import SCALES, RecordError, SurveyKind, iso_utc, primary_language
@@ -170,7 +169,7 @@ class WindowPage:
 # --- the connector -------------------------------------------------------------------------
 
 
-class FreshdeskConnector:
+class FreshdeskConnector(ClientOwner):
     """Reads a Freshdesk account into normalized records, one stream at a time."""
 
     name: ClassVar[str] = "freshdesk"
@@ -183,7 +182,7 @@ class FreshdeskConnector:
         survey_questions: SurveyQuestions | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.http = client(settings, sleep=sleep)
+        self.client = client(settings, sleep=sleep)
         self.settings = settings
         self.privacy = Privacy.choose(PERSONAL, settings.privacy)
         self.max_page = max_page
@@ -201,17 +200,6 @@ class FreshdeskConnector:
 
     def streams(self) -> Sequence[StreamSpec]:
         return STREAMS
-
-    @property
-    def api_calls(self) -> int:
-        return self.http.calls
-
-    @property
-    def call_counts(self) -> CallCounts:
-        return self.http.counts
-
-    def close(self) -> None:
-        self.http.close()
 
     def rewind_cursor(self, stream: StreamSpec, cursor: str | None, since: datetime) -> str | None:
         """A bookmark from which `read` re-reads every change at or after `since` (None: full lists)."""
@@ -240,9 +228,10 @@ class FreshdeskConnector:
     # --- HTTP helpers ---------------------------------------------------------------------
 
     def _get_list(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], ApiResponse]:
-        resp = self.http.get(path, params)
+        resp = self.client.get(path, params)
         if not isinstance(resp.data, list):
-            raise MalformedResponse(f"freshdesk: GET {resp.path}: expected a JSON array, got {type(resp.data).__name__}")
+            raise MalformedResponse(
+                f"freshdesk: GET {resp.path}: expected a JSON array, got {type(resp.data).__name__}")
         rows = [row for row in resp.data if isinstance(row, dict)]
         if len(rows) != len(resp.data):
             raise MalformedResponse(f"freshdesk: GET {resp.path}: the array holds items that are not objects")
@@ -367,7 +356,7 @@ class FreshdeskConnector:
             return None
         if requester_id not in self._languages:
             try:
-                resp = self.http.get(f"{API}/contacts/{requester_id}")
+                resp = self.client.get(f"{API}/contacts/{requester_id}")
             except FatalApiError as exc:
                 if exc.status != 404:
                     raise

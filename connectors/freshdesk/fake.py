@@ -177,7 +177,8 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
     def connector_settings(self) -> dict[str, Any]:
         first_day = date.fromtimestamp(min(self.world.start, *(t.created_at for t in self.data.tickets.values())))
         bots = [str(p.id) for p in self.data.bots()]
-        return {"base_url": self.base_url, "api_key": API_KEY, "start_date": first_day.isoformat(), "bot_agent_ids": bots}
+        return {"base_url": self.base_url, "api_key": API_KEY, "start_date": first_day.isoformat(),
+                "bot_agent_ids": bots}
 
     def error_response(self, status: int, message: str, code: str | None = None) -> FakeResponse:
         if status == 400:
@@ -212,8 +213,8 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
             try:
                 response = handler(request, match)
             except _Invalid as exc:
-                response = FakeResponse(400, {"description": "Validation failed",
-                                              "errors": [{"field": exc.field, "message": exc.message, "code": exc.code}]})
+                error = {"field": exc.field, "message": exc.message, "code": exc.code}
+                response = FakeResponse(400, {"description": "Validation failed", "errors": [error]})
             response.headers.setdefault("X-RateLimit-Used-CurrentRequest",
                                         str(self.request_cost(request.path, request.query)))
             return response
@@ -379,7 +380,8 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
             "source": CONVERSATION_REPLY if m.public else CONVERSATION_NOTE, "category": 2 if incoming else 3,
             "body": f"<div>{m.body}</div>", "body_text": m.body, "support_email": SUPPORT_EMAIL,
             "from_email": author.email if author else None,
-            "to_emails": [] if not m.public else ([SUPPORT_EMAIL] if incoming else [requester.email if requester else ""]),
+            "to_emails": ([] if not m.public
+                          else [SUPPORT_EMAIL] if incoming else [requester.email if requester else ""]),
             "cc_emails": [], "bcc_emails": [], "attachments": [],
             "created_at": iso(m.created_at), "updated_at": iso(m.created_at),
             "last_edited_at": None, "last_edited_user_id": None,
@@ -389,8 +391,10 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
 
     def _time_entries(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
         after, before = self._since(request, "executed_after"), self._since(request, "executed_before")
-        entries = [e for t in sorted(self.data.tickets.values(), key=lambda t: t.id) for e in self.render_time_entries(t)]
-        entries = [e for e in entries if (after is None or e["_at"] >= after) and (before is None or e["_at"] <= before)]
+        entries = [e for t in sorted(self.data.tickets.values(), key=lambda t: t.id)
+                   for e in self.render_time_entries(t)]
+        entries = [e for e in entries
+                   if (after is None or e["_at"] >= after) and (before is None or e["_at"] <= before)]
         return self._strip(self._page(request, entries))
 
     def _ticket_time_entries(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 from connectors.base import FieldDef, FieldSpec, MalformedResponse, WriteRequest, WriteResult
 from connectors.freshdesk.client import client
-from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from connectors.freshdesk.settings import FreshdeskSettings
+from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 
 API = "/api/v2"
 PLURAL = {"ticket": "tickets", "contact": "contacts", "company": "companies"}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from connectors.plugin import ConnectorPlugin, WriteFacts, WriteLevel
 from connectors.intercom.connector import IntercomConnector
 from connectors.intercom.fake import FakeIntercom
 from connectors.intercom.settings import IntercomSettings
 from connectors.intercom.writer import IntercomWriter
+from connectors.plugin import ConnectorPlugin, WriteFacts, WriteLevel
 
 WRITE_FACTS = WriteFacts(
     objects={

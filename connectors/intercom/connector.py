@@ -47,11 +47,20 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime, timezone
+from datetime import datetime, timezone
+from datetime import time as dtime
 from typing import Any, ClassVar
 
-from connectors.base import CallCounts, ConfigError, FatalApiError, MalformedResponse, Page, Privacy, StreamSpec, SyncError
-from connectors.http import ApiResponse
+from connectors.base import (
+    ConfigError,
+    FatalApiError,
+    MalformedResponse,
+    Page,
+    Privacy,
+    StreamSpec,
+    SyncError,
+)
+from connectors.http import ApiResponse, ClientOwner
 from connectors.intercom.client import REGION_HOSTS, SOURCE, client
 from connectors.intercom.normalize import (
     PERSONAL,
@@ -115,7 +124,7 @@ class PassState:
 PageHandler = Callable[[list[dict[str, Any]]], Page]
 
 
-class IntercomConnector:
+class IntercomConnector(ClientOwner):
     """Reads one Intercom workspace into normalized pages."""
 
     name: ClassVar[str] = SOURCE
@@ -171,17 +180,6 @@ class IntercomConnector:
             return cursor
         # A fresh pass from the earlier bound; `seen` is dropped so the window is really re-read.
         return PassState(min(state.since, wanted)).dumps()
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    @property
-    def call_counts(self) -> CallCounts:
-        return self.client.counts
-
-    def close(self) -> None:
-        self.client.close()
 
     # --- search passes ----------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ CITIES: dict[str, str] = {
     "JP": "Osaka", "NL": "Utrecht", "IT": "Torino", "CN": "Chengdu",
 }
 
-_STATE = {"new": "open", "open": "open", "pending": "snoozed", "on_hold": "snoozed", "resolved": "closed", "closed": "closed"}
+_STATE = {"new": "open", "open": "open", "pending": "snoozed", "on_hold": "snoozed", "resolved": "closed",
+          "closed": "closed"}
 _RESOLVED = ("resolved", "closed")
 _DATE_FIELDS = frozenset({"updated_at", "created_at"})
 _STRING_FIELDS = frozenset({"id", "state", "source.type"})
@@ -279,7 +280,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
             "teammates": {"type": "admin.list", "admins": [{"type": "admin", "id": str(a)} for a in agents_who_wrote]},
             "tags": {"type": "tag.list", "tags": [
                 {"type": "tag", "id": str(_tag_id(name)), "name": name, "applied_at": ticket.created_at,
-                 "applied_by": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None} for name in ticket.tags]},
+                 "applied_by": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None}
+                for name in ticket.tags]},
             "custom_attributes": {"ticket_type": ticket.type, "sku": ticket.sku, **ticket.custom},
             "first_contact_reply": _first_contact_reply(ticket, source_type),
             "statistics": self._statistics(ticket, parts),
@@ -309,7 +311,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
                                         assigned_to=ticket.assignee_id if part_type == "assignment" else None))
             else:
                 part_type = _message_part_type(event)
-                parts.append(self._part(ident, part_type, at, _body_text(event.body, plaintext), self._author(event), state))
+                parts.append(self._part(ident, part_type, at, _body_text(event.body, plaintext), self._author(event),
+                                        state))
         return parts
 
     def _part(self, ident: int, part_type: str, at: int, body: str | None, author: dict[str, Any], state: str,
@@ -475,7 +478,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
                 "remote_created_at": o.created_at, "last_request_at": None, "size": 0, "website": None,
                 "industry": None, "monthly_spend": 0, "session_count": 0, "user_count": 0,
                 "plan": {}, "custom_attributes": {"country": o.country, **o.custom},
-                "tags": {"type": "tag.list", "tags": [{"type": "tag", "id": str(_tag_id(t)), "name": t} for t in o.tags]},
+                "tags": {"type": "tag.list",
+                         "tags": [{"type": "tag", "id": str(_tag_id(t)), "name": t} for t in o.tags]},
                 "segments": {"type": "segment.list", "segments": []}}
 
 

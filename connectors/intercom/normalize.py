@@ -214,7 +214,8 @@ def _facts_from_statistics(conversation: Mapping[str, Any], stats: Mapping[str, 
     bot = bool(conversation.get("ai_agent_participated"))
     reopens = stats.get("count_reopens")
     return {
-        "first_customer_message_at": opt_epoch_time(stats.get("first_contact_reply_at"), "statistics.first_contact_reply_at"),
+        "first_customer_message_at": opt_epoch_time(stats.get("first_contact_reply_at"),
+                                                    "statistics.first_contact_reply_at"),
         "first_agent_reply_at": first_reply,
         "first_resolved_at": first_close,
         "last_resolved_at": opt_epoch_time(stats.get("last_close_at"), "statistics.last_close_at"),
@@ -232,7 +233,8 @@ def _source_message(cid: str, conversation: Mapping[str, Any], source: Mapping[s
     author = _obj(source, "author")
     return {"source": SOURCE, "source_id": f"{cid}:source", "contact_id": cid,
             "author_id": opt_id(author.get("id")), "author_role": author_role(author).value,
-            "public": True, "created_at": epoch_time(conversation["created_at"], "created_at"), "body": privacy.body(source.get("body"))}
+            "public": True, "created_at": epoch_time(conversation["created_at"], "created_at"),
+            "body": privacy.body(source.get("body"))}
 
 
 def _survey_row(cid: str, conversation: Mapping[str, Any], rating: Mapping[str, Any],
@@ -267,7 +269,8 @@ def deleted_row(item: Mapping[str, Any]) -> dict[str, Any]:
     source = _obj(item, "source")
     return {"source": SOURCE, "source_id": record_id(item["id"]), "status": Status.DELETED.value,
             "channel": CHANNELS.get(str(source.get("type")), Channel.OTHER).value,
-            "created_at": epoch_time(item["created_at"], "created_at"), "updated_at": epoch_time(item["updated_at"], "updated_at")}
+            "created_at": epoch_time(item["created_at"], "created_at"),
+            "updated_at": epoch_time(item["updated_at"], "updated_at")}
 
 
 def organization_row(company: Mapping[str, Any]) -> dict[str, Any]:

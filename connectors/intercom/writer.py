@@ -29,8 +29,8 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.intercom.client import client
-from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 from connectors.intercom.settings import IntercomSettings
+from connectors.writing import HttpWriter, attempt, attempt_note, note_html
 
 VENDOR_TYPES: dict[str, str] = {
     "string": "text", "integer": "integer", "float": "number", "boolean": "checkbox", "date": "date",

@@ -6,13 +6,13 @@ in its connector's package and is found through the connector registry (`Connect
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors import registry
 from connectors.sandbox.server import FakeApi
 from connectors.sandbox.world import World
+
 
 def fake_names() -> tuple[str, ...]:
     """The registered connectors that ship a fake, in registry order."""
@@ -35,7 +35,8 @@ class Sandbox:
     fakes: dict[str, FakeApi] = field(default_factory=dict)
 
     @classmethod
-    def generate(cls, seed: int = 7, tickets: int = 600, names: tuple[str, ...] | None = None, **fake_options: Any) -> Sandbox:
+    def generate(cls, seed: int = 7, tickets: int = 600, names: tuple[str, ...] | None = None,
+                 **fake_options: Any) -> Sandbox:
         sandbox = cls(World(seed=seed, tickets=tickets), names or fake_names())
         for name in sandbox.names:
             sandbox.fakes[name] = fake_class(name)(sandbox.world, **fake_options)
@@ -56,7 +57,7 @@ class Sandbox:
 
     def connector_settings(self) -> dict[str, dict[str, Any]]:
         """The `[connectors.NAME]` sections that point each connector at its fake."""
-        return {name: fake.connector_settings() for name, fake in self.fakes.items()}  # type: ignore[attr-defined]
+        return {name: fake.connector_settings() for name, fake in self.fakes.items()}
 
     def config_toml(self, store_path: str, start_date: str | None = None) -> str:
         """A complete config file for this sandbox (used by `demo` and the tests)."""

@@ -69,7 +69,8 @@ class Fault:
 class HttpError(Exception):
     """Raised by a route handler to answer with the vendor's error shape."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -190,6 +191,8 @@ class FakeApi:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, name=f"sandbox-{self.name}", daemon=True).start()
         bound_host, bound_port = self.server.server_address[:2]
+        if isinstance(bound_host, bytes):  # typeshed allows bytes (AF_UNIX); an AF_INET server reports str
+            bound_host = bound_host.decode()
         self.base_url = f"http://{bound_host}:{bound_port}"
         return self.base_url
 
@@ -260,7 +263,8 @@ class FakeApi:
                     response = self.error_response(exc.status, exc.message, exc.code)
                     response.headers.update(exc.headers)
                 return self._with_limits(response), bool(fault and fault.malformed)
-        return self._with_limits(self.error_response(404, f"No route for {request.method} {request.path}", "not_found")), False
+        not_found = self.error_response(404, f"No route for {request.method} {request.path}", "not_found")
+        return self._with_limits(not_found), False
 
     def _take_fault(self, request: FakeRequest) -> Fault | None:
         with self.lock:

@@ -27,7 +27,8 @@ SOURCE_WEIGHTS: dict[str, float] = {"zendesk": 0.5, "intercom": 0.25, "freshdesk
 
 # Channels each vendor can express (catalogue vocabulary), with their weights.
 CHANNELS: dict[str, dict[str, float]] = {
-    "zendesk": {"email": 30, "web_form": 15, "chat": 20, "messaging": 10, "phone": 8, "social": 7, "api": 7, "other": 3},
+    "zendesk": {"email": 30, "web_form": 15, "chat": 20, "messaging": 10, "phone": 8, "social": 7, "api": 7,
+                "other": 3},
     "intercom": {"chat": 55, "email": 20, "messaging": 12, "phone": 5, "social": 8},
     "freshdesk": {"email": 45, "web_form": 20, "phone": 12, "chat": 15, "social": 5, "other": 3},
 }
@@ -43,7 +44,8 @@ FIRST_NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Eva", "Farah", "Goro", "Hana",
                "Mateo", "Noor", "Olga", "Pedro", "Quinn", "Rosa", "Sven", "Tomás", "Ugo", "Vera", "Wen", "Yuki"]
 LAST_NAMES = ["Silva", "Müller", "Dubois", "García", "Rossi", "Tanaka", "Jansen", "Kowalski", "Okafor", "Nguyen",
               "Larsen", "Haddad", "Costa", "Schmidt", "Moreau", "Sato", "Bakker", "Ivanova"]
-TAGS = ["billing", "refund", "shipping", "login", "bug", "feature_request", "returns", "vip", "invoice", "delivery_delay"]
+TAGS = ["billing", "refund", "shipping", "login", "bug", "feature_request", "returns", "vip", "invoice",
+        "delivery_delay"]
 TYPES = ["question", "incident", "problem", "task", None]
 PRIORITIES = ["low", "normal", "normal", "normal", "high", "urgent"]
 SKUS = ["SKU-100", "SKU-200", "SKU-300", "SKU-400", None]
@@ -152,11 +154,13 @@ class Ticket:
 
     @property
     def resolved_times(self) -> list[int]:
-        return [c.at for c in self.status_changes if c.status in ("resolved", "closed") and c.previous not in ("resolved", "closed")]
+        return [c.at for c in self.status_changes
+                if c.status in ("resolved", "closed") and c.previous not in ("resolved", "closed")]
 
     @property
     def reopen_times(self) -> list[int]:
-        return [c.at for c in self.status_changes if c.previous in ("resolved",) and c.status not in ("resolved", "closed")]
+        return [c.at for c in self.status_changes
+                if c.previous in ("resolved",) and c.status not in ("resolved", "closed")]
 
 
 @dataclass
@@ -236,12 +240,13 @@ class World:
         for i in range(4):
             gid = self.next_id()
             data.groups[gid] = Group(gid, ["Tier 1", "Tier 2", "Billing", "Returns"][i], self.start)
-        for i in range(max(3, n_tickets // 40)):
+        for _ in range(max(3, n_tickets // 40)):
             oid = self.next_id()
             locale, country = _pick_locale(rng)
             data.organizations[oid] = Organization(oid, f"Org {oid} {rng.choice(LAST_NAMES)} Ltd", country,
-                                                   rng.sample(["enterprise", "smb", "partner"], 1), self.start, self.start)
-        for i in range(max(4, n_tickets // 60)):
+                                                   rng.sample(["enterprise", "smb", "partner"], 1),
+                                                   self.start, self.start)
+        for _ in range(max(4, n_tickets // 60)):
             pid = self.next_id()
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             data.people[pid] = Person(pid, "agent", f"{first} {last}", f"agent{pid}@support.example.com",
@@ -252,7 +257,7 @@ class World:
                                   created_at=self.start, updated_at=self.start)
         org_ids = list(data.organizations)
         customers: list[int] = []
-        for i in range(max(5, int(n_tickets * 0.7))):
+        for _ in range(max(5, int(n_tickets * 0.7))):
             pid = self.next_id()
             locale, country = _pick_locale(rng)
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
@@ -343,7 +348,8 @@ class World:
                 answered = t + rng.randint(600, 2 * 86400) if rng.random() < 0.7 else None
                 positive = rng.random() < 0.85
                 ticket.rating = Rating(self.next_id(), _native_score(data.name, positive, rng) if answered else None,
-                                       t + 60, answered, "Great help, thanks!" if answered and rng.random() < 0.3 else None)
+                                       t + 60, answered,
+                                       "Great help, thanks!" if answered and rng.random() < 0.3 else None)
                 t = max(t, answered or t + 60)
             self._maybe_close(ticket, rng)
         elif rng.random() < 0.5:
@@ -413,8 +419,8 @@ class World:
             if ticket.rating is None or ticket.rating.answered_at is None:
                 positive = rng.random() < 0.8
                 ticket.rating = Rating(ticket.rating.id if ticket.rating else self.next_id(),
-                                       _native_score(data.name, positive, rng), ticket.rating.offered_at if ticket.rating else at,
-                                       at, None)
+                                       _native_score(data.name, positive, rng),
+                                       ticket.rating.offered_at if ticket.rating else at, at, None)
                 ticket.rating.updated_at = at
             else:
                 self._message(ticket, ticket.requester_id, "customer", True, at, "Sorry, still broken.")

@@ -24,14 +24,32 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, ClassVar
 
-from connectors.base import CallCounts, ConfigError, FatalApiError, MalformedResponse, Page, PermissionDenied, Privacy, StreamSpec
-from connectors.http import ApiResponse
+from connectors.base import (
+    ConfigError,
+    FatalApiError,
+    MalformedResponse,
+    Page,
+    PermissionDenied,
+    Privacy,
+    StreamSpec,
+)
+from connectors.http import ApiResponse, ClientOwner
 from connectors.paging import CursorExport, CursorList, TimeExport
 from connectors.records import BAD_RECORD, epoch_of, iso_time, keep, keep_row
 from connectors.zendesk.client import client
-from connectors.zendesk.normalize import (PERSONAL, ROLES, TICKET_EXTRA_DROP, contact_row, event_rows, group_row,
-                                          legacy_rating_row, organization_row, person_role_row, person_row,
-                                          survey_response_row)
+from connectors.zendesk.normalize import (
+    PERSONAL,
+    ROLES,
+    TICKET_EXTRA_DROP,
+    contact_row,
+    event_rows,
+    group_row,
+    legacy_rating_row,
+    organization_row,
+    person_role_row,
+    person_row,
+    survey_response_row,
+)
 from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.model import RecordError
 
@@ -50,7 +68,7 @@ STREAMS = (
 
 
 
-class ZendeskConnector:
+class ZendeskConnector(ClientOwner):
     """Reads a Zendesk Support account through its incremental exports."""
 
     name: ClassVar[str] = SOURCE
@@ -99,17 +117,6 @@ class ZendeskConnector:
             since_mark = epoch * 1000 if mode == "survey_responses" else epoch
             return cursor if mark <= since_mark else f"{mode}:{since_mark}"
         return str(min(_cursor_epoch(cursor, stream.name), epoch))
-
-    @property
-    def api_calls(self) -> int:
-        return self.client.calls
-
-    @property
-    def call_counts(self) -> CallCounts:
-        return self.client.counts
-
-    def close(self) -> None:
-        self.client.close()
 
     # --- streams ------------------------------------------------------------------------
 

@@ -36,12 +36,22 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import pairwise
 from typing import Any, Literal
 
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
+from connectors.sandbox.world import (
+    Group,
+    Message,
+    Organization,
+    Person,
+    Rating,
+    SourceData,
+    StatusChange,
+    Ticket,
+    World,
+)
 from connectors.zendesk.fake_writes import ZendeskWrites
-from connectors.sandbox.world import (Group, Message, Organization, Person, Rating, SourceData, StatusChange, Ticket,
-                                      World)
 
 J = r"(?:\.json)?"
 EXPORT_MAX = 1000
@@ -52,7 +62,8 @@ AGENT_VIA = "web"
 AUDIT_ID_BASE = 10**12
 METRIC_ID_BASE = 10**11
 
-STATUS = {"new": "new", "open": "open", "pending": "pending", "on_hold": "hold", "resolved": "solved", "closed": "closed"}
+STATUS = {"new": "new", "open": "open", "pending": "pending", "on_hold": "hold", "resolved": "solved",
+          "closed": "closed"}
 VIA_BY_CHANNEL: dict[str, tuple[str, ...]] = {
     "email": ("email",),
     "web_form": ("web", "help_center"),
@@ -269,7 +280,8 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         body: dict[str, Any] = {"tickets": [self.render_ticket(t, "metric_sets" in includes) for t in tickets]}
         body.update(self._sideloads(tickets, includes))
         body.update(self._cursor_keys("incremental/tickets/cursor", position, end_of_stream, per_page,
-                                      include=request.arg("include"), support_type_scope=request.arg("support_type_scope")))
+                                      include=request.arg("include"),
+                                      support_type_scope=request.arg("support_type_scope")))
         return FakeResponse(200, body)
 
     def incremental_users(self, request: FakeRequest, _: Any) -> FakeResponse:
@@ -635,7 +647,7 @@ def _metric_set(t: Ticket, via_channel: str) -> dict[str, Any]:
 
 def _status_durations(changes: list[StatusChange]) -> dict[str, int]:
     spent = {"new": 0, "open": 0, "pending": 0, "on_hold": 0, "resolved": 0, "closed": 0}
-    for current, following in zip(changes, changes[1:]):
+    for current, following in pairwise(changes):
         spent[current.status] += following.at - current.at
     return spent
 

@@ -261,7 +261,8 @@ class ZendeskWrites:
         ticket.custom.update(values)
         if comment is not None:
             author = min(p.id for p in self.world.sources["zendesk"].agents())  # the API user
-            self.world.add_note("zendesk", ticket.id, author, str(text), public=comment.get("public", True) is not False)
+            self.world.add_note("zendesk", ticket.id, author, str(text),
+                                public=comment.get("public", True) is not False)
         elif values:
             ticket.updated_at = self.world.tick()
 

@@ -84,7 +84,8 @@ def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[An
         row.update(locale=locale, language=primary_language(locale),
                    country=_country(requester.get("user_fields")) or _country((org or {}).get("organization_fields")))
     if submitter is not None:
-        row["is_outbound"] = submitter.get("role") in ("agent", "admin") and t.get("submitter_id") != t.get("requester_id")
+        row["is_outbound"] = (submitter.get("role") in ("agent", "admin")
+                              and t.get("submitter_id") != t.get("requester_id"))
     from_events = created_at >= start_iso  # ISO UTC text sorts as time does
     row["facts_from_events"] = from_events
     if not from_events:
@@ -102,7 +103,8 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> 
             yield "messages", {
                 "source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
                 "author_id": opt_id(child.get("author_id")), "author_role": _author_role(child.get("via")),
-                "public": flag(child["public"], "public"), "created_at": iso_time(child.get("created_at") or at, "created_at"),
+                "public": flag(child["public"], "public"),
+                "created_at": iso_time(child.get("created_at") or at, "created_at"),
                 "body": privacy.body(child.get("plain_body", child.get("body"))),
             }
         elif kind in ("Create", "Change") and child.get("field_name", "status") == "status" and "status" in child:
@@ -163,7 +165,8 @@ def legacy_rating_row(r: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) 
     value = 1.0 if score == "good" else 0.0
     return {
         "source": SOURCE, "source_id": record_id(r["id"]), "kind": "csat", "score": value, "scale": "good_bad",
-        "is_positive": is_positive_response("csat", value, "good_bad"), "created_at": iso_time(r["updated_at"], "updated_at"),
+        "is_positive": is_positive_response("csat", value, "good_bad"),
+        "created_at": iso_time(r["updated_at"], "updated_at"),
         "contact_id": opt_id(r.get("ticket_id")), "requester_id": opt_id(r.get("requester_id")),
         "agent_id": opt_id(r.get("assignee_id")), "question": "satisfaction_rating",
         "comment": privacy.comment(r.get("comment")), "raw": privacy.raw(r),
@@ -287,8 +290,7 @@ def _compact(payload: Mapping[str, Any], drop: frozenset[str]) -> dict[str, Any]
     for key, value in payload.items():
         if key in drop or value is None or value == "":
             continue
-        if type(value) in (dict, list):
-            if not value or not (value := scrub(value, drop)):
-                continue
+        if type(value) in (dict, list) and (not value or not (value := scrub(value, drop))):
+            continue
         kept[key] = value
     return kept

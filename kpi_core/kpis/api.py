@@ -1,4 +1,5 @@
-"""The KPI engine's entry points: `compute` keeps stored values fresh, `kpi_rows` reads them (computing what is missing).
+"""The KPI engine's entry points: `compute` keeps stored values fresh, `kpi_rows` reads them
+(computing what is missing).
 
 `compute` refreshes the per-contact facts of the contacts a sync touched (and commits them),
 then, for every stored (grain, segmentation) and the configured ones, redoes only what went
@@ -26,20 +27,19 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kpi_core.kpis import backlog, catalogue, facts, inputs, parallel, values
+from kpi_core.kpis import periods as P
+from kpi_core.kpis.context import Context, get_meta, kpi_settings, set_meta
+from kpi_core.kpis.diagnostics import store_diagnostics
+from kpi_core.kpis.engine import prepare
+from kpi_core.kpis.materialize import ALL, TIME_KPIS, chosen, ensure, write
+from kpi_core.kpis.periods import Grain, Period
+from kpi_core.kpis.segments import Segmentation, parse
 from kpi_core.settings import KpiSettings, Settings
 from kpi_core.store import Store
 
-from kpi_core.kpis import backlog, catalogue, facts, inputs, periods as P, values
-from kpi_core.kpis.context import Context, get_meta, set_meta
-from kpi_core.kpis import parallel
-from kpi_core.kpis.engine import evaluate, prepare
-from kpi_core.kpis.periods import Grain, Period
-from kpi_core.kpis.segments import Segmentation, parse
-
 log = logging.getLogger(__name__)
 
-ALL = "all"
-TIME_KPIS = frozenset({"service_level_pct", "service_level_pct_bh", "abandonment_rate_pct", "fcr_pct"})
 RETENTION = frozenset({"customer_retention_pct"})
 
 
@@ -56,10 +56,6 @@ class ComputeSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def kpi_settings(settings: Settings | KpiSettings) -> KpiSettings:
-    return settings.kpis if isinstance(settings, Settings) else settings
 
 
 def default_range(ctx: Context, since: date | None, until: date | None) -> tuple[date, date]:
@@ -134,14 +130,13 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
         touched: dict[Grain, set[Period]] = {}
         for grain, batches in found.items():
             for segs_of_batch, todo, what, evaluated in batches:
-                summary.values_written += _write(ctx, grain, segs_of_batch, todo, what, evaluated)
+                summary.values_written += write(ctx, grain, segs_of_batch, todo, what, evaluated)
             plan = plans[grain]
             for seg in combos[grain].values():
                 redone = {p for (p, what), segs_of in plan.items() if ALL in what and seg in segs_of}
                 untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone]
                 summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched, seq)
             touched[grain] = {p for p, _ in plan}
-        from kpi_core.kpis.diagnostics import store_diagnostics
 
         log.debug("kpis: values written after %.2fs", time.perf_counter() - started)
         summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, touched)
@@ -184,7 +179,7 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
         for (what, seg_keys), periods in batches.items():
             segs = [segs_by_key[k] for k in seg_keys]
             for group in ([[p] for p in periods] if grain is Grain.CUSTOM else [periods]):
-                evaluation = prepare(ctx, group, segs, _chosen(ctx, what))
+                evaluation = prepare(ctx, group, segs, chosen(ctx, what))
                 if evaluation is None:
                     continue
                 prepared.append((grain, segs, evaluation.periods, what, evaluation))
@@ -194,25 +189,10 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
                     summary.periods_partly += len(evaluation.periods)
     pending = [pool.submit(e) if pool else None for *_, e in prepared]
     out: dict[Grain, list[Batch]] = defaultdict(list)
-    for (grain, segs, todo, what, evaluation), futures in zip(prepared, pending):
+    for (grain, segs, todo, what, evaluation), futures in zip(prepared, pending, strict=True):
         results = {unit: f.result() for unit, f in futures.items()} if futures is not None else None
         out[grain].append((segs, todo, what, evaluation.run(results)))
     return out
-
-
-def _chosen(ctx: Context, what: frozenset[str]) -> list[catalogue.Kpi]:
-    everything = [k for k in catalogue.KPIS if ctx.hours.configured or not k.business_hours]
-    return everything if ALL in what else [k for k in everything if k.id in what]
-
-
-def _write(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Period], what: frozenset[str],
-           found: list[Any]) -> int:
-    by_seg: dict[str, list[Any]] = defaultdict(list)
-    for value in found:
-        by_seg[value.by].append(value)
-    kpi_ids = None if ALL in what else [k.id for k in _chosen(ctx, what)]
-    touch = ALL in what or bool(TIME_KPIS & what)
-    return sum(values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch) for seg in segs)
 
 
 def _dirty_days(ctx: Context) -> list[date]:
@@ -263,27 +243,6 @@ def kpi_rows(store: Store, settings: Settings | KpiSettings, period: str | None,
     grain = wanted[0].grain
     ensure(ctx, grain, seg, wanted)
     return values.read(ctx, grain, seg.key, wanted, kpi_ids, ctx.hours.configured)
-
-
-def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) -> None:
-    """Compute and store the periods of `wanted` that are missing or were computed under other settings.
-
-    The facts are refreshed only when they were never built (or under other settings): otherwise the
-    stored values and the ones computed here both reflect the last `compute`, and the changes since
-    wait for the next one.
-    """
-    fingerprint = ctx.values_fingerprint()
-    have = values.computed(ctx, grain, seg.key).get((grain, seg.key), {})
-    missing = [p for p in wanted if p not in have or have[p][1] != fingerprint]
-    if not missing:
-        return
-    with ctx.writing():
-        if not facts.built(ctx):
-            facts.refresh(ctx)
-        for group in ([[p] for p in missing] if grain is Grain.CUSTOM else [missing]):
-            todo = [p for p in group if p.start <= ctx.now.date()]
-            found = evaluate(ctx, todo, [seg], _chosen(ctx, frozenset({ALL})))
-            _write(ctx, grain, [seg], todo, frozenset({ALL}), found)
 
 
 def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,

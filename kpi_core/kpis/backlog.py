@@ -41,8 +41,8 @@ class Row:
 
 
 def _changed_rows(ctx: Context, seg: Segmentation, sign: int, after: int, upto: int) -> list[Row]:
-    """Per contact changed by refreshes after number `after`: its version then (sign -1: the first old row, if the contact
-    existed then) or now (sign +1: the last new row, if it still exists)."""
+    """Per contact changed by refreshes after number `after`: its version then (sign -1: the first
+    old row, if the contact existed then) or now (sign +1: the last new row, if it still exists)."""
     pick = "min" if sign < 0 else "max"
     chosen = (f"SELECT * FROM kpi_facts_changes c WHERE c.sign = {sign} AND c.seq > :after AND c.seq <= :upto"
               f" AND c.seq = (SELECT {pick}(x.seq) FROM kpi_facts_changes x WHERE x.source = c.source"
@@ -87,7 +87,8 @@ def apply_changes(ctx: Context, grain: Grain, seg: Segmentation, periods: list[P
             _moves(ctx, same, then, old, new, moves)
     written = _write(ctx, grain, seg, moves)
     ctx.conn.executemany(
-        "UPDATE kpi_computed SET backlog_seq = ? WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?",
+        "UPDATE kpi_computed SET backlog_seq = ?"
+        " WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?",
         [(upto, grain.value, seg.key, p.start.isoformat(), p.end.isoformat()) for p in periods])
     return written
 
@@ -151,7 +152,7 @@ def _write(ctx: Context, grain: Grain, seg: Segmentation, moves: dict[Period, di
         for vals, move in by_segment.items():
             if not move:
                 continue
-            segment = segment_json(tuple(zip(seg.dims, vals)))
+            segment = segment_json(tuple(zip(seg.dims, vals, strict=False)))
             key = [grain.value, seg.key, period.start.isoformat(), period.end.isoformat(), "backlog", segment]
             row = ctx.conn.execute(
                 "SELECT value FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?"

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from kpi_core.settings import WEEKDAYS, BusinessHoursSettings, KpiSettings
-
 from kpi_core.kpis.segments import matches_id, sql_text
+from kpi_core.settings import WEEKDAYS, BusinessHoursSettings, KpiSettings
 
 _MARGIN_DAYS = 7
 

@@ -155,7 +155,8 @@ def _csat(expr: str) -> str:
 def _survey_kpis() -> list[Kpi]:
     return [
         Kpi("csat_pct", "CSAT", "positive CSAT responses / all CSAT responses (good; 4-5 of 1-5;"
-            " a source's coded scale: its positive codes; else the top 20 % of the scale)", Anchor.RESPONSE, "%", Direction.HIGHER, 90.0,
+            " a source's coded scale: its positive codes; else the top 20 % of the scale)",
+            Anchor.RESPONSE, "%", Direction.HIGHER, 90.0,
             Group.SATISFACTION, Ratio("sum(" + _csat("{pos}") + ")", "count(" + _csat("{pos}") + ")")),
         Kpi("csat_responses", "CSAT responses", "count of CSAT responses", Anchor.RESPONSE, "count", None, None,
             Group.SATISFACTION, Count("count(" + _csat("1") + ")")),
@@ -232,7 +233,8 @@ def _resolution_kpis() -> list[Kpi]:
         Kpi("fcr_pct", "First contact resolution", "one-touch resolved contacts with no new contact from the"
             " requester within fcr_window_days / resolved contacts with >= 1 agent reply (window passed)",
             Anchor.FIRST_RESOLVED, "%", Direction.HIGHER, 75.0, Group.RESOLUTION,
-            Share(f"f.agent_replies = 1 AND f.reopens = 0 AND {NO_RETURN}", f"f.agent_replies >= 1 AND {WINDOW_PASSED}")),
+            Share(f"f.agent_replies = 1 AND f.reopens = 0 AND {NO_RETURN}",
+                  f"f.agent_replies >= 1 AND {WINDOW_PASSED}")),
         Kpi("reopen_rate_pct", "Reopen rate", "resolved contacts with reopens >= 1 / resolved contacts",
             Anchor.FIRST_RESOLVED, "%", Direction.LOWER, 5.0, Group.RESOLUTION, Share("f.reopens >= 1", "1")),
         Kpi("agent_touches_avg", "Touches per resolution", "mean agent replies over resolved contacts",

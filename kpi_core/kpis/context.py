@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from kpi_core.settings import KpiSettings
-from kpi_core.store import Store
-
 from kpi_core.kpis import segments
 from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.kpis.targets import Targets
+from kpi_core.settings import KpiSettings, Settings
+from kpi_core.store import Store
 
 
 @dataclass
@@ -123,3 +122,8 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute("INSERT INTO kpi_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  [key, value])
+
+
+def kpi_settings(settings: Settings | KpiSettings) -> KpiSettings:
+    """The `[kpis]` settings, whether given the whole settings or that section."""
+    return settings.kpis if isinstance(settings, Settings) else settings

@@ -12,15 +12,16 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from kpi_core.settings import KpiSettings, Settings
-from kpi_core.store import Store
-
-from kpi_core.kpis import periods as P, values
-from kpi_core.kpis.context import Context
+from kpi_core.kpis import periods as P
+from kpi_core.kpis import values
+from kpi_core.kpis.context import Context, kpi_settings
+from kpi_core.kpis.materialize import ensure
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, parse
+from kpi_core.settings import KpiSettings, Settings
+from kpi_core.store import Store
 
 Rows = dict[str, dict[str, Any]]  # kpi id -> interface row, for one period and segment
 Evidence = dict[str, Any]
@@ -79,10 +80,12 @@ def nps_lags_csat(history: list[Rows]) -> Evidence | None:
     """CSAT fell at each of the last two steps by >= 2 points in all while NPS moved < 2 (or the reverse)."""
     if len(history) < 3:
         return None
-    csat = [h.get("csat_pct", {}).get("value") for h in history[-3:]]
-    nps = [h.get("nps", {}).get("value") for h in history[-3:]]
-    if None in csat or None in nps:
+    csat_values = [h.get("csat_pct", {}).get("value") for h in history[-3:]]
+    nps_values = [h.get("nps", {}).get("value") for h in history[-3:]]
+    if None in csat_values or None in nps_values:
         return None
+    csat = cast(list[float], csat_values)  # no None left: checked just above
+    nps = cast(list[float], nps_values)
 
     def fell(series: list[float]) -> bool:
         return series[1] < series[0] and series[2] < series[1] and series[0] - series[2] >= 2
@@ -132,8 +135,6 @@ class _Table:
 
 def _table(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period], compute_missing: bool) -> _Table:
     if compute_missing:
-        from kpi_core.kpis.api import ensure
-
         ensure(ctx, grain, seg, periods)
     ids = list(USED_KPIS)
     out: dict[tuple[Period, str], Rows] = {}
@@ -169,7 +170,7 @@ def evaluate(ctx: Context, grain: Grain, segs: Iterable[Segmentation], periods: 
     tables = {key: _table(ctx, grain, seg, span, compute_missing) for key, seg in wanted.items()}
     data_start = _data_start(ctx)  # after the tables: computing them may build the facts
     found: list[dict[str, Any]] = []
-    for key, table in tables.items():
+    for table in tables.values():
         segments = sorted({s for (p, s) in table.rows if p in periods})
         for period in periods:
             for segment in segments:
@@ -187,7 +188,8 @@ def _usable_history(previous: list[Period], data_start: date | None) -> int:
     """How many previous periods lie after the data begins (earlier ones are empty, not quiet)."""
     if data_start is None:
         return 0
-    first = data_start if previous[0].grain is Grain.CUSTOM else P.period_containing(data_start, previous[0].grain).start
+    grain = previous[0].grain
+    first = data_start if grain is Grain.CUSTOM else P.period_containing(data_start, grain).start
     return sum(1 for p in previous if p.start >= first)
 
 
@@ -253,8 +255,6 @@ def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation
 def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
              period: str | None = "month", *, now: datetime | None = None) -> list[dict[str, Any]]:
     """The diagnostics that fire in the periods of `period` over [since, until) (default: this month)."""
-    from kpi_core.kpis.api import kpi_settings
-
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
     wanted = P.resolve(period, since, until, ctx.now)
     segs = [parse(s, ctx.settings) for s in ctx.settings.segments] + [parse(["channel"], ctx.settings),

@@ -23,7 +23,17 @@ from typing import Any
 
 from kpi_core.kpis import periods as P
 from kpi_core.kpis.catalogue import (
-    Anchor, Count, Distinct, InputRatio, Kpi, Mean, Percentile, Ratio, Repeat, Share, Special,
+    Anchor,
+    Count,
+    Distinct,
+    InputRatio,
+    Kpi,
+    Mean,
+    Percentile,
+    Ratio,
+    Repeat,
+    Share,
+    Special,
 )
 from kpi_core.kpis.context import Context
 from kpi_core.kpis.inputs import Inputs
@@ -82,7 +92,7 @@ def prepare(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis:
 class _Box:
     """One group's contacts for the distinct measures: counts and sets that merge into coarser groups."""
 
-    __slots__ = ("rows", "with_requester", "requesters", "values")
+    __slots__ = ("requesters", "rows", "values", "with_requester")
 
     def __init__(self, extra: int) -> None:
         self.rows = 0
@@ -94,7 +104,7 @@ class _Box:
         self.rows += other.rows
         self.with_requester += other.with_requester
         self.requesters |= other.requesters
-        for mine, theirs in zip(self.values, other.values):
+        for mine, theirs in zip(self.values, other.values, strict=True):
             mine |= theirs
         return self
 
@@ -134,7 +144,8 @@ class _Evaluation:
     def _key(self, column: str, run: list[Period]) -> str:
         if self.grain is Grain.CUSTOM:
             start, prev = run[0].start, run[0].previous().start
-            return f"CASE WHEN {column} < '{start.isoformat()}' THEN '{prev.isoformat()}' ELSE '{start.isoformat()}' END"
+            return (f"CASE WHEN {column} < '{start.isoformat()}'"
+                    f" THEN '{prev.isoformat()}' ELSE '{start.isoformat()}' END")
         return P.key_sql(self.grain, column)
 
     def _params(self, lo: date, hi: date, **extra: Any) -> dict[str, Any]:
@@ -148,7 +159,7 @@ class _Evaluation:
         """The anchor's range condition; a range covering much of the data scans the table instead of
         walking the index (row-by-row lookups cost more than reading everything in order)."""
         first, last = self._span
-        wide = first is not None and (hi - lo).days > 0.2 * max((last - first).days, 1)
+        wide = first is not None and last is not None and (hi - lo).days > 0.2 * max((last - first).days, 1)
         col = f"+{column}" if wide else column
         return f"{col} >= :lo AND {col} < :hi"
 
@@ -157,7 +168,8 @@ class _Evaluation:
         if not hasattr(self, "_span_cache"):
             first = self.ctx.conn.execute("SELECT min(created_at) FROM kpi_facts").fetchone()[0]
             last = self.ctx.conn.execute("SELECT max(created_at) FROM kpi_facts").fetchone()[0]
-            self._span_cache = (date.fromisoformat(first[:10]), date.fromisoformat(last[:10])) if first else (None, None)
+            self._span_cache = ((date.fromisoformat(first[:10]), date.fromisoformat(last[:10])) if first
+                                else (None, None))
         return self._span_cache
 
     def _source(self, anchor: Anchor, seg: Segmentation) -> tuple[str, str, str, list[str]]:
@@ -320,7 +332,7 @@ class _Evaluation:
                     if first and row[width + 1]:
                         starters[row[0]].add(requester)
                 if extra:
-                    for value, found in zip(row[width + 2:], box.values):
+                    for value, found in zip(row[width + 2:], box.values, strict=True):
                         if value is not None:
                             found.add(value)
             return groups
@@ -475,12 +487,13 @@ class _Evaluation:
                         continue
                     segments = keys[(family[kpi.id], start)] | ({()} if not seg.dims else set())
                     for vals in segments:
-                        segment = tuple(zip(seg.dims, vals))
+                        segment = tuple(zip(seg.dims, vals, strict=False))
                         if kpi.id == "backlog":
                             count = backlog.get((start, vals), 0)
                             values.append(Value(kpi.id, period, seg.key, segment, count, n=count))
                         elif kpi.id == "agent_utilization_pct":
-                            values.append(utilization.get((start, vals)) or Value(kpi.id, period, seg.key, segment, None))
+                            values.append(utilization.get((start, vals))
+                                          or Value(kpi.id, period, seg.key, segment, None))
                         else:
                             raw = figures.get(kpi.id, {}).get(seg.key, {}).get((start, vals))
                             values.append(self._value(kpi, period, seg.key, segment, raw))
@@ -496,9 +509,11 @@ class _Evaluation:
             scale = m.scale if isinstance(m, Ratio) else 100.0
             return Value(kpi.id, period, by, segment, scale * num / den if den else None, num, den, int(den))
         if isinstance(m, Mean):
+            total: Any  # a stored aggregate: None only when there is no row (then n is 0)
             total, n = (raw[0], raw[1] or 0) if raw else (None, 0)
             return Value(kpi.id, period, by, segment, total * m.factor / n if n else None, n=n)
         if isinstance(m, Percentile):
+            picked: Any  # a stored aggregate: None only when there is no row (then n is 0)
             n, picked = (raw[0] or 0, raw[1]) if raw else (0, None)
             return Value(kpi.id, period, by, segment, picked * m.factor if n else None, n=n)
         if isinstance(m, InputRatio):
@@ -514,7 +529,7 @@ class _Evaluation:
     def _channel_mix(self, kpi: Kpi, seg: Segmentation, period: Period,
                      figures: dict[str, dict[str, Table]]) -> list[Value]:
         """Share of each channel in the volume of its segment (the segment plus `channel`)."""
-        mix = seg if "channel" in seg.dims else Segmentation(seg.dims + ("channel",), seg.custom_keys)
+        mix = seg if "channel" in seg.dims else Segmentation((*seg.dims, "channel"), seg.custom_keys)
         counts = self._mix_counts(mix, figures)
         at = mix.dims.index("channel")
         start = period.start.isoformat()
@@ -527,12 +542,12 @@ class _Evaluation:
             if p != start or not row[0]:
                 continue
             total = totals[vals[:at] + vals[at + 1:]]
-            out.append(Value(kpi.id, period, seg.key, tuple(zip(mix.dims, vals)), 100.0 * row[0] / total,
+            out.append(Value(kpi.id, period, seg.key, tuple(zip(mix.dims, vals, strict=False)), 100.0 * row[0] / total,
                              row[0], total, int(total)))
         return out
 
     def _mix_counts(self, mix: Segmentation, figures: dict[str, dict[str, Table]]) -> Table:
-        cache = getattr(self, "_mix_cache", {})
+        cache: dict[str, Table] = getattr(self, "_mix_cache", {})
         self._mix_cache = cache
         if mix.key in cache:
             return cache[mix.key]
@@ -608,8 +623,8 @@ class _Evaluation:
             own = vals if "agent" in seg.dims else vals[:at] + vals[at + 1:]
             handle[(p, own)][vals[at]] = row[0] or 0.0
         if not seg.dims:
-            for p in self.periods:
-                handle.setdefault((p.start.isoformat(), ()), {})
+            for period in self.periods:
+                handle.setdefault((period.start.isoformat(), ()), {})
         out = {}
         for (start, vals), per_agent in handle.items():
             hours = available[start]
@@ -617,7 +632,7 @@ class _Evaluation:
             den = sum(hours[a] for a in agents if a in hours)
             num = sum(per_agent.get(a, 0.0) for a in agents if a in hours)
             out[(start, vals)] = Value("agent_utilization_pct", self.by_start[start], seg.key,
-                                       tuple(zip(seg.dims, vals)), 100.0 * num / den if den else None,
+                                       tuple(zip(seg.dims, vals, strict=True)), 100.0 * num / den if den else None,
                                        num if den else None, den or None, None)
         return out
 

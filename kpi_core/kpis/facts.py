@@ -11,8 +11,9 @@ of the changed rows go to `kpi_facts_changes`, from which `compute` moves the st
 
 Durations are computed once here, in whole seconds, clamped at 0; a contact's FCR needs
 `next_contact_epoch`, the first later customer-started contact of its requester after its
-first resolution, kept only when it falls inside the FCR window. Contacts whose status history has reopenings keep their resolve/reopen
-steps in `transitions` (JSON [[time, +1|-1], ...]) for the backlog.
+first resolution, kept only when it falls inside the FCR window. Contacts whose status history
+has reopenings keep their resolve/reopen steps in `transitions` (JSON [[time, +1|-1], ...])
+for the backlog.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kpi_core import derive
-from kpi_core.store import utc_now
-
 from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.scales import positive_sql
+from kpi_core.store import utc_now
 
 COLUMNS = (
     "source", "source_id", "is_deleted", "channel", "agent", "grp", "language", "market", "priority",
@@ -101,7 +101,7 @@ def select_sql(ctx: Context, keys: str | None) -> str:
     spans = (("start_epoch", "reply_epoch"), ("created_epoch", "first_resolved_epoch"),
              ("created_epoch", "last_resolved_epoch"))
     bh = ", ".join(f"{f'kpi_bh(schedule, {a}, {b})' if ctx.hours.configured else 'NULL'} AS {name}"
-                   for (a, b), name in zip(spans, COLUMNS[-3:]))
+                   for (a, b), name in zip(spans, COLUMNS[-3:], strict=True))
     market = ctx.market_of_contact(_country_sql())
     return f"""
     WITH sv AS (
@@ -225,7 +225,8 @@ def _refresh_some(ctx: Context) -> int:
                  f" WHERE NOT EXISTS (SELECT 1 FROM kpi_facts o WHERE {same})")
     days = " UNION ".join(f"SELECT substr({c}, 1, 10) AS day FROM {t} WHERE {c} IS NOT NULL"
                           for t in ("kf_old", "kf_chg") for c in ANCHOR_COLUMNS)
-    conn.execute(f"INSERT INTO kpi_dirty_days SELECT day FROM ({days}) WHERE day NOT IN (SELECT day FROM kpi_dirty_days)")
+    conn.execute(f"INSERT INTO kpi_dirty_days SELECT day FROM ({days})"
+                 " WHERE day NOT IN (SELECT day FROM kpi_dirty_days)")
     _record_changes(conn)
     conn.execute("DELETE FROM kpi_facts WHERE id IN (SELECT id FROM kf_old)")
     conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM kf_chg")

@@ -23,10 +23,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kpi_core.kpis.periods import Period
 from kpi_core.settings import BusinessInputSettings, KpiSettings
 from kpi_core.store import utc_now
-
-from kpi_core.kpis.periods import Period
 
 KINDS = ("operating_cost", "orders", "available_hours")
 _KEY = ("kind", "start", "end", "agent", "segment")
@@ -118,7 +117,8 @@ def read_csv(path: str | Path) -> list[Input]:
 def _parse_row(path: Path, line: int, raw: Mapping[str, Any]) -> Input:
     values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
     try:
-        checked = BusinessInputSettings(**{k: v for k, v in values.items() if v != "" or k in ("agent", "segment")})
+        checked = BusinessInputSettings.model_validate(
+            {k: v for k, v in values.items() if v != "" or k in ("agent", "segment")})
     except ValidationError as exc:
         first = exc.errors()[0]
         column = ".".join(str(p) for p in first["loc"]) or "row"
@@ -148,15 +148,15 @@ class Inputs:
     @classmethod
     def load(cls, conn: sqlite3.Connection) -> Inputs:
         chosen: dict[tuple[str, ...], Input] = {}
-        for origin, kind, start, end, value, agent, segment in conn.execute(
-            "SELECT origin, kind, start, [end], value, agent, segment FROM kpi_inputs ORDER BY origin = 'csv'"
+        for kind, start, end, value, agent, segment in conn.execute(
+            "SELECT kind, start, [end], value, agent, segment FROM kpi_inputs ORDER BY origin = 'csv'"
         ):
             row = Input(kind, date.fromisoformat(start), date.fromisoformat(end), value, agent, segment)
             chosen[row.key()] = row  # csv rows come last and win
         return cls(chosen.values())
 
     def _covered(self, rows: list[Input], period: Period) -> float | None:
-        days = set()
+        days: set[date] = set()
         for row in rows:
             days.update(_days(max(row.start, period.start), min(row.end, period.end)))
         if not rows or len(days) < period.days:
@@ -169,7 +169,8 @@ class Inputs:
         Global orders apply to every segment (interactions per order of a channel = its contacts
         per order); global cost applies only unsegmented (a segment's cost must be given for it).
         """
-        rows = [r for r in self.rows if r.kind == kind and not r.agent and r.start < period.end and r.end > period.start]
+        rows = [r for r in self.rows
+                if r.kind == kind and not r.agent and r.start < period.end and r.end > period.start]
         if len(segment) == 1:
             dim, value = next(iter(segment.items()))
             scoped = [r for r in rows if r.segment == f"{dim}={value}"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from kpi_core.kpis import facts
+from kpi_core.kpis import periods as P
+from kpi_core.kpis.context import Context, kpi_settings
+from kpi_core.kpis.segments import SegmentError, json_path
 from kpi_core.settings import KpiSettings, Settings
 from kpi_core.store import Store
-
-from kpi_core.kpis import facts, periods as P
-from kpi_core.kpis.context import Context
-from kpi_core.kpis.segments import SegmentError, json_path
 
 
 def _reason_sql(by: str, settings: KpiSettings) -> tuple[str, str]:
@@ -44,8 +44,6 @@ def top_reasons(store: Store, settings: Settings | KpiSettings, since: date | No
                 by: str | None = None, limit: int | None = None, *, now: datetime | None = None
                 ) -> list[dict[str, Any]]:
     """The top reasons of [since, until) (default: this month) with volume, share and change."""
-    from kpi_core.kpis.api import kpi_settings
-
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
     period = P.resolve(None, since, until, ctx.now)[0]
     by = by or ctx.settings.reasons.by

@@ -126,7 +126,8 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         target = row["target"]
         target_text = "" if target is None else ("..".join(map(str, target)) if isinstance(target, list) else target)
         writer.writerow([row["kpi"], row["period_start"], row["period_end"], segment,
-                         *("" if row[c] is None else row[c] for c in ("value", "unit", "numerator", "denominator", "n")),
+                         *("" if row[c] is None else row[c]
+                           for c in ("value", "unit", "numerator", "denominator", "n")),
                          target_text, row["status"]])
     return buffer.getvalue()
 

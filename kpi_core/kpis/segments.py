@@ -86,7 +86,7 @@ def survey_dims(seg: Segmentation, market_of_person: str) -> list[str]:
     columns = {"source": "s.source", "agent": agent, "language": "coalesce(f.language, rp.language, 'und')",
                "market": f"coalesce(f.market, {market_of_person})"}
     facts = fact_dims(seg)
-    return [columns.get(d, sql) for d, sql in zip(seg.dims, facts)]
+    return [columns.get(d, sql) for d, sql in zip(seg.dims, facts, strict=True)]
 
 
 def market_sql(markets: Sequence[MarketSettings], default: str, *, source: str, country: str,

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_core.model import Channel
-
 from kpi_core.kpis.catalogue import BY_ID, Direction, Kpi, UnknownKpi
+from kpi_core.model import Channel
 
 Target = float | tuple[float, float]
 
@@ -70,8 +69,8 @@ def _is_number(value: Any) -> bool:
 class Targets:
     """Resolves the target of a KPI value from its segment."""
 
-    def __init__(self, overrides: Mapping[str, Any]) -> None:
-        checked = check_targets(overrides)
+    def __init__(self, checked: Mapping[str, Any]) -> None:
+        """`checked`: `[kpis.targets]` as `check_targets` returns it, which is how the settings hold it."""
         self.scoped: dict[str, dict[str, dict[str, Target]]] = {s: checked.get(s, {}) for s in SCOPES}
         self.global_: dict[str, Target] = {k: v for k, v in checked.items() if k not in SCOPES}
 

@@ -49,7 +49,8 @@ def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], va
     if not kpi_ids:
         fingerprint, seq = ctx.values_fingerprint(), changes_seq(ctx)
         conn.executemany(
-            "INSERT INTO kpi_computed VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (grain, by_key, period_start, period_end)"
+            "INSERT INTO kpi_computed VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (grain, by_key, period_start, period_end)"
             " DO UPDATE SET computed_at = excluded.computed_at, fingerprint = excluded.fingerprint,"
             " backlog_seq = excluded.backlog_seq", [(*k, now, fingerprint, seq) for k in keys])
     elif touch:
@@ -99,7 +100,8 @@ def is_settled(ctx: Context, period: Period, computed_at: datetime) -> bool:
 def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids: list[str] | None,
          business_hours: bool) -> list[dict[str, Any]]:
     """Stored values as the interface's JSON objects, with target and status applied now."""
-    wanted = set(kpi_ids) if kpi_ids else {k.id for k in KPIS if not k.hidden and (business_hours or not k.business_hours)}
+    wanted = (set(kpi_ids) if kpi_ids
+              else {k.id for k in KPIS if not k.hidden and (business_hours or not k.business_hours)})
     rows: list[dict[str, Any]] = []
     marks = ", ".join("?" for _ in wanted)
     for p in sorted(periods):

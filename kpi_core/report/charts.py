@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import matplotlib
+from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
-from markupsafe import Markup, escape
 
 from kpi_core.report.formatting import NO_DATA, value_text
 
@@ -138,7 +138,7 @@ def _stacked(axes: Any, spec: ChartSpec) -> None:
         heights = [v or 0.0 for v in series.values]  # a count with nothing counted is 0, not missing
         axes.bar(x, heights, bottom=bottom, width=0.7, color=PALETTE[i % len(PALETTE)], label=series.label,
                  hatch=HATCHES[i % len(HATCHES)], edgecolor="white", linewidth=0.6)
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -186,7 +186,7 @@ def describe(spec: ChartSpec) -> str:
     span = f"{spec.x_labels[0]} to {spec.x_labels[-1]}" if len(spec.x_labels) > 1 else spec.x_labels[0]
     latest = []
     for series in spec.series:
-        known = [(label, v) for label, v in zip(spec.x_labels, series.values) if v is not None]
+        known = [(label, v) for label, v in zip(spec.x_labels, series.values, strict=False) if v is not None]
         if known:
             label, value = known[-1]
             latest.append(f"{series.label} {value_text(value, spec.unit)} ({label})")

@@ -13,11 +13,19 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 from kpi_core import status as sync_status
-from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.api import kpi_rows
+from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.periods import Grain, Period, PeriodError, parse_grain, period_containing, periods_between
 from kpi_core.report.figures import (
-    DIAGNOSTIC_TITLES, META, Diagnostic, Line, LineGroup, Reason, SegmentRow, SourceHealth, segment_label,
+    DIAGNOSTIC_TITLES,
+    META,
+    Diagnostic,
+    Line,
+    LineGroup,
+    Reason,
+    SegmentRow,
+    SourceHealth,
+    segment_label,
 )
 from kpi_core.report.formatting import change
 from kpi_core.settings import Settings

@@ -8,7 +8,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from kpi_core.report import formatting as F
-from kpi_core.report.charts import Chart, render as render_chart
+from kpi_core.report.charts import Chart
+from kpi_core.report.charts import render as render_chart
 from kpi_core.report.figures import describe_segment, segment_label
 from kpi_core.report.gather import ReportData
 from kpi_core.report.trends import trend_specs

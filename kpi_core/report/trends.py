@@ -96,6 +96,7 @@ def _volume_by_channel(overall: _Source, channels: _Source, data: ReportData, la
     series = []
     for c in _channels_by_volume(data):
         found = channels.series("ticket_volume", segment_label("channel", c), {"channel": c}, target=False)
-        series.append(Series(found.label, [0 if v is None and ok else v for v, ok in zip(found.values, computed)]))
+        series.append(Series(found.label, [0 if v is None and ok else v
+                                           for v, ok in zip(found.values, computed, strict=False)]))
     return ChartSpec("chart-volume", "Ticket volume by channel", "count", "contacts created", x_label, labels,
                      series, kind="stacked", empty_note="No contacts were created in these periods.")

@@ -66,7 +66,7 @@ def to_field(value: Any, field_type: str) -> Any:
             return decimal_string(value)
         return str(value)
     if field_type == "integer":
-        return int(math.floor(value + 0.5)) if isinstance(value, float) else int(value)
+        return math.floor(value + 0.5) if isinstance(value, float) else int(value)
     if field_type == "checkbox":
         return bool(value)
     return value
@@ -99,7 +99,7 @@ def normalize(value: Any, field_type: str) -> Any:
 
 
 def same(a: Any, b: Any, field_type: str) -> bool:
-    return normalize(a, field_type) == normalize(b, field_type)
+    return bool(normalize(a, field_type) == normalize(b, field_type))
 
 
 def _number(value: Any) -> float | None:

@@ -10,12 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.base import FieldDef, FieldNotCreatable, FieldSpec, Writer
+from connectors.plugin import WriteLevel as Level
 from kpi_core.settings import Settings, WritebackMapping
 from kpi_core.store import Store
 from kpi_core.writeback import ledger
 from kpi_core.writeback.convert import CREATE_TYPE, mismatch
-from kpi_core.writeback.mappings import (METRICS, FieldMissing, Level, MappingError, Metric, describe, objects,
-                                         resolve_field)
+from kpi_core.writeback.mappings import (
+    METRICS,
+    FieldMissing,
+    MappingError,
+    Metric,
+    describe,
+    objects,
+    resolve_field,
+)
 from kpi_core.writeback.planner import Target
 
 

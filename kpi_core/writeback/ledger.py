@@ -168,7 +168,7 @@ def status(store: Store) -> dict[str, Any]:
                                " ('failed', 'uncertain') ORDER BY last_attempt_at DESC LIMIT 1", [helpdesk]).fetchone()
         entry["last_error"] = row[0] if row else None
     keys = ("id", "started_at", "ended_at", "status", "requests", "written", "failed", "deferred", "error")
-    last_push = dict(zip(keys, last)) if last else None
+    last_push = dict(zip(keys, last, strict=False)) if last else None
     if last_push is not None:
         outcome = json.loads(last[-1]) if last[-1] else {}
         last_push["refused"] = {h: o["refused"] for h, o in outcome.items() if o.get("refused")}

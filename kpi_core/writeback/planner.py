@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import FieldDef, WriteRequest
+from connectors.plugin import WriteLevel as Level
 from kpi_core.settings import WritebackNote
 from kpi_core.store import Store
 from kpi_core.writeback import ledger
 from kpi_core.writeback.convert import decimal_string, same, to_field
-from kpi_core.writeback.mappings import TEMPLATE_FIELDS, Level, Metric, contact_object, write_facts
+from kpi_core.writeback.mappings import TEMPLATE_FIELDS, Metric, contact_object, write_facts
 from kpi_core.writeback.metrics import ContactRecord, SourceMetrics
 
 OPEN_STATUSES = frozenset({"new", "open", "pending", "on_hold"})
@@ -131,7 +132,8 @@ def plan(store: Store, helpdesk: str, targets: list[Target], notes: list[Writeba
     return out
 
 
-def _records(level: Level, metrics: SourceMetrics, closed_is_read_only: bool) -> Iterable[tuple[str, Mapping[str, Any]]]:
+def _records(level: Level, metrics: SourceMetrics,
+             closed_is_read_only: bool) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """Records that may be written at this level, the most recent contacts first."""
     if level is Level.CONTACT:
         writable = [c for c in metrics.contacts.values() if not (closed_is_read_only and c.status == "closed")]
@@ -227,7 +229,8 @@ def _synced(store: Store, helpdesk: str, level: Level) -> dict[str, dict[str, An
 
 
 def _external_ids(store: Store, helpdesk: str, level: Level, key_name: str) -> dict[str, str]:
-    """Record id -> the other key the API addresses the record by (e.g. a company's `company_id`), from the stored payload."""
+    """Record id -> the other key the API addresses the record by (e.g. a company's `company_id`),
+    from the stored payload."""
     rows = store.db.execute(f"SELECT source_id, json_extract(raw, ?) FROM [{_TABLES[level]}] WHERE source = ?",
                             [f"$.{key_name}", helpdesk]).fetchall()
     return {record_id: str(key) for record_id, key in rows if key is not None}

@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Any
 
 from connectors import registry
-from connectors.registry import build_writer
 from connectors.base import SyncError, Writer
+from connectors.registry import build_writer
 from kpi_core.kpis.context import Context
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -94,7 +94,8 @@ class Report:
 
 
 def helpdesks(settings: Settings) -> list[str]:
-    """Helpdesks with mappings or notes, in registry order (every one named is kept: settings checked it is writable)."""
+    """Helpdesks with mappings or notes, in registry order (every one named is kept: settings
+    checked it is writable)."""
     wb = settings.writeback
     named = {m.helpdesk for m in wb.mappings} | {n.helpdesk for n in wb.notes}
     return [h for h in registry.names() if h in named] + sorted(named - set(registry.names()))
