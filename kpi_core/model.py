@@ -44,6 +44,11 @@ class Status(StrEnum):
     RESOLVED = "resolved"
     CLOSED = "closed"
     DELETED = "deleted"
+    MERGED = "merged"  # closed by being merged into another contact (`merged_into`): counts nowhere
+
+
+# Contacts that count in no KPI: deleted in the source, or merged away into another contact.
+GONE_STATUSES: Final = frozenset({Status.DELETED, Status.MERGED})
 
 
 RESOLVED_STATUSES: Final = frozenset({Status.RESOLVED, Status.CLOSED})
@@ -150,6 +155,9 @@ CONTACT = _record_type(
     "contacts",
     {
         "channel": str,
+        # The app or network the source names, spelled once across vendors (catalogue 2c):
+        # whatsapp, instagram, facebook, web_chat, mobile_app, marketplace, ...; else the channel.
+        "platform": str,
         "status": str,
         "priority": str,
         "created_at": str,
@@ -176,6 +184,7 @@ CONTACT = _record_type(
         "is_bot_only": bool,
         "has_bot_message": bool,
         "is_outbound": bool,
+        "merged_into": str,  # the surviving contact's source_id, for a merged contact (when the source says)
         "last_activity_at": str,
         # 1 when the connector delivered the contact's whole message and status history,
         # so the store may derive reply/resolution facts from them (see kpi_core/derive.py).

@@ -217,6 +217,16 @@ def m015_status_event_triggers_note_days_only(db: Database) -> None:
 
 
 @migrations()
+def m016_contacts_platform_and_merges(db: Database) -> None:
+    """contacts.platform (the app or network a contact came through) and contacts.merged_into (a merged
+    contact's survivor). A store created after the model gained them already has both (m001 reads the model)."""
+    have = set(db["contacts"].columns_dict)
+    for column in ("platform", "merged_into"):
+        if column not in have:
+            db.execute(f"ALTER TABLE contacts ADD COLUMN [{column}] TEXT")
+
+
+@migrations()
 def m020_writeback(db: Database) -> None:
     """Write-back: its runs, the ledger of what was last written where, every attempt, cached field definitions."""
     db.execute(

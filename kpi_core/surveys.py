@@ -109,7 +109,8 @@ _FIELD_SQL = {
     "ticket_field": (
         "SELECT source_id, requester_id, assignee_id, json_extract(custom, :path) AS answer,"
         " coalesce(last_activity_at, created_at) AS seen_at, source_id AS contact_id"
-        " FROM contacts WHERE source = :source AND status != 'deleted' AND json_extract(custom, :path) IS NOT NULL"
+        " FROM contacts WHERE source = :source AND status NOT IN ('deleted', 'merged')"
+        " AND json_extract(custom, :path) IS NOT NULL"
     ),
     "person_field": (
         "SELECT source_id, source_id AS requester_id, NULL AS assignee_id, json_extract(custom, :path) AS answer,"

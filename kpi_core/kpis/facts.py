@@ -68,7 +68,7 @@ def _next_contact_sql(epoch: Callable[[str], str], window_s: int) -> str:
     """The requester's first later customer-started contact after this one's first resolution, for FCR
     candidates, kept only when it falls inside the FCR window (so a contact months later changes nothing)."""
     later = ("SELECT min(g.created_at) FROM contacts g WHERE g.source = c.source AND g.requester_id = c.requester_id"
-             " AND g.created_at > c.first_resolved_at AND g.status != 'deleted' AND g.rowid != c.rowid"
+             " AND g.created_at > c.first_resolved_at AND g.status NOT IN ('deleted', 'merged') AND g.rowid != c.rowid"
              " AND (coalesce(g.is_outbound, 0) = 0 OR g.first_customer_message_at IS NOT NULL)")
     candidate = ("c.requester_id IS NOT NULL AND c.first_resolved_at IS NOT NULL"
                  " AND coalesce(c.agent_replies, 0) = 1 AND coalesce(c.reopens, 0) = 0")
@@ -110,7 +110,7 @@ def select_sql(ctx: Context, keys: str | None) -> str:
             WHERE s.kind = 'csat' AND s.contact_id IS NOT NULL)
       GROUP BY source, contact_id),
     base AS (
-      SELECT c.source, c.source_id, (c.status = 'deleted') AS is_deleted, c.channel,
+      SELECT c.source, c.source_id, (c.status IN ('deleted', 'merged')) AS is_deleted, c.channel,
         CASE WHEN c.assignee_id IS NOT NULL THEN c.source || ':' || c.assignee_id END AS agent,
         CASE WHEN c.group_id IS NOT NULL THEN c.source || ':' || c.group_id END AS grp,
         coalesce(c.language, 'und') AS language, {market} AS market, c.priority, c.ticket_type,

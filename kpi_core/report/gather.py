@@ -158,7 +158,7 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
 
 def _data_span(store: Store) -> tuple[str | None, str | None]:
     first, last = store.db.execute(
-        "SELECT min(created_at), max(created_at) FROM contacts WHERE status != 'deleted'").fetchone()
+        "SELECT min(created_at), max(created_at) FROM contacts WHERE status NOT IN ('deleted', 'merged')").fetchone()
     return first, last
 
 

@@ -49,7 +49,7 @@ SELECT s.kind, s.score, s.created_at, {pos} AS positive, {nps} AS nps,
 FROM survey_responses s
 LEFT JOIN contacts c ON c.source = s.source AND c.source_id = s.contact_id
 LEFT JOIN people p ON p.source = s.source AND p.source_id = coalesce(s.requester_id, c.requester_id)
-WHERE s.source = :source AND s.kind IN ('csat', 'nps') AND (c.status IS NULL OR c.status != 'deleted')
+WHERE s.source = :source AND s.kind IN ('csat', 'nps') AND (c.status IS NULL OR c.status NOT IN ('deleted', 'merged'))
 ORDER BY s.created_at, s.source_id
 """
 
