@@ -15,6 +15,29 @@ connector, and prints:
 The fake advertises a rate limit high enough never to slow the client down: the bench
 measures this program, not Zendesk's 10 exports per minute. Another helpdesk is one more
 entry in `SOURCES` (how to read the minimum calls from its fake, and its page sizes).
+
+    python bench/ingest.py --second-sync [--source freshdesk] [--changed 1000] [N]
+
+`--second-sync` measures what an incremental sync costs (in one process: the fake serves on
+a thread). A world with N tickets of the source is synced once; then `--changed` tickets
+change in the world (`World.mutate`: a reply, a resolution, a reopen or a rating each) and
+a second sync runs. Its calls are counted per stream from the fake's own request log and
+set against the floor, computed from the changes made and the documented largest page
+sizes:
+
+    floor = sum over the bulk lists L of  max(1, ceil(changed_L / max_page_L))
+          + per-record reads the API has no bulk endpoint for
+          + allowance: the directory lists read whole each sync (pages at max_page)
+
+Freshdesk (`freshdesk_floor`): the lists are tickets (changed live tickets, 100), contacts
+(`_updated_since`: customers changed, 100), satisfaction ratings (`created_since`: ratings
+answered, 100), time entries (`executed_after`: entries logged, 100) and the deleted and spam
+filters (one page each at least). Freshdesk has no bulk conversations endpoint: one
+`GET /tickets/{id}/conversations` per changed ticket (100 per page) is part of the floor, as
+is one `GET /tickets/{id}/time_entries` per changed ticket with a newly logged entry. The
+allowance is the agents, groups and companies lists. Zendesk and Intercom have their own
+floor functions (`zendesk_floor`, `intercom_floor`). The ratio calls / floor should stay
+within 1.1.
 """
 
 from __future__ import annotations
@@ -127,6 +150,111 @@ SOURCES: dict[str, SourceBench] = {
     "intercom": SourceBench(volumes=intercom_volumes, extra_calls={}, stream_of_path=_stream_of(INTERCOM_PATHS)),
     "freshdesk": SourceBench(volumes=freshdesk_volumes, extra_calls={}, stream_of_path=_stream_of(FRESHDESK_PATHS)),
 }
+
+
+# --- the second sync after many changes -------------------------------------------------
+
+
+def _pages(count: int, page: int) -> int:
+    return max(1, math.ceil(count / page))
+
+
+def freshdesk_floor(fake: Any, since: int, changed: set[int]) -> dict[str, int]:
+    """Fewest calls a second sync needs for the changes made since `since` (see the module docstring)."""
+    data = fake.world.sources["freshdesk"]
+    live = [data.tickets[i] for i in changed if not data.tickets[i].deleted and not data.tickets[i].spam]
+    new_entries = [e for t in data.tickets.values() for e in fake.render_time_entries(t) if e["_at"] >= since]
+    answered = [t for t in data.tickets.values()
+                if t.rating and t.rating.score is not None and (t.rating.answered_at or 0) >= since]
+
+    def removed(flag: Callable[[Any], bool]) -> int:
+        return sum(1 for t in data.tickets.values() if flag(t) and t.updated_at >= since)
+
+    return {
+        "reference": _pages(len(data.agents()) + len(data.bots()), 100) + _pages(len(data.groups), 100)
+        + _pages(len(data.organizations), 100),
+        "contacts": _pages(sum(1 for p in data.customers() if p.updated_at >= since), 100),
+        "tickets": _pages(len(live), 100),
+        "removed": _pages(removed(lambda t: t.deleted), 100) + _pages(removed(lambda t: t.spam and not t.deleted), 100),
+        "conversations": sum(_pages(len([m for m in t.messages if m.role != "system"]) - 1, 100) for t in live),
+        "time_entries": _pages(len(new_entries), 100) + len({e["ticket_id"] for e in new_entries}),
+        "ratings": _pages(len(answered), 100),
+    }
+
+
+def zendesk_floor(fake: Any, since: int, changed: set[int]) -> dict[str, int]:
+    data = fake.world.sources["zendesk"]
+    events = sum(1 for t in data.tickets.values() for m in t.messages if m.created_at >= since) + sum(
+        1 for t in data.tickets.values() for c in t.status_changes if c.at >= since)
+    return {
+        "users": _pages(sum(1 for p in data.people.values() if p.updated_at >= since), 1000),
+        "groups": _pages(len(data.groups), 100),
+        "organizations": _pages(sum(1 for o in data.organizations.values() if o.updated_at >= since), 1000),
+        "tickets": _pages(len(changed), 1000),
+        "ticket_events": _pages(events, 1000),
+        "csat": _pages(sum(1 for t in data.tickets.values() if t.rating and t.rating.updated_at >= since), 100),
+    }
+
+
+def intercom_floor(fake: Any, since: int, changed: set[int]) -> dict[str, int]:
+    data = fake.world.sources["intercom"]
+    return {
+        "admins": 1, "teams": 1,
+        "contacts": _pages(sum(1 for p in data.customers() if p.updated_at >= since), 150),
+        "companies": _pages(len(data.organizations), 50),
+        "tickets": _pages(len(changed), 150),
+        # Parts come only one conversation at a time: the API has no bulk endpoint for them.
+        "parts": len(changed),
+    }
+
+
+FLOORS: dict[str, Callable[[Any, int, set[int]], dict[str, int]]] = {
+    "freshdesk": freshdesk_floor, "zendesk": zendesk_floor, "intercom": intercom_floor}
+
+
+def second_sync(source: str, tickets: int, changed: int, seed: int) -> str:
+    """First sync, `changed` tickets change, second sync: its calls by stream against the floor."""
+    from urllib.parse import urlencode
+
+    world = World(seed=seed, tickets=math.ceil(tickets / SOURCE_WEIGHTS[source]))
+    fake = fake_class(source)(world)
+    fake.nominal_limit = 100_000
+    fake.start()
+    try:
+        settings = plugin(source).settings.model_validate(fake.connector_settings())
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(os.path.join(tmp, "bench.sqlite"))
+            first = sync_source(store, build_connector(source, settings))
+            assert first.ok, first.error
+            since = world.tick()
+            ids = set(world.mutate(source, changed))
+            fake.clear_log()
+            started = time.perf_counter()
+            second = sync_source(store, build_connector(source, settings))
+            wall = time.perf_counter() - started
+            assert second.ok, second.error
+            store.close()
+        stream_of = SOURCES[source].stream_of_path
+        calls: Counter[str] = Counter(
+            stream_of(f"{r.path}?{urlencode(r.query, doseq=True)}") for r in fake.calls())
+        floor = FLOORS[source](fake, since, ids)
+    finally:
+        fake.stop()
+    total, minimum = sum(calls.values()), sum(floor.values())
+    lines = [f"{source}: second sync after {len(ids):,} changed tickets (of {tickets:,}): {total:,} calls,"
+             f" floor {minimum:,}, ratio {total / minimum:.3f}; {wall:.1f} s; load {_load()}",
+             f"  records stored by stream: {second.by_stream}",
+             f"  {'stream':<16}{'calls':>8}{'floor':>8}"]
+    for stream in sorted(set(calls) | set(floor)):
+        lines.append(f"  {stream:<16}{calls.get(stream, 0):>8}{floor.get(stream, 0):>8}")
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+    except OSError:
+        return "?"
 
 
 # --- the sandbox subprocess -------------------------------------------------------------
@@ -266,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sizes", nargs="*", type=int, default=[50_000, 200_000], help="tickets of the source")
     parser.add_argument("--source", default="zendesk", choices=sorted(SOURCES))
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--second-sync", action="store_true",
+                        help="measure a second sync after --changed tickets change, against its floor")
+    parser.add_argument("--changed", type=int, default=1000, help="tickets changed before the second sync")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tickets", type=int, help=argparse.SUPPRESS)
@@ -276,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.source, args.tickets, args.seed)
     elif args.worker:
         sync_once(args.source, json.loads(args.settings), args.store)
+    elif args.second_sync:
+        for size in args.sizes if args.sizes != [50_000, 200_000] else [5_000]:
+            print(second_sync(args.source, size, args.changed, args.seed), flush=True)
     else:
         for size in args.sizes:
             print(report(args.source, run_size(args.source, size, args.seed)), flush=True)

@@ -168,6 +168,9 @@ class Page:
     cursor: str | None = None
     # Records the connector could not normalize: (record id, reason). Stored in quarantine.
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    # What the admin should know although the read went on (a directory the token may not
+    # read, a vendor's listing limit): shown by `sync`, kept in the run log, shown by `status`.
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, table: str, row: dict[str, Any]) -> None:
         """Add a normalized row; raises RecordError (naming the record and key) if it does not fit."""
@@ -177,6 +180,10 @@ class Page:
     def reject(self, record_id: str, reason: str) -> None:
         """Set a record aside for quarantine instead of failing the page."""
         self.rejected.append((record_id, reason))
+
+    def warn(self, message: str) -> None:
+        """Note something the admin should see; the sync goes on."""
+        self.warnings.append(message)
 
     def size(self) -> int:
         return sum(len(rows) for rows in self.records.values())

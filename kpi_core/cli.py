@@ -123,6 +123,8 @@ def _print_sync_results(results: Sequence[SourceResult]) -> None:
                 + (f" ({streams})" if streams else ""))
         else:
             err(f"{r.source}: FAILED: {r.error}")
+        for warning in r.warnings:
+            err(f"{r.source}: warning: {warning}")
     failed = [r.source for r in results if not r.ok]
     if failed and len(results) > 1:
         err(f"{len(failed)} of {len(results)} sources failed: {', '.join(failed)}")

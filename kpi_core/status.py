@@ -52,6 +52,7 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
             "api_calls_last_run": last.api_calls if last else 0,
             "last_run_status": last.status if last else None,
             "last_error": last.error if last and last.status == "failed" else None,
+            "warnings": last.warnings.splitlines() if last and last.warnings else [],
             "failures_since_success": failures_since_success(store, name),
             "quarantined": quarantine_count(store, name),
             "next_sync_at": job.get("next_run_at"),
@@ -137,6 +138,8 @@ def format_table(report: dict[str, Any]) -> str:
     if len(rows) == 1:
         return "no source is enabled"
     lines = _table(rows)
+    for name, s in report["sources"].items():
+        lines.extend(f"{name}: warning: {w}" for w in s.get("warnings") or ())
     lines.append("")
     if daemon["running"]:
         lines.append(f"daemon: running (pid {daemon['pid']}, since {daemon['started_at'] or '?'})")

@@ -227,6 +227,12 @@ def m016_contacts_platform_and_merges(db: Database) -> None:
 
 
 @migrations()
+def m017_sync_run_warnings(db: Database) -> None:
+    """sync_runs.warnings: what a connector warned about in a run that went on (one per line)."""
+    db.execute("ALTER TABLE sync_runs ADD COLUMN warnings TEXT")
+
+
+@migrations()
 def m020_writeback(db: Database) -> None:
     """Write-back: its runs, the ledger of what was last written where, every attempt, cached field definitions."""
     db.execute(
@@ -271,6 +277,7 @@ class SyncRun:
     records: int
     api_calls: int
     error: str | None
+    warnings: str | None = None  # one per line (m017)
 
 
 class Store:
@@ -409,11 +416,12 @@ class Store:
             )
         return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, status: str, api_calls: int, error: str | None = None) -> None:
+    def finish_run(self, run_id: int, status: str, api_calls: int, error: str | None = None,
+                   warnings: Sequence[str] = ()) -> None:
         with self.db.atomic():
             self.db.execute(
-                "UPDATE sync_runs SET ended_at = ?, status = ?, api_calls = ?, error = ? WHERE id = ?",
-                [utc_now(), status, api_calls, error, run_id],
+                "UPDATE sync_runs SET ended_at = ?, status = ?, api_calls = ?, error = ?, warnings = ? WHERE id = ?",
+                [utc_now(), status, api_calls, error, "\n".join(warnings) or None, run_id],
             )
 
     def close_unfinished_runs(self, status: str, error: str, source: str | None = None) -> int:

@@ -52,6 +52,7 @@ class SourceResult:
     by_stream: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     stopped: bool = False
+    warnings: list[str] = field(default_factory=list)  # the connector's page warnings, each once
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -134,6 +135,11 @@ def sync_source(
                         for record_id, reason in page.rejected:
                             log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
                             store.quarantine(name, stream.name, record_id, reason)
+                        for warning in page.warnings:
+                            text = f"{stream.name}: {warning}"
+                            if text not in result.warnings:
+                                log.warning("%s/%s", name, text)
+                                result.warnings.append(text)
                         batch.add(page)
                         if stop is not None and stop.is_set():
                             raise StopRequested()
@@ -149,7 +155,7 @@ def sync_source(
     store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
-    store.finish_run(run_id, status, connector.api_calls, result.error)
+    store.finish_run(run_id, status, connector.api_calls, result.error, warnings=result.warnings)
     return result
 
 

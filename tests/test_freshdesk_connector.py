@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from connectors.freshdesk.connector import FreshdeskConnector
-from connectors.freshdesk.fake import API_KEY, SOURCE_CODES, FakeFreshdesk
+from connectors.freshdesk.fake import API_KEY, BOT_SOURCE, SOURCE_CODES, FakeFreshdesk, source_code
 from connectors.freshdesk.normalize import CHANNELS
 from connectors.freshdesk.settings import FreshdeskSettings
 from connectors.sandbox.world import Ticket, World
@@ -98,7 +98,8 @@ def expected_facts(t: Ticket) -> dict[str, Any]:
         "first_resolved_at": latest_resolution, "last_resolved_at": latest_resolution,
         "reopens": 1 if t.reopen_times else 0,
         "is_bot_only": int(bool(t.resolved_times) and not replies and any(m.role == "bot" for m in messages)),
-        "handle_seconds": None if t.handle_seconds is None else max(1, round(t.handle_seconds / 60)) * 60.0,
+        # time entries carry `time_spent_in_seconds`: the world's handle time to the second
+        "handle_seconds": None if t.handle_seconds is None else float(t.handle_seconds),
     }
 
 
@@ -111,8 +112,29 @@ def world_tickets(fake: FakeFreshdesk) -> list[Ticket]:
 
 def test_catalogue_channel_codes_map_back_to_the_world_channel():
     for channel, codes in SOURCE_CODES.items():
-        expected = channel if channel in ("email", "web_form", "phone", "chat", "social") else "other"
+        expected = "other" if channel == "api" else channel  # Freshdesk has no API source code
         assert {CHANNELS.get(code, "other") for code in codes} == {expected}, channel
+    assert CHANNELS[BOT_SOURCE] == "chat"
+
+
+# Platform of each source code, catalogue 2c: the app or network it names, else the channel.
+PLATFORM = {4: "social", 5: "twitter", 6: "facebook", 7: "web_chat", 8: "mobile_app", 11: "marketplace",
+            12: "chat", 13: "whatsapp", 14: "other"}
+
+
+def test_every_source_code_is_served_and_stored_with_its_channel_and_platform(fake, store):
+    served_codes = {source_code(t) for t in world_tickets(fake)}
+    # Every documented code the world's Freshdesk channels give (it has no messaging tickets, so
+    # 13 WhatsApp is covered by tests/test_normalize.py only), and 14, a code added later.
+    assert {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14} <= served_codes
+    assert sync(store, fake).ok
+    for t in world_tickets(fake):
+        code = source_code(t)
+        row = contact(store, t.id)
+        expected_channel = ("email" if code in (1, 10, 11) else "web_form" if code in (2, 8, 9) else "phone"
+                            if code == 3 else "social" if code in (4, 5, 6) else "chat" if code in (7, 12)
+                            else "messaging" if code == 13 else "other")
+        assert (row["channel"], row["platform"]) == (expected_channel, PLATFORM.get(code, expected_channel)), code
 
 
 def test_full_sync_equals_the_world(fake, store):
@@ -438,3 +460,69 @@ def test_the_freshdesk_scale_is_declared_by_the_connector_not_by_kpi_core():
     assert [c for c in range(-103, 104) if FRESHDESK_SCALE.is_positive(c)] == [101, 102, 103]
     assert FRESHDESK_SCALE.categorical and FRESHDESK_SCALE.is_positive(104) is None
 
+
+
+def test_a_record_of_unexpected_shape_on_any_list_is_quarantined_and_the_sync_completes(fake, store):
+    live = [t for t in world_tickets(fake) if not removed(t)]
+    with_entries = next(t for t in live if t.handle_seconds is not None)
+    answered = next(t for t in live if t.rating and t.rating.answered_at is not None)
+    customer = fake.data.customers()[0]
+    org = next(iter(fake.data.organizations.values()))
+    entry = fake.render_time_entries(with_entries)[0]
+    entry.pop("_at")
+    chat = next(t for t in live if len(served(t)) > 1 and t.id != with_entries.id)
+    conversation = fake.render_conversation(chat, served(chat)[1])
+    # Each list answers once with one good record, one of a wrong shape and one that is not an object.
+    fake.fail(200, path=r"/api/v2/contacts$", body=[
+        fake.render_contact(customer), {**fake.render_contact(customer), "id": 801, "tags": "vip"}, "contact"])
+    fake.fail(200, path=r"/api/v2/companies$", body=[
+        fake.render_company(org), {**fake.render_company(org), "id": 802, "custom_fields": []}, 7])
+    fake.fail(200, path=r"/api/v2/time_entries$", body=[
+        entry, {**entry, "id": 803, "time_spent_in_seconds": "an hour"}, None])
+    fake.fail(200, path=r"/api/v2/surveys/satisfaction_ratings$", body=[
+        fake.render_rating(answered), {**fake.render_rating(answered), "id": 804, "ratings": {"default_question": "x"}},
+        []])
+    fake.fail(200, path=rf"/api/v2/tickets/{chat.id}/conversations$", body=[conversation, "reply"])
+    fake.fail(200, path=r"/api/v2/tickets$", body=[
+        fake.render_ticket(with_entries, {"stats"}), fake.render_ticket(chat, {"stats"}), "ticket"])
+
+    result = sync(store, fake)
+
+    assert result.ok, result.error
+    got = {(q["stream"], q["record_id"]) for q in rows(store, "select * from quarantine")}
+    assert got == {("contacts", "contact/801"), ("contacts", "contact/?"), ("companies", "company/802"),
+                   ("companies", "company/?"), ("tickets", "time_entry/803"), ("tickets", "time_entry/?"),
+                   ("satisfaction_ratings", "rating/804"), ("satisfaction_ratings", "rating/?"),
+                   ("tickets", f"ticket/{chat.id}"), ("tickets", "ticket/?")}
+    assert contact(store, with_entries.id)["handle_seconds"] is None  # one entry unread: not known, not a sum
+
+
+def test_time_entries_are_read_in_seconds_where_the_api_gives_them(fake):
+    t = next(t for t in world_tickets(fake) if t.handle_seconds and t.handle_seconds % 60)
+    entries = fake.render_time_entries(t)
+    assert sum(e["time_spent_in_seconds"] for e in entries) == t.handle_seconds
+    assert all(e["time_spent"] == "{:02d}:{:02d}".format(*divmod(e["time_spent_in_seconds"] // 60, 60))
+               for e in entries)
+
+
+def test_a_second_sync_after_many_changes_reads_requesters_by_list_not_one_by_one(fake, store):
+    assert sync(store, fake).ok
+    world = fake.world
+    before = {r["source_id"]: r for r in rows(store, "select * from contacts")}
+    changed = world.mutate("freshdesk", 60)
+    fake.clear_log()
+
+    result = sync(store, fake, page_size=10)  # more than a page of changes: the large-read path
+
+    assert result.ok, result.error
+    assert fake.calls(path=r"/contacts/\d+$") == []  # no requester changed; no ticket is new
+    assert len(fake.calls(path=r"/api/v2/contacts$")) == 1
+    assert len(fake.calls(path=r"/time_entries$")) == 1  # only entries logged since the bookmark
+    assert [c.query.get("executed_after") is not None for c in fake.calls(path=r"/api/v2/time_entries$")] == [True]
+    assert len(fake.calls(path="/conversations$")) == len(changed)
+    for ticket_id in changed:
+        row, old = contact(store, ticket_id), before[str(ticket_id)]
+        t = fake.data.tickets[ticket_id]
+        assert (row["language"], row["locale"]) == (old["language"], old["locale"])  # kept as stored
+        assert row["language"] == primary_language(fake.data.people[t.requester_id].locale)
+        assert row["handle_seconds"] == (None if t.handle_seconds is None else float(t.handle_seconds))

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from connectors.intercom.connector import IntercomConnector
-from connectors.intercom.fake import TOKEN, FakeIntercom, contact_ref
+from connectors.intercom.fake import TOKEN, FakeIntercom, company_ref, contact_ref
 from connectors.intercom.settings import IntercomSettings
+from connectors.intercom.writer import IntercomWriter
 from connectors.sandbox import Sandbox
 from connectors.sandbox.server import FakeResponse
-from connectors.sandbox.world import Message, Ticket, World
+from connectors.sandbox.world import Message, Organization, Ticket, World
+from kpi_core.cli import main
 from kpi_core.model import iso_utc, primary_language
-from kpi_core.store import Store
+from kpi_core.store import Store, store_at
 from kpi_core.sync import sync_source
+from kpi_core.writeback.convert import mismatch
+from kpi_core.writeback.mappings import METRICS
 
 RECORD_TABLES = ("contacts", "messages", "status_events", "survey_responses", "people", "groups", "organizations")
 STATUS = {"new": "open", "open": "open", "pending": "pending", "on_hold": "pending", "resolved": "closed",
@@ -124,7 +130,8 @@ def test_full_sync_equals_the_worlds_intercom_slice(sandbox: Sandbox, fake: Fake
         assert (row["language"], row["country"]) == (primary_language(person.locale), person.country)
         assert row["name"] is row["email"] is row["phone"] is None
     assert set(rows(store, "groups")) == {str(g) for g in data.groups}
-    assert len(rows(store, "organizations")) == len(data.organizations)
+    with_users = {p.organization_id for p in data.customers() if p.organization_id is not None}
+    assert set(rows(store, "organizations")) == {company_ref(o) for o in with_users}
     assert store.count("quarantine") == 0
     # Calls: one search page per 150 conversations, one parts fetch per conversation with parts.
     searches = len(fake.calls("POST", "/conversations/search"))
@@ -246,7 +253,7 @@ def test_a_repeated_starting_after_ends_the_pass_and_the_next_sync_completes(san
 
 def test_a_conversation_changed_behind_the_pass_is_caught_by_the_next_sync(sandbox: Sandbox, fake: FakeIntercom,
                                                                            store: Store) -> None:
-    ordered = sorted(live_tickets(sandbox.world), key=lambda t: (t.updated_at, t.id))
+    ordered = sorted(live_tickets(sandbox.world), key=lambda t: (t.created_at, t.id))  # the fake's search order
     early, last = _old_open_tickets(sandbox.world)[0], ordered[-1]
     _wrap_get(fake, lambda ident: _add_messages(sandbox.world, early, 2) if ident == str(last.id) else None)
     assert sync(store, fake, page_size=20).ok
@@ -317,3 +324,173 @@ def test_a_conversation_whose_field_has_the_wrong_type_is_quarantined(sandbox: S
     assert "unhashable" in reasons[f"conversation/{victim.id}"]
     assert str(victim.id) not in rows(store, "contacts")
     assert len(rows(store, "contacts")) == len(live_tickets(sandbox.world)) - 1
+
+
+# --- issue 14, items 8-12: the sandbox as the 2.14 specification describes Intercom -------------------------
+
+
+def _api(fake: FakeIntercom) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {TOKEN}"
+    return session
+
+
+def test_contact_search_compares_days_and_a_contact_changed_later_that_day_is_read(sandbox: Sandbox,
+                                                                                  fake: FakeIntercom,
+                                                                                  store: Store) -> None:
+    assert sync(store, fake).ok
+    person = sandbox.world.sources["intercom"].customers()[0]
+    with sandbox.world.lock:
+        person.locale, person.updated_at = "pt-BR", sandbox.world.tick()
+    # The fake, as the 2.14 description of POST /contacts/search says: `>` starts at the next day.
+    day = person.updated_at - person.updated_at % 86400
+    session, ref = _api(fake), contact_ref(person.id)
+
+    def found(operator: str, value: int) -> bool:
+        query: dict[str, Any] = {"operator": "AND",
+                                 "value": [{"field": "updated_at", "operator": operator, "value": value}]}
+        answer = session.post(fake.base_url + "/contacts/search", json={"query": query}).json()
+        return ref in {c["id"] for c in answer["data"]}
+
+    assert not found(">", person.updated_at - 60) and not found(">", day)
+    assert found(">", day - 1) and found("=", person.updated_at) and not found("<", person.updated_at + 60)
+    fake.clear_log()
+    assert sync(store, fake).ok
+    people = rows(store, "people")
+    assert people[ref]["language"] == "pt"  # changed after the last sync, on the same day: read
+    data = sandbox.world.sources["intercom"]
+    assert len(people) == len(data.customers()) + len(data.agents())  # re-read, never duplicated
+    [search] = [c for c in fake.calls("POST", "/contacts/search") if "id" not in json.dumps(c.body["query"])]
+    assert "sort" not in search.body
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_companies_refused_is_a_warning_and_the_conversations_still_sync(sandbox: Sandbox, fake: FakeIntercom,
+                                                                         tmp_path: Path, status: int,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(sandbox.config_toml(str(tmp_path / "s.sqlite")))
+    os.chmod(config, 0o600)
+    fake.fail(status, times=2, path="/companies/list")
+    assert main(["sync", "--config", str(config)]) == 0
+    output = capsys.readouterr()
+    assert f"intercom: warning: companies: POST /companies/list refused ({status})" in output.err
+    assert main(["status", "--config", str(config)]) == 0
+    assert f"intercom: warning: companies: POST /companies/list refused ({status})" in capsys.readouterr().out
+    with store_at(tmp_path / "s.sqlite") as store:
+        assert_store_matches_world(store, sandbox.world)
+        assert rows(store, "organizations") == {}
+        assert store.get_cursor("intercom", "companies") is None  # tried again next time
+    assert len(fake.calls("POST", "/companies/list")) == 1
+    assert main(["sync", "--config", str(config)]) == 0  # refused again: one request, one warning
+    assert "refused" in capsys.readouterr().err
+    assert main(["sync", "--config", str(config)]) == 0  # the token can read them now
+    assert "warning" not in capsys.readouterr().err
+    assert main(["status", "--config", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_companies_list_leaves_out_companies_without_users_and_stops_at_its_cap(sandbox: Sandbox,
+                                                                                fake: FakeIntercom,
+                                                                                store: Store) -> None:
+    data = sandbox.world.sources["intercom"]
+    lonely = sandbox.world.next_id()
+    data.organizations[lonely] = Organization(lonely, "No users Ltd", "DE", [], sandbox.world.start,
+                                              sandbox.world.start)
+    with_users = {p.organization_id for p in data.customers() if p.organization_id is not None}
+    fake.companies_cap = 2
+    result = sync(store, fake, page_size=1)
+    assert result.ok, result.error
+    assert len(rows(store, "organizations")) == 2 and company_ref(lonely) not in rows(store, "organizations")
+    assert result.warnings == [f"companies: POST /companies/list returned 2 of {len(with_users)} companies (it"
+                               f" stops at 10,000); the other {len(with_users) - 2} are not stored"]
+    assert store.last_run("intercom").warnings == result.warnings[0]  # type: ignore[union-attr]
+    listed = fake.calls("POST", "/companies/list")
+    assert len(listed) == 2 and all(c.status == 200 for c in listed)
+
+
+def test_a_dropdown_attribute_reads_as_a_dropdown_with_its_options(sandbox: Sandbox, fake: FakeIntercom) -> None:
+    sandbox.world.define_field("intercom", "person", "kpi_nps_band", "dropdown", "NPS band",
+                               ("promoter", "passive"))
+    answer = _api(fake).get(fake.base_url + "/data_attributes", params={"model": "contact"}).json()
+    [vendor] = [a for a in answer["data"] if a["name"] == "kpi_nps_band"]
+    assert (vendor["data_type"], vendor["options"]) == ("string", ["promoter", "passive"])  # 2.14: strings
+    writer = IntercomWriter(IntercomSettings(**fake.connector_settings()))
+    try:
+        [field] = [f for f in writer.field_definitions("contact") if f.key == "kpi_nps_band"]
+    finally:
+        writer.close()
+    assert (field.type, field.options, field.writable) == ("dropdown", ("promoter", "passive"), True)
+    # So write-back checks the values against the options (detractor is missing).
+    assert mismatch(METRICS["nps_category"], field) == "the dropdown lacks the option(s) detractor"
+
+
+def test_search_order_and_sort_are_not_relied_on_when_a_starting_after_repeats(sandbox: Sandbox,
+                                                                               fake: FakeIntercom,
+                                                                               store: Store) -> None:
+    # The fake ignores `sort` and hands results out in creation order; a repeated cursor ends
+    # the first pass after its first page, whose oldest conversation changed just now: the
+    # next sync must still find every conversation, not only those changed after that one.
+    oldest = min(live_tickets(sandbox.world), key=lambda t: (t.created_at, t.id))
+    with sandbox.world.lock:
+        oldest.updated_at = sandbox.world.tick()
+    session = _api(fake)
+    body: dict[str, Any] = {"query": {"field": "updated_at", "operator": ">", "value": 0},
+                            "pagination": {"per_page": 5}, "sort": {"field": "updated_at", "order": "descending"}}
+    first = session.post(fake.base_url + "/conversations/search", json=body).json()["conversations"]
+    created = [c["created_at"] for c in first]
+    assert created == sorted(created)  # `sort` is not in the 2.14 schema: not honoured
+    fake.clear_log()
+    fake.repeat_cursor_once()
+    assert sync(store, fake, page_size=10).ok
+    assert sync(store, fake, page_size=10).ok
+    assert_store_matches_world(store, sandbox.world)
+    assert all("sort" not in c.body for c in fake.calls("POST", "/conversations/search"))
+
+
+def test_conversations_carry_no_ticket_and_the_platform_is_stored(sandbox: Sandbox, fake: FakeIntercom,
+                                                                  store: Store) -> None:
+    answer = _api(fake).post(fake.base_url + "/conversations/search", json={"query": {
+        "field": "updated_at", "operator": ">", "value": 0}, "pagination": {"per_page": 150}}).json()
+    assert all("ticket" not in c and isinstance(c["admin_assignee_id"], (int, type(None)))
+               for c in answer["conversations"])
+    assert sync(store, fake).ok
+    expected = {"conversation": "web_chat", "email": "email", "whatsapp": "whatsapp", "sms": "sms",
+                "phone_call": "phone", "twitter": "twitter", "facebook": "facebook", "instagram": "instagram"}
+    kinds = {c["id"]: c["source"]["type"] for c in answer["conversations"]}
+    contacts = rows(store, "contacts")
+    assert {ident: contacts[ident]["platform"] for ident in kinds} == {i: expected[k] for i, k in kinds.items()}
+
+
+def test_parts_keep_the_apis_order_within_a_second(sandbox: Sandbox, fake: FakeIntercom, store: Store) -> None:
+    ticket = next(t for t in live_tickets(sandbox.world) if fake.render_parts(t) and t.status in ("resolved", "closed")
+                  and not t.reopen_times)
+    render = fake.render_parts
+    at = max(p["created_at"] for p in render(ticket)) + 1
+
+    def parts(t: Ticket, **options: Any) -> list[dict[str, Any]]:
+        shown = render(t, **options)
+        if t.id != ticket.id:
+            return shown
+        # Closed at `at`, reopened by the customer in the same second, closed again: ids "999" < "1000"
+        # as numbers but not as text. The API's order is the order of events.
+        base = {"type": "conversation_part", "body": None, "updated_at": at, "notified_at": at,
+                "assigned_to": None, "attachments": [], "external_id": None, "redacted": False, "tags": []}
+        author = {"type": "admin", "id": str(ticket.assignee_id or 1), "from_ai_agent": False, "is_ai_answer": False}
+        customer = {"type": "user", "id": contact_ref(ticket.requester_id)}
+        return [
+            *(p for p in shown if p["part_type"] != "close"),
+            {**base, "id": "999", "part_type": "close", "created_at": at, "author": author, "state": "closed"},
+            {**base, "id": "1000", "part_type": "comment", "created_at": at, "author": customer, "state": "open",
+             "body": "<p>Still broken</p>"},
+            {**base, "id": "1001", "part_type": "close", "created_at": at + 5, "author": author, "state": "closed"},
+        ]
+
+    fake.render_parts = parts  # type: ignore[method-assign,assignment]
+    assert sync(store, fake).ok
+    events = [(e["kind"], e["at"]) for e in store.db.query(
+        "SELECT kind, at FROM status_events WHERE source = 'intercom' AND contact_id = ? ORDER BY at, source_id",
+        [str(ticket.id)])]
+    assert sorted(events) == sorted([("resolved", iso_utc(at)), ("reopened", iso_utc(at)),
+                                     ("resolved", iso_utc(at + 5))])
+    assert rows(store, "contacts")[str(ticket.id)]["reopens"] == 1

@@ -16,6 +16,7 @@ import pytest
 from connectors.base import Privacy
 from connectors.freshdesk import normalize as fd
 from connectors.intercom import normalize as intercom
+from connectors.intercom import writer as intercom_writer
 from connectors.zendesk import normalize as zendesk
 
 # --- Zendesk (reference 1.7) ----------------------------------------------------------------------
@@ -100,6 +101,134 @@ def test_zendesk_legacy_rating_becomes_a_good_bad_survey_row() -> None:
     assert bad is not None and (bad["score"], bad["is_positive"]) == (0.0, False)
     assert zendesk.legacy_rating_row({**rating, "score": "offered"}) is None  # offered, never answered
     assert "Awesome support!" not in json.dumps(row, default=str)
+
+
+# Zendesk's documented new-CSAT response object (api-reference csat_survey_responses, "JSON format"
+# example): no top-level time; an answer carries its own created_at/updated_at.
+ZENDESK_SURVEY_RESPONSE: dict[str, Any] = {
+    "answers": [{"created_at": "2024-08-14T12:00:00.000Z", "question": {
+        "alias": "comment", "headline": {"type": "static",
+                                         "value": "Anything else you would like to share about your experience?"},
+        "id": "01GFYBENPDGN1R6NAA4WRDNVFR", "type": "open_ended"}, "type": "skipped",
+        "updated_at": "2024-08-14T12:00:00.000Z"}],
+    "expires_at": "2024-08-14T12:00:00.000Z", "id": "01J1WB51MG6HXTYWE6Q0C93RNW", "responder_id": 4398080151295,
+    "subject_zrns": ["zen:ticket:99"], "subjects": [{"id": "99", "type": "ticket", "zrn": "zen:ticket:99"}],
+    "survey": {"id": "01J58KJ9RAE0D2EK7HRVM7Z8F2", "state": "enabled", "version": 3},
+}
+# A rating-scale answer as the reference's answer table describes it (rating, rating_category,
+# question.sub_type); the options' field names are not in the documented example (unconfirmed).
+ZENDESK_CSAT_ANSWER: dict[str, Any] = {
+    "type": "rating_scale", "rating": 4, "rating_category": "good",
+    "question": {"id": "01J58KJ9RAE0D2EK7HRVM7Z8F3", "type": "rating_scale_numeric",
+                 "sub_type": "customer_satisfaction", "alias": "csat",
+                 "headline": {"type": "static", "value": "How satisfied were you?"},
+                 "options": [{"id": f"01J58KJ9RAE0D2EK7HRVM7Z8G{v}", "rating": v,
+                              "label": {"type": "static", "value": str(v)}} for v in range(1, 6)]},
+    "created_at": "2024-08-15T09:30:00.000Z", "updated_at": "2024-08-15T09:30:00.000Z",
+}
+
+
+def test_zendesk_documented_new_csat_response_is_no_response_until_rated() -> None:
+    """Zendesk's own example (only a skipped answer) is read, not quarantined: nothing rated yet."""
+    assert zendesk.survey_response_row(ZENDESK_SURVEY_RESPONSE) is None
+    assert zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": []}) is None  # just offered
+
+
+@pytest.mark.parametrize("subjects", [
+    {"subjects": [{"id": "99", "type": "ticket", "zrn": "zen:ticket:99"}]},
+    {"subjects": None, "subject_zrns": ["zen:ticket:99"]},  # the list endpoint's older example: zrns only
+])
+def test_zendesk_new_csat_rating_is_dated_by_its_answer_on_the_question_scale(subjects: dict[str, Any]) -> None:
+    response = {**ZENDESK_SURVEY_RESPONSE, **subjects,
+                "answers": [*ZENDESK_SURVEY_RESPONSE["answers"], ZENDESK_CSAT_ANSWER]}
+    row = zendesk.survey_response_row(response)
+    assert row is not None
+    assert (row["source_id"], row["kind"], row["score"], row["scale"], row["is_positive"], row["created_at"],
+            row["contact_id"], row["requester_id"]) == (
+        "01J1WB51MG6HXTYWE6Q0C93RNW", "csat", 4.0, "1-5", True, "2024-08-15T09:30:00Z", "99", "4398080151295")
+
+
+def test_zendesk_new_csat_scale_comes_from_the_options_or_the_rating_category() -> None:
+    three = copy.deepcopy(ZENDESK_CSAT_ANSWER)
+    three["question"]["options"] = [{"id": str(v), "rating": v} for v in (1, 2, 3)]
+    three["rating"], three["rating_category"] = 3, "good"
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [three]})
+    assert row is not None and (row["scale"], row["is_positive"]) == ("1-3", True)
+    bare = copy.deepcopy(ZENDESK_CSAT_ANSWER)
+    del bare["question"]["options"]
+    bare["rating"], bare["rating_category"] = 2, "bad"
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [bare]})
+    assert row is not None and (row["scale"], row["is_positive"]) == (zendesk.CATEGORY_SCALE, False)
+
+
+@pytest.mark.parametrize("via, role", [
+    ({"channel": "rule", "source": {"from": {"id": 1, "title": "Notify"}, "to": {}, "rel": "trigger"}}, "system"),
+    ({"channel": "web", "source": {"from": {}, "to": {}, "rel": "automation"}}, "system"),
+    ({"channel": "web", "source": {"from": {"ticket_id": 5099}, "to": {}, "rel": "merge"}}, "system"),
+    ("Rule", "system"),  # the display name of ticket-events updates (errata)
+    ("Web form", None),
+    (8, "system"),  # numeric via id of a business rule
+    ({"channel": 8}, "system"),
+    ("8", "system"),
+    ({"channel": 29}, None),  # chat: a person
+    ({"channel": "ai_agent"}, "bot"),
+    ("Answer Bot", "bot"),
+])
+def test_zendesk_via_in_every_form_tells_rules_and_ai_agents(via: Any, role: str | None) -> None:
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z",
+             "child_events": [{"id": 77002, "event_type": "Comment", "author_id": 700, "public": True, "via": via}]}
+    [(_, message)] = list(zendesk.event_rows(event))
+    assert message["author_role"] == role
+
+
+def test_zendesk_comment_without_its_own_via_takes_its_audits() -> None:
+    """An event carries `via` only where it differs from the audit's; here the audit's is "Rule"."""
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z", "via": "Rule",
+             "child_events": [{"id": 77002, "event_type": "Comment", "author_id": 700, "public": True}]}
+    [(_, message)] = list(zendesk.event_rows(event))
+    assert message["author_role"] == "system"
+
+
+ZENDESK_METRIC_SET: dict[str, Any] = {
+    "id": 88101, "ticket_id": 5101, "reopens": 0, "replies": 1,
+    "reply_time_in_minutes": {"calendar": 34, "business": 34},
+    "first_resolution_time_in_minutes": {"calendar": 72, "business": 72},
+    "full_resolution_time_in_minutes": {"calendar": 72, "business": 72},
+    "solved_at": "2024-03-01T10:12:40Z",
+}
+
+
+@pytest.mark.parametrize("where", ["per_ticket", "top_level"])
+def test_zendesk_metric_set_is_read_on_the_ticket_or_sideloaded_by_ticket_id(where: str) -> None:
+    ticket = {**ZENDESK_TICKET, "metric_set": ZENDESK_METRIC_SET} if where == "per_ticket" else ZENDESK_TICKET
+    sideload = {5101: ZENDESK_METRIC_SET} if where == "top_level" else None
+    # Created before start_date: its events are not read, so its facts come from the metric set.
+    row = zendesk.contact_row(ticket, {}, {}, "2024-06-01T00:00:00Z", metric_sets=sideload)
+    assert (row["vendor"]["reply_time_minutes"], row["first_agent_reply_at"], row["agent_replies"]) == (
+        34, "2024-03-01T09:34:05Z", 1)
+
+
+def test_zendesk_ticket_closed_by_merge_is_merged() -> None:
+    merged = {**ZENDESK_TICKET, "status": "closed", "tags": ["billing", "closed_by_merge"]}
+    row = zendesk.contact_row(merged, {}, {}, "2024-01-01T00:00:00Z")
+    assert (row["status"], row.get("merged_into")) == ("merged", None)  # the ticket does not name its survivor
+    closed = zendesk.contact_row({**ZENDESK_TICKET, "status": "closed"}, {}, {}, "2024-01-01T00:00:00Z")
+    assert closed["status"] == "closed"
+
+
+@pytest.mark.parametrize("channel, expected", [
+    ("instagram_dm", ("social", "instagram")), ("chat", ("chat", "web_chat")),
+    ("whatsapp", ("messaging", "whatsapp")), ("facebook", ("social", "facebook")),
+    ("twitter", ("social", "twitter")), ("line", ("messaging", "line")), ("wechat", ("messaging", "wechat")),
+    ("telegram", ("messaging", "telegram")), ("viber", ("messaging", "viber")), ("sms", ("messaging", "sms")),
+    ("apple_business_chat", ("messaging", "apple_messages")), ("native_messaging", ("messaging", "web_chat")),
+    ("email", ("email", "email")), ("web", ("web_form", "web_form")), (4, ("email", "email")),
+    ("sample_ticket", ("other", "other")),
+])
+def test_zendesk_platform_names_the_network_else_the_channel(channel: Any, expected: tuple[str, str]) -> None:
+    row = zendesk.contact_row({**ZENDESK_TICKET, "via": {"channel": channel, "source": {}}}, {}, {},
+                              "2024-01-01T00:00:00Z")
+    assert (row["channel"], row["platform"]) == expected
 
 
 # --- Intercom (reference 2.7) ---------------------------------------------------------------------
@@ -193,6 +322,326 @@ def test_intercom_rating_becomes_a_one_to_five_survey_row() -> None:
     assert "survey_responses" not in intercom_rows(unrated, INTERCOM_PARTS)
 
 
+# --- Intercom: the documented example payloads of the 2.14 specification (intercom/Intercom-OpenAPI,
+# descriptions/2.14/api.intercom.io.yaml, MIT): `GET /conversations/{id}` "conversation found", the parts of
+# the `POST /conversations/{id}/parts` examples (close, open, assign, snooze) and of the
+# `POST /conversations/{id}/reply` "User reply" example. Copied verbatim.
+
+IC_GET_CONVERSATION: dict[str, Any] = {'type': 'conversation',
+ 'id': '503',
+ 'created_at': 1734537511,
+ 'updated_at': 1734537511,
+ 'waiting_since': None,
+ 'snoozed_until': None,
+ 'source': {'type': 'conversation',
+            'id': '403918334',
+            'delivered_as': 'admin_initiated',
+            'subject': '',
+            'body': '<p>this is the message body</p>',
+            'author': {'type': 'admin', 'id': '991267645', 'name': 'Ciaran176 Lee', 'email': 'admin176@email.com'},
+            'attachments': [],
+            'url': None,
+            'redacted': False},
+ 'contacts': {'type': 'contact.list',
+              'contacts': [{'type': 'contact', 'id': '6762f1261bb69f9f2193bba7', 'external_id': '70'}]},
+ 'first_contact_reply': None,
+ 'admin_assignee_id': 991267715,
+ 'team_assignee_id': 5017691,
+ 'open': False,
+ 'state': 'closed',
+ 'read': False,
+ 'tags': {'type': 'tag.list',
+          'tags': [{'type': 'tag',
+                    'id': '123456',
+                    'name': 'Test tag',
+                    'applied_at': 1663597223,
+                    'applied_by': {'type': 'contact', 'id': '1a2b3c'}}]},
+ 'priority': 'not_priority',
+ 'sla_applied': None,
+ 'statistics': None,
+ 'conversation_rating': None,
+ 'teammates': None,
+ 'title': None,
+ 'custom_attributes': {},
+ 'topics': {},
+ 'ticket': None,
+ 'linked_objects': {'type': 'list', 'data': [], 'total_count': 0, 'has_more': False},
+ 'ai_agent': None,
+ 'ai_agent_participated': False,
+ 'conversation_parts': {'type': 'conversation_part.list',
+                        'conversation_parts': [{'type': 'conversation_part',
+                                                'id': 1,
+                                                'part_type': 'comment',
+                                                'body': '<p>Okay!</p>',
+                                                'created_at': 1663597223,
+                                                'updated_at': 1663597260,
+                                                'notified_at': 1663597260,
+                                                'assigned_to': {'type': 'contact', 'id': '1a2b3c'},
+                                                'author': {'type': 'admin',
+                                                           'id': '274',
+                                                           'name': 'Operator',
+                                                           'email': 'operator+abcd1234@intercom.io'},
+                                                'attachments': [],
+                                                'external_id': 'abcd1234',
+                                                'redacted': False,
+                                                'email_message_metadata': None,
+                                                'state': 'open',
+                                                'tags': [{'type': 'tag', 'id': '123456', 'name': 'Test tag'}],
+                                                'event_details': None,
+                                                'app_package_code': None},
+                                               {'type': 'conversation_part',
+                                                'id': 2,
+                                                'part_type': 'custom_action_started',
+                                                'body': None,
+                                                'created_at': 1740141842,
+                                                'updated_at': 1740141842,
+                                                'notified_at': 1740141842,
+                                                'assigned_to': None,
+                                                'author': {'type': 'admin',
+                                                           'id': '274',
+                                                           'name': 'Jamie Oliver',
+                                                           'email': 'jamie+abcd1234@intercom.io'},
+                                                'attachments': [],
+                                                'external_id': None,
+                                                'redacted': False,
+                                                'email_message_metadata': None,
+                                                'state': 'open',
+                                                'tags': [],
+                                                'event_details': {'action': {'name': 'Jira Create Issue'}},
+                                                'app_package_code': 'test-integration'},
+                                               {'type': 'conversation_part',
+                                                'id': 3,
+                                                'part_type': 'conversation_attribute_updated_by_admin',
+                                                'body': None,
+                                                'created_at': 1740141851,
+                                                'updated_at': 1740141851,
+                                                'notified_at': 1740141851,
+                                                'assigned_to': None,
+                                                'author': {'type': 'bot',
+                                                           'id': '278',
+                                                           'name': 'Fin',
+                                                           'email': 'operator+abcd1234@intercom.io'},
+                                                'attachments': [],
+                                                'external_id': None,
+                                                'redacted': False,
+                                                'email_message_metadata': None,
+                                                'state': 'open',
+                                                'tags': [],
+                                                'event_details': {'attribute': {'name': 'jira_issue_key'},
+                                                                  'value': {'name': 'PROJ-007'}},
+                                                'app_package_code': None},
+                                               {'type': 'conversation_part',
+                                                'id': 4,
+                                                'part_type': 'custom_action_finished',
+                                                'body': None,
+                                                'created_at': 1740141857,
+                                                'updated_at': 1740141857,
+                                                'notified_at': 1740141857,
+                                                'assigned_to': None,
+                                                'author': {'type': 'admin',
+                                                           'id': '274',
+                                                           'name': 'Jamie Oliver',
+                                                           'email': 'jamie+abcd1234@intercom.io'},
+                                                'attachments': [],
+                                                'external_id': None,
+                                                'redacted': False,
+                                                'email_message_metadata': None,
+                                                'state': 'closed',
+                                                'tags': [],
+                                                'event_details': {'action': {'name': 'Jira Create Issue',
+                                                                             'result': 'success'}},
+                                                'app_package_code': None}],
+                        'total_count': 4}}
+
+IC_CLOSE_PART: dict[str, Any] = {'type': 'conversation_part',
+ 'id': '136',
+ 'part_type': 'close',
+ 'body': '<p>Goodbye :)</p>',
+ 'created_at': 1734537584,
+ 'updated_at': 1734537584,
+ 'notified_at': 1734537584,
+ 'assigned_to': None,
+ 'author': {'id': '991267708', 'type': 'admin', 'name': 'Ciaran219 Lee', 'email': 'admin219@email.com'},
+ 'attachments': [],
+ 'external_id': None,
+ 'redacted': False,
+ 'metadata': {},
+ 'email_message_metadata': None,
+ 'app_package_code': None}
+
+IC_OPEN_PART: dict[str, Any] = {'type': 'conversation_part',
+ 'id': '139',
+ 'part_type': 'open',
+ 'body': None,
+ 'created_at': 1734537601,
+ 'updated_at': 1734537601,
+ 'notified_at': 1734537601,
+ 'assigned_to': None,
+ 'author': {'id': '991267712', 'type': 'admin', 'name': 'Ciaran221 Lee', 'email': 'admin221@email.com'},
+ 'attachments': [],
+ 'external_id': None,
+ 'redacted': False,
+ 'metadata': {},
+ 'email_message_metadata': None,
+ 'app_package_code': None}
+
+IC_ASSIGN_AND_REOPEN_PART: dict[str, Any] = {'type': 'conversation_part',
+ 'id': '140',
+ 'part_type': 'assign_and_reopen',
+ 'body': None,
+ 'created_at': 1734537605,
+ 'updated_at': 1734537605,
+ 'notified_at': 1734537605,
+ 'assigned_to': {'type': 'admin', 'id': '991267715'},
+ 'author': {'id': '991267715', 'type': 'admin', 'name': 'Ciaran223 Lee', 'email': 'admin223@email.com'},
+ 'attachments': [],
+ 'external_id': None,
+ 'redacted': False,
+ 'metadata': {},
+ 'email_message_metadata': None,
+ 'app_package_code': None}
+
+IC_SNOOZE_PART: dict[str, Any] = {'type': 'conversation_part',
+ 'id': '137',
+ 'part_type': 'snoozed',
+ 'body': None,
+ 'created_at': 1734537587,
+ 'updated_at': 1734537587,
+ 'notified_at': 1734537587,
+ 'assigned_to': None,
+ 'author': {'id': '991267710', 'type': 'admin', 'name': 'Ciaran220 Lee', 'email': 'admin220@email.com'},
+ 'attachments': [],
+ 'external_id': None,
+ 'redacted': False,
+ 'metadata': {},
+ 'email_message_metadata': None,
+ 'app_package_code': None}
+
+IC_USER_REPLY_PART: dict[str, Any] = {'type': 'conversation_part',
+ 'id': '132',
+ 'part_type': 'open',
+ 'body': '<p>Thanks again :)</p>',
+ 'created_at': 1734537561,
+ 'updated_at': 1734537561,
+ 'notified_at': 1734537561,
+ 'assigned_to': None,
+ 'author': {'id': '6762f1571bb69f9f2193bbbb', 'type': 'user', 'name': 'Joe Bloggs', 'email': 'joe@bloggs.com'},
+ 'attachments': [],
+ 'external_id': None,
+ 'redacted': False,
+ 'metadata': {},
+ 'email_message_metadata': None,
+ 'app_package_code': None}
+
+
+
+def _parts_in_one_second(at: int) -> list[dict[str, Any]]:
+    """The documented parts as the API lists them: closed, reopened by the customer's reply in the same
+    second (ids "136" then "132": the API's order is not the ids' text order), closed again, opened by an
+    admin, then assigned and reopened while already open."""
+    close_again = {**IC_CLOSE_PART, "id": "138", "body": None}
+    timed = [(IC_CLOSE_PART, at), (IC_USER_REPLY_PART, at), (close_again, at + 20), (IC_OPEN_PART, at + 40),
+             (IC_ASSIGN_AND_REOPEN_PART, at + 44)]
+    return [{**part, "created_at": t, "updated_at": t, "notified_at": t} for part, t in timed]
+
+
+def test_intercom_documented_conversation_with_its_parts() -> None:
+    conversation = {k: v for k, v in IC_GET_CONVERSATION.items() if k != "conversation_parts"}
+    parts = IC_GET_CONVERSATION["conversation_parts"]["conversation_parts"]
+    rows = intercom_rows(conversation, parts)
+    [contact] = rows["contacts"]
+    assert {k: contact[k] for k in ("source_id", "channel", "platform", "status", "assignee_id", "group_id",
+                                    "requester_id", "ticket_type", "is_outbound", "tags")} == {
+        "source_id": "503", "channel": "chat", "platform": "web_chat", "status": "closed",
+        "assignee_id": "991267715", "group_id": "5017691", "requester_id": "6762f1261bb69f9f2193bba7",
+        "ticket_type": None, "is_outbound": True, "tags": ["Test tag"]}
+    assert [(m["source_id"], m["author_role"], m["public"]) for m in rows["messages"]] == [
+        ("503:source", "agent", True), ("1", "agent", True)]
+    # No `close` part, but the last part shows the conversation closed: that is when it was resolved.
+    assert [(e["source_id"], e["kind"]) for e in rows["status_events"]] == [("4", "resolved")]
+
+
+def test_intercom_parts_keep_the_apis_order_and_reopen_once_per_closed_spell() -> None:
+    at = 1734537584
+    conversation = {**{k: v for k, v in IC_GET_CONVERSATION.items() if k != "conversation_parts"},
+                    "state": "open", "open": True}
+    rows = intercom_rows(conversation, _parts_in_one_second(at))
+    assert [(e["source_id"], e["kind"], e["at"]) for e in rows["status_events"]] == [
+        ("136", "resolved", "2024-12-18T15:59:44Z"), ("132", "reopened", "2024-12-18T15:59:44Z"),
+        ("138", "resolved", "2024-12-18T16:00:04Z"), ("139", "reopened", "2024-12-18T16:00:24Z")]
+    # The admin's closing message and the customer's reply are messages; bare state changes are not.
+    assert [(m["source_id"], m["author_role"], m["public"]) for m in rows["messages"]] == [
+        ("503:source", "agent", True), ("136", "agent", True), ("132", "customer", True)]
+
+
+@pytest.mark.parametrize("part", [IC_CLOSE_PART, IC_SNOOZE_PART, IC_OPEN_PART, IC_ASSIGN_AND_REOPEN_PART,
+                                  IC_USER_REPLY_PART], ids=lambda p: p["id"])
+def test_intercom_documented_parts_have_no_state_and_still_give_the_history(part: dict[str, Any]) -> None:
+    assert "state" not in part  # the documented parts carry none: the part type decides
+    closed_first = [{**IC_CLOSE_PART, "id": "100", "body": None}, part]
+    kinds = [kind.value for kind, _ in intercom.status_history(closed_first)]
+    reopening = part["part_type"] in ("open", "assign_and_reopen", "snoozed")  # a state other than closed
+    assert kinds == (["resolved", "reopened"] if reopening else ["resolved"])
+
+
+_NO_ASSIGNEE_KEYS = ("admin_assignee_id", "team_assignee_id")
+
+
+@pytest.mark.parametrize("assignment, admin, team", [
+    ({"admin_assignee_id": 991267715, "team_assignee_id": 5017691}, "991267715", "5017691"),  # 2.14, documented
+    ({"admin_assignee_id": "0", "team_assignee_id": "0"}, None, None),  # the 2.14 ticket examples: nobody
+    ({"assignee": {"type": "admin", "id": "991267715"}}, "991267715", None),  # older payloads nest it
+    ({"assignee": {"type": "team", "id": "5017691"}}, None, "5017691"),
+    ({"assignee": {"type": "nobody_admin", "id": None}}, None, None),
+], ids=["admin_assignee_id", "zero", "nested-admin", "nested-team", "nested-nobody"])
+def test_intercom_assignee_in_both_shapes(assignment: dict[str, Any], admin: str | None, team: str | None) -> None:
+    conversation = {k: v for k, v in IC_GET_CONVERSATION.items()
+                    if k != "conversation_parts" and k not in _NO_ASSIGNEE_KEYS}
+    [contact] = intercom_rows({**conversation, **assignment}, [])["contacts"]
+    assert (contact["assignee_id"], contact["group_id"]) == (admin, team)
+
+
+def test_intercom_ticket_type_only_from_an_older_ticket_property() -> None:
+    conversation = {k: v for k, v in IC_GET_CONVERSATION.items() if k not in ("conversation_parts", "ticket")}
+    [contact] = intercom_rows(conversation, [])["contacts"]  # 2.14: no `ticket` property at all
+    assert contact["ticket_type"] is None
+    older = {**conversation, "ticket": {"type": "ticket", "ticket_type": {"type": "ticket_type", "name": "Bug"}}}
+    [contact] = intercom_rows(older, [])["contacts"]
+    assert contact["ticket_type"] == "Bug"
+
+
+@pytest.mark.parametrize("source_type, channel, platform", [
+    ("conversation", "chat", "web_chat"), ("whatsapp", "messaging", "whatsapp"), ("sms", "messaging", "sms"),
+    ("instagram", "social", "instagram"), ("facebook", "social", "facebook"), ("twitter", "social", "twitter"),
+    ("email", "email", "email"), ("phone_call", "phone", "phone"), ("phone_switch", "phone", "phone"),
+    ("push", "messaging", "messaging"), ("something_new", "other", "other"),
+])
+def test_intercom_platform_from_the_source_type(source_type: str, channel: str, platform: str) -> None:
+    conversation = {k: v for k, v in IC_GET_CONVERSATION.items() if k != "conversation_parts"}
+    conversation["source"] = {**conversation["source"], "type": source_type}
+    [contact] = intercom_rows(conversation, [])["contacts"]
+    assert (contact["channel"], contact["platform"]) == (channel, platform)
+    deleted = intercom.deleted_row(conversation)
+    assert (deleted["channel"], deleted["platform"]) == (channel, platform)
+
+
+@pytest.mark.parametrize("attribute, kind, options", [
+    # The 2.14 schema `data_attribute`: `options` is an array of strings (its own example pairs them with a
+    # boolean); a dropdown is a string attribute with options.
+    ({"name": "paid_subscriber", "data_type": "boolean", "options": ["true", "false"], "custom": True},
+     "checkbox", ("true", "false")),
+    ({"name": "plan", "data_type": "string", "options": ["free", "pro"], "custom": True}, "dropdown",
+     ("free", "pro")),
+    ({"name": "plan", "data_type": "string", "options": [{"value": "free"}, {"value": "pro"}], "custom": True},
+     "dropdown", ("free", "pro")),  # the shape POST /data_attributes takes
+    ({"name": "note", "data_type": "string", "custom": True}, "text", ()),
+])
+def test_intercom_data_attribute_options_are_strings(attribute: dict[str, Any], kind: str,
+                                                     options: tuple[str, ...]) -> None:
+    field = intercom_writer._field_def("contact", attribute)
+    assert (field.type, field.options) == (kind, options)
+
+
 NOTHING_PERSONAL = Privacy.choose(fd.PERSONAL)  # the default switches: keep nothing personal
 
 # --- Freshdesk (reference 3.7) --------------------------------------------------------------------
@@ -227,10 +676,38 @@ def test_freshdesk_ticket_source_code_maps_to_a_channel(ticket: dict[str, Any], 
     assert ticket["subject"] not in json.dumps(row, default=str)
 
 
-@pytest.mark.parametrize("code, channel", [(1, "email"), (2, "web_form"), (3, "phone"), (5, "social"), (6, "social"),
-                                           (7, "chat"), (9, "web_form"), (10, "email"), (12, "other"), (99, "other")])
-def test_freshdesk_source_codes(code: int, channel: str) -> None:
-    assert fd.ticket_fields({**FRESHDESK_TICKETS[1], "source": code}, NOTHING_PERSONAL)["channel"] == channel
+# Catalogue 2c: the codes 1-13 of the reference's Errata, with their platform (else the channel).
+@pytest.mark.parametrize("code, channel, platform", [
+    (1, "email", "email"), (2, "web_form", "web_form"), (3, "phone", "phone"), (4, "social", "social"),
+    (5, "social", "twitter"), (6, "social", "facebook"), (7, "chat", "web_chat"), (8, "web_form", "mobile_app"),
+    (9, "web_form", "web_form"), (10, "email", "email"), (11, "email", "marketplace"), (12, "chat", "chat"),
+    (13, "messaging", "whatsapp"), (14, "other", "other"), (99, "other", "other")])
+def test_freshdesk_source_codes(code: int, channel: str, platform: str) -> None:
+    row = fd.ticket_fields({**FRESHDESK_TICKETS[1], "source": code}, NOTHING_PERSONAL)
+    assert (row["channel"], row["platform"]) == (channel, platform)
+
+
+def test_freshdesk_documented_example_tickets_carry_their_platform() -> None:
+    assert [fd.ticket_fields(t, NOTHING_PERSONAL)["platform"] for t in FRESHDESK_TICKETS] == ["email", "web_chat"]
+
+
+# Freshdesk's documented time entry (API reference, "Start/Stop Timer" response), and the same
+# entry as the reference's Errata says accounts send it, with `time_spent_in_seconds`.
+FRESHDESK_TIME_ENTRY: dict[str, Any] = {
+    "id": 1, "billable": True, "note": "Monthly Invoice Prepartion", "timer_running": False, "agent_id": 1,
+    "ticket_id": 20, "time_spent": "11:41", "created_at": "2015-08-24T13:21:50Z",
+    "updated_at": "2015-08-25T07:12:39Z", "start_time": "2015-08-25T07:11:22Z", "executed_at": "2015-08-24T13:21:49Z"}
+
+
+def test_freshdesk_time_entry_uses_seconds_and_falls_back_to_hh_mm() -> None:
+    assert fd.time_entry(FRESHDESK_TIME_ENTRY) == ("20", 11 * 3600 + 41 * 60.0)
+    assert fd.time_entry({**FRESHDESK_TIME_ENTRY, "time_spent_in_seconds": 42_097}) == ("20", 42_097.0)
+    assert fd.time_entry({**FRESHDESK_TIME_ENTRY, "time_spent": None, "time_spent_in_seconds": 59}) == ("20", 59.0)
+    for bad in ("an hour", True, -5):
+        with pytest.raises(fd.RecordError, match="time_spent_in_seconds"):
+            fd.time_entry({**FRESHDESK_TIME_ENTRY, "time_spent_in_seconds": bad})
+    with pytest.raises(fd.RecordError, match="time_spent"):
+        fd.time_entry({**FRESHDESK_TIME_ENTRY, "time_spent": "11:41:07"})
 
 
 def test_freshdesk_custom_status_is_on_hold() -> None:

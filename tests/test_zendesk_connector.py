@@ -24,7 +24,9 @@ RECORD_TABLES = ("contacts", "messages", "status_events", "people", "groups", "o
 STATUS = {"new": "new", "open": "open", "pending": "pending", "on_hold": "on_hold", "resolved": "resolved",
           "closed": "closed"}
 ENDPOINTS = ("/api/v2/incremental/users/cursor", "/api/v2/groups", "/api/v2/incremental/organizations",
-             "/api/v2/incremental/tickets/cursor", "/api/v2/incremental/ticket_events", "/api/v2/satisfaction_ratings")
+             "/api/v2/incremental/tickets/cursor", "/api/v2/incremental/ticket_events", "/api/v2/satisfaction_ratings",
+             # csat = "auto" reads both CSAT flavours each sync (an account may have both histories).
+             "/api/v2/guide/survey_responses")
 
 
 # `sandbox`, `fake` and `store` come from conftest.py; the sync, 429, 401, quarantine, privacy and
@@ -224,26 +226,120 @@ def test_holdback_hides_a_change_until_it_is_old_enough(fake: FakeZendesk, store
 # --- CSAT flavours --------------------------------------------------------------------------
 
 
-def test_auto_csat_remembers_the_legacy_flavour(fake: FakeZendesk, store: Store) -> None:
-    assert sync(store, fake).ok
-    assert len(fake.calls(path="survey_responses")) == 1
-    assert store.get_cursor("zendesk", "csat").startswith("legacy:")
+def test_auto_csat_reads_both_flavours_each_with_its_own_bookmark(fake: FakeZendesk, store: Store) -> None:
+    """An account that moved from legacy ratings to the new CSAT has both histories (errata)."""
+    fake.csat_mode = "both"
+    try:
+        result = sync(store, fake)
+    finally:
+        fake.csat_mode = "legacy"
+    assert result.ok, result.error
+    expected = answered_ratings(fake.world)
+    stored = rows(store, "SELECT scale, created_at, contact_id FROM survey_responses")
+    scales = Counter(scale for scale, _, _ in stored)
+    assert scales["good_bad"] and scales["1-5"] and len(stored) == len(expected)
+    assert {(at, tid) for _, at, tid in stored} == {(at, tid) for _, at, tid in expected.values()}
+    assert result.by_stream["csat"] == scales["good_bad"]
+    assert result.by_stream["csat_survey_responses"] == scales["1-5"]
+    cursors = store.cursors("zendesk")
+    assert cursors["csat"].startswith("legacy:") and cursors["csat_survey_responses"].startswith("survey_responses:")
+
+
+def test_auto_csat_on_a_legacy_only_account_notes_the_refusal_and_reads_the_legacy_list(
+        fake: FakeZendesk, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    result = sync(store, fake)
+    assert result.ok, result.error
+    assert result.by_stream["csat"] == len(answered_ratings(fake.world))
+    assert result.by_stream["csat_survey_responses"] == 0
+    assert store.get_cursor("zendesk", "csat_survey_responses") == "survey_responses::refused-403"
+    assert "survey_responses CSAT is not readable" in caplog.text
+    assert any("survey_responses CSAT is not readable" in w for w in getattr(result, "warnings", []))
     fake.clear_log()
-    assert sync(store, fake).ok
-    assert not fake.calls(path="survey_responses") and len(fake.calls(path="satisfaction_ratings")) == 1
+    assert sync(store, fake).ok  # asked again each sync: the account may move to the new CSAT
+    assert len(fake.calls(path="survey_responses")) == 1 and len(fake.calls(path="satisfaction_ratings")) == 1
 
 
 def test_new_csat_survey_responses_are_read_on_their_own_scale(fake: FakeZendesk, store: Store) -> None:
     fake.csat_mode = "survey_responses"
-    assert sync(store, fake).ok
-    assert not fake.calls(path="satisfaction_ratings")
+    try:
+        assert sync(store, fake).ok
+    finally:
+        fake.csat_mode = "legacy"
     stored = rows(store, "SELECT score, scale, is_positive, created_at, contact_id, comment FROM survey_responses")
     expected = answered_ratings(fake.world)
-    assert len(stored) == len(expected)
+    assert len(stored) == len(expected)  # offered, unanswered responses are no response
     assert {(r[3], r[4]) for r in stored} == {(at, tid) for _, at, tid in expected.values()}
     assert all(scale == "1-5" and positive == (score >= 4) and comment is None
                for score, scale, positive, _, _, comment in stored)
-    assert store.get_cursor("zendesk", "csat").startswith("survey_responses:")
+    assert store.get_cursor("zendesk", "csat_survey_responses").startswith("survey_responses:")
+    assert store.count("quarantine") == 0
+
+
+def test_a_new_csat_answer_given_days_after_the_offer_is_picked_up(fake: FakeZendesk, store: Store) -> None:
+    """A response exists from the offer on; its answer arrives later and must not be skipped."""
+    world = fake.world
+    fake.csat_mode = "survey_responses"
+    try:
+        ticket = next(t for t in zendesk_tickets(world).values() if t.status == "resolved" and not t.deleted)
+        with world.lock:
+            ticket.rating = Rating(world.next_id(), None, world.clock() - 3 * 86400, None, None)
+            ticket.updated_at = world.tick()
+        assert sync(store, fake).ok
+        before = store.get_cursor("zendesk", "csat_survey_responses")
+        with world.lock:
+            answered = world.tick()
+            ticket.rating.score, ticket.rating.answered_at, ticket.rating.updated_at = 1, answered, answered
+            ticket.updated_at = answered
+        assert sync(store, fake).ok
+    finally:
+        fake.csat_mode = "legacy"
+    [(score, at, contact)] = rows(store, "SELECT score, created_at, contact_id FROM survey_responses s"
+                                         " WHERE contact_id = ?", str(ticket.id))
+    assert (score >= 4, at, contact) == (True, iso(answered), str(ticket.id))
+    assert before.startswith("survey_responses:")
+
+
+# --- AI-agent tickets, via forms, metric sets -------------------------------------------------
+
+
+def test_ai_agent_tickets_get_their_comments_and_status_changes(fake: FakeZendesk, store: Store) -> None:
+    assert sync(store, fake).ok
+    assert all(q["support_type_scope"] == ["all"] for q in (c.query for c in fake.calls(path="ticket_events")))
+    tickets = zendesk_tickets(fake.world)
+    ai_only = [t for t in tickets.values() if not t.deleted and any(m.role == "bot" for m in t.messages)
+               and not any(m.role == "agent" for m in t.messages)]
+    assert ai_only
+    for t in ai_only:
+        assert rows(store, "SELECT count(*) FROM messages WHERE contact_id = ?", str(t.id)) == [(len(t.messages),)]
+        assert rows(store, "SELECT count(*) FROM status_events WHERE contact_id = ?", str(t.id)) == [
+            (len(t.resolved_times) + len(t.reopen_times),)]
+
+
+def test_trigger_comments_under_a_display_name_via_are_system_messages(fake: FakeZendesk, store: Store) -> None:
+    """Update events give `via` as "Rule"; their comments inherit it and are not agent replies."""
+    assert sync(store, fake).ok
+    system = [m for t in zendesk_tickets(fake.world).values() for m in t.messages if m.role == "system"]
+    assert system
+    stored = dict(rows(store, "SELECT source_id, author_role FROM messages WHERE author_role IS NOT NULL"))
+    assert {str(m.id) for m in system} <= {k for k, v in stored.items() if v == "system"}
+
+
+def test_metric_sets_sideloaded_top_level_are_read(fake: FakeZendesk, store: Store) -> None:
+    fake.metric_sets_form = "top_level"
+    try:
+        assert sync(store, fake).ok
+    finally:
+        fake.metric_sets_form = "per_ticket"
+    vendor = rows(store, "SELECT count(*) FROM contacts WHERE status != 'deleted'"
+                         " AND json_extract(vendor, '$.reply_time_minutes') IS NOT NULL")
+    assert vendor[0][0] > 0
+
+
+def test_platform_follows_the_ticket_via_channel(fake: FakeZendesk, store: Store) -> None:
+    assert sync(store, fake).ok
+    platforms = dict(rows(store, "SELECT channel, group_concat(DISTINCT platform) FROM contacts GROUP BY channel"))
+    assert set(platforms["social"].split(",")) <= {"twitter", "facebook", "instagram"}
+    assert platforms["email"] == "email" and platforms["chat"] == "web_chat"
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -80,8 +80,43 @@ def test_ticket_events_carry_comments_only_when_asked(fake: FakeZendesk) -> None
     assert all(c["event_type"] != "Comment" for e in bare for c in e["child_events"])
     assert any(e["comment_present"] for e in bare)
     comments = [c for e in full for c in e["child_events"] if c["event_type"] == "Comment"]
-    assert comments and all({"author_id", "body", "public", "via"} <= c.keys() for c in comments)
-    assert {c["via"]["channel"] for c in comments} >= {"web"}
+    assert comments and all({"author_id", "body", "public"} <= c.keys() for c in comments)
+
+
+def test_ticket_event_via_is_a_display_name_and_children_carry_only_a_different_via(fake: FakeZendesk) -> None:
+    """Errata: update events give `via` as "Web form"/"Rule"; an event has its own via only where it differs."""
+    events = get(fake, "incremental/ticket_events", start_time=0, include="comment_events",
+                 support_type_scope="all").json()["ticket_events"]
+    shown = {e["via"] if isinstance(e["via"], str) else e["via"]["channel"] for e in events}
+    assert {"Web form", "Rule"} <= shown and "rule" not in shown and "web" not in shown
+    for e in events:
+        for child in e["child_events"]:
+            assert child.get("via", e["via"]) is not None and child.get("via") != e["via"]
+
+
+def test_ticket_events_follow_the_support_type_scope(fake: FakeZendesk) -> None:
+    """`support_type_scope` defaults to `agent`: AI-agent tickets' events only with `ai_agent` or `all`."""
+    def tickets(**scope: str) -> set[int]:
+        body = get(fake, "incremental/ticket_events", start_time=0, **scope).json()
+        return {e["ticket_id"] for e in body["ticket_events"]}
+
+    default, everything, ai = tickets(), tickets(support_type_scope="all"), tickets(support_type_scope="ai_agent")
+    assert ai and default == tickets(support_type_scope="agent") and not default & ai
+    assert default | ai == everything
+    assert get(fake, "incremental/ticket_events", start_time=0, support_type_scope="bots").status_code == 400
+
+
+def test_metric_sets_come_on_each_ticket_or_top_level(fake: FakeZendesk) -> None:
+    per_ticket = get(fake, "incremental/tickets/cursor", start_time=0, include="metric_sets").json()
+    assert "metric_sets" not in per_ticket and all("metric_set" in t for t in per_ticket["tickets"]
+                                                   if t["status"] != "deleted")
+    fake.metric_sets_form = "top_level"
+    try:
+        top = get(fake, "incremental/tickets/cursor", start_time=0, include="metric_sets").json()
+    finally:
+        fake.metric_sets_form = "per_ticket"
+    assert all("metric_set" not in t for t in top["tickets"])
+    assert {m["ticket_id"] for m in top["metric_sets"]} == {t["id"] for t in top["tickets"] if t["status"] != "deleted"}
 
 
 def test_limits_and_bad_parameters_are_refused(fake: FakeZendesk) -> None:
@@ -105,18 +140,34 @@ def test_auth_errors_and_throttling_look_like_zendesk(fake: FakeZendesk) -> None
                 "ratelimit-reset"} <= response.headers.keys()
 
 
-def test_an_account_has_one_csat_flavour(fake: FakeZendesk) -> None:
+def test_csat_flavours_and_the_documented_new_csat_response(fake: FakeZendesk) -> None:
     assert get(fake, "satisfaction_ratings").status_code == 200
     assert get(fake, "guide/survey_responses").status_code == 403
     fake.csat_mode = "survey_responses"
     try:
         assert get(fake, "satisfaction_ratings").status_code == 403
         body = get(fake, "guide/survey_responses", **{"page[size]": 5}).json()
+        everything = get(fake, "guide/survey_responses", **{"page[size]": 100}).json()["survey_responses"]
+        fake.csat_mode = "both"
+        legacy = get(fake, "satisfaction_ratings", **{"page[size]": 100}).json()["satisfaction_ratings"]
+        new = get(fake, "guide/survey_responses", **{"page[size]": 100}).json()["survey_responses"]
     finally:
         fake.csat_mode = "legacy"
     ids = [r["id"] for r in body["survey_responses"]]
     assert ids == sorted(ids) and body["meta"]["has_more"] and body["meta"]["after_cursor"] == ids[-1]
-    assert all(r["answers"][0]["question"]["sub_type"] == "customer_satisfaction" for r in body["survey_responses"])
+    for r in everything:  # the documented object: no time of its own, times on the answers
+        assert not {"created_at", "updated_at"} & r.keys()
+        assert {"id", "responder_id", "subject_zrns", "subjects", "survey", "expires_at", "answers"} <= r.keys()
+        assert all({"type", "question", "created_at", "updated_at"} <= a.keys() for a in r["answers"])
+    offered = [r for r in everything if not r["answers"]]
+    rated = [a for r in everything for a in r["answers"] if a["type"] == "rating_scale"]
+    assert offered and rated  # created at the offer; the answer comes later
+    assert all(a["question"]["sub_type"] == "customer_satisfaction" and a["rating"] in range(1, 6)
+               and [o["rating"] for o in a["question"]["options"]] == [1, 2, 3, 4, 5] for a in rated)
+    # An account that moved keeps both histories, split at the move.
+    assert legacy and new and max(r["created_at"] for r in legacy) <= min(r["expires_at"] for r in new)
+    assert len(legacy) + len(new) == len(get(fake, "satisfaction_ratings", **{"page[size]": 100}).json()[
+        "satisfaction_ratings"])
 
 
 def test_legacy_ratings_filter_by_offer_time_and_tell_the_answer_time(fake: FakeZendesk) -> None:

@@ -19,10 +19,17 @@ Where the Freshdesk API surprises (reference §3), and what this connector does 
   across syncs and derives first resolution and reopens from it (`facts_from_events`).
 - Spam and deleted tickets are listed only under `filter=spam` / `filter=deleted`; each
   has its own stream and bookmark and marks the contact `deleted`.
-- Handle time is the sum of a ticket's time entries ("hh:mm"). A read that touches many
-  tickets (a backfill, or more than a page of changes) lists the account's time entries
-  once (100 per call) instead of one call per ticket; a small incremental read asks per
-  changed ticket, because the account-wide list cannot be filtered by change time.
+- Handle time is the sum of a ticket's time entries (`time_spent_in_seconds`, else the
+  "hh:mm" `time_spent`). A first or full read lists the account's time entries once (100 per
+  call); an incremental read lists only those logged since the bookmark (`executed_after`)
+  and sums again, one call each, just the changed tickets that have one (`TimeSheet`).
+- Requesters' languages come from the contacts list (`_updated_since`): a second sync asks
+  for no contact one at a time except the requester of a new ticket whom no list brought
+  (`_requester_locale`). A second sync after N changed tickets thus costs the list pages of
+  what changed plus one conversations call per changed ticket (bench/ingest.py --second-sync).
+- Every record of every list (tickets, conversations, contacts, companies, agents, groups,
+  time entries, satisfaction ratings) goes through `connectors.records.keep`: one of an
+  unexpected shape, even an item that is not an object, is quarantined; the sync goes on.
 - Satisfaction ratings: the default question is CSAT on Freshdesk's -103..103 codes;
   other questions are stored only when mapped (`survey_questions`: question -> (kind, scale)).
 - Freshdesk marks no bot: messages of the agent accounts listed in `bot_agent_ids` are
@@ -60,20 +67,20 @@ from connectors.freshdesk.normalize import (
     first_message,
     group_row,
     message_row,
-    parse_time_spent,
     person_row,
     row_time,
     stats_of,
     status_events,
     survey_rows,
     ticket_fields,
+    time_entry,
     vendor_times,
 )
 from connectors.freshdesk.normalize import ticket_status as ticket_status  # explicit re-export
 from connectors.freshdesk.settings import FreshdeskSettings
 from connectors.http import ApiResponse, ClientOwner
 from connectors.paging import LinkHeader, PageCapReached
-from connectors.records import Row, epoch_of, iso_of, keep, keep_row
+from connectors.records import BAD_RECORD, Row, epoch_of, iso_of, keep, keep_row, reason, rejected_id
 from kpi_core.model import SCALES, RecordError, SurveyKind, iso_utc, primary_language
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,9 @@ EPOCH = "1970-01-01T00:00:00Z"
 # A second is "settled" once the server clock is this far past it: nothing new can still
 # appear with that time, so the bookmark may step past it instead of re-listing it.
 SETTLE_SECONDS = 60
+STEADY = "s"
+# Tickets created this long before the bookmark count as new (not stored yet): their requester is looked up.
+NEW_TICKET_MARGIN = 3600
 
 TICKET_TABLES = ("contacts", "messages", "status_events")
 STREAMS: tuple[StreamSpec, ...] = (
@@ -108,24 +118,34 @@ SurveyQuestions = Mapping[str, tuple[str, str]]
 
 @dataclass
 class Watermark:
-    """The newest time read (ISO UTC) and the ids already stored at exactly that second."""
+    """The newest time read (ISO UTC) and the ids already stored at exactly that second.
+
+    `steady`: a read has reached the end of the list since the first sync, so every record
+    changed before `at` is stored (a backfill that was stopped half-way is not steady). It
+    is written as a third part, "time|ids|s"; a cursor without it reads as not steady.
+    """
 
     at: str
     ids: set[str] = field(default_factory=set)
+    steady: bool = False
 
     @classmethod
     def parse(cls, cursor: str, stream: str) -> Watermark:
-        at, _, ids = cursor.partition("|")
+        at, _, rest = cursor.partition("|")
+        ids, _, flag = rest.partition("|")
         try:
             normalized = iso_utc(at)
         except RecordError:
             normalized = None
         if normalized is None:
             raise SyncError(f"freshdesk/{stream}: the stored cursor {cursor[:40]!r} is not readable; run sync --full")
-        return cls(normalized, {i for i in ids.split(",") if i})
+        return cls(normalized, {i for i in ids.split(",") if i}, flag == STEADY)
 
     def encode(self) -> str:
-        return self.at + ("|" + ",".join(sorted(self.ids, key=_id_order)) if self.ids else "")
+        ids = ",".join(sorted(self.ids, key=_id_order))
+        if self.steady:
+            return f"{self.at}|{ids}|{STEADY}"
+        return self.at + ("|" + ids if ids else "")
 
     def seen(self, at: str, ident: str) -> bool:
         """Stored already: the same record at the bookmark's own second (inclusive `since`)."""
@@ -141,7 +161,7 @@ class Watermark:
         """Step past `at` when that second is long over: its records are all stored."""
         moment = _epoch(self.at)
         if self.ids and moment + 1 <= server_now - SETTLE_SECONDS:
-            return Watermark(_iso(moment + 1))
+            return Watermark(_iso(moment + 1), steady=self.steady)
         return self
 
 
@@ -164,6 +184,62 @@ class WindowPage:
     rows: list[dict[str, Any]]
     cursor: str | None
     more: bool
+
+
+@dataclass
+class TimeSheet:
+    """Time entries summed by ticket, with the entries that did not read (quarantined as `time_entry/<id>`).
+
+    `complete`: every entry of the account was listed, so a ticket without one has no
+    handle time. Otherwise the list holds only recent entries: a ticket with one of them
+    (or any ticket, `every_ticket`, when the list could not be read) is summed from its own
+    list (`fetch`), any other keeps what is stored.
+    """
+
+    complete: bool
+    every_ticket: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    fetch: Callable[[str], list[Any] | None] | None = None
+
+    def add(self, row: Any) -> None:
+        try:
+            if not isinstance(row, dict):
+                raise RecordError(f"expected an object, got {type(row).__name__}")
+            ticket, seconds = time_entry(row)
+        except BAD_RECORD as exc:
+            self.rejected.append((rejected_id("time_entry", row), reason(exc)))
+            ticket_id = row.get("ticket_id") if isinstance(row, dict) else None
+            if isinstance(ticket_id, (int, str)) and not isinstance(ticket_id, bool):
+                self.broken.add(str(ticket_id))
+            return
+        self.seconds[ticket] = self.seconds.get(ticket, 0.0) + seconds
+
+    def seconds_of(self, ticket_id: str, new_ticket: bool) -> tuple[bool, float | None]:
+        """(known, handle seconds): unknown leaves the stored value as it is."""
+        if not self.complete and (self.every_ticket or ticket_id in self.seconds or ticket_id in self.broken):
+            entries = self.fetch(ticket_id) if self.fetch else None
+            if entries is None:
+                return False, None
+            self.seconds.pop(ticket_id, None)
+            self.broken.discard(ticket_id)
+            for row in entries:
+                self.add(row)
+            self.rejected = list(dict.fromkeys(self.rejected))  # an entry listed twice is reported once
+        elif not self.complete:
+            return (True, None) if new_ticket else (False, None)
+        if ticket_id in self.broken:
+            return False, None  # one of its entries did not read: its handle time is not known
+        return True, self.seconds.get(ticket_id)
+
+    def take_rejected(self) -> list[tuple[str, str]]:
+        out, self.rejected = self.rejected, []
+        return out
+
+
+def _ident(row: Any) -> str:
+    return str(row.get("id")) if isinstance(row, dict) else "?"
 
 
 # --- the connector -------------------------------------------------------------------------
@@ -193,7 +269,8 @@ class FreshdeskConnector(ClientOwner):
         self._agents: frozenset[str] | None = None
         self._languages: dict[str, str | None] = {}
         self._all_contacts_read = False
-        self._time_index: dict[str, float] | None = None
+        self._time_sheet: TimeSheet | None = None
+        self._new_since: str | None = None
         self._time_entries_available = True
 
     # --- the Connector protocol ---------------------------------------------------------
@@ -206,7 +283,8 @@ class FreshdeskConnector(ClientOwner):
         if stream.name not in WINDOWED_STREAMS or cursor is None:
             return None
         moment = _iso(since.timestamp())
-        return cursor if Watermark.parse(cursor, stream.name).at <= moment else Watermark(moment).encode()
+        mark = Watermark.parse(cursor, stream.name)
+        return cursor if mark.at <= moment else Watermark(moment, steady=mark.steady).encode()
 
     def read(self, stream: StreamSpec, cursor: str | None, full: bool = False) -> Iterator[Page]:
         """Yield pages of `stream` changed since `cursor` (None or `full`: since start_date)."""
@@ -227,17 +305,15 @@ class FreshdeskConnector(ClientOwner):
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
-    def _get_list(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], ApiResponse]:
+    def _get_list(self, path: str, params: Mapping[str, Any]) -> tuple[list[Any], ApiResponse]:
+        """A list page's items as sent: an item that is not an object is quarantined by `keep`, never fatal."""
         resp = self.client.get(path, params)
         if not isinstance(resp.data, list):
             raise MalformedResponse(
                 f"freshdesk: GET {resp.path}: expected a JSON array, got {type(resp.data).__name__}")
-        rows = [row for row in resp.data if isinstance(row, dict)]
-        if len(rows) != len(resp.data):
-            raise MalformedResponse(f"freshdesk: GET {resp.path}: the array holds items that are not objects")
-        return rows, resp
+        return resp.data, resp
 
-    def _all_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+    def _all_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[list[Any]]:
         """Every page of a list that has no time filter (agents, groups, a ticket's conversations)."""
         pager = LinkHeader(self.name, {**(params or {}), "per_page": self.per_page}, max_page=self.max_page)
         query: dict[str, Any] | None = pager.first_request()
@@ -263,7 +339,7 @@ class FreshdeskConnector(ClientOwner):
             server_start = server_start if server_start is not None else server_time(resp)
             fresh = []
             for row in rows:
-                at, ident = row_time(row, time_key), str(row.get("id"))
+                at, ident = row_time(row, time_key), _ident(row)
                 if at is not None and mark.seen(at, ident):
                     continue
                 fresh.append(row)
@@ -272,6 +348,7 @@ class FreshdeskConnector(ClientOwner):
             tail = sum(1 for row in rows if row_time(row, time_key) == mark.at)
             following = links.next_page(resp)
             if following is None:
+                mark.steady = True  # the end of the list: everything changed before `at` is stored
                 yield WindowPage(fresh, mark.settled(server_start).encode(), False)
                 return
             yield WindowPage(fresh, mark.encode() if cursor_every_page else None, True)
@@ -297,7 +374,7 @@ class FreshdeskConnector(ClientOwner):
             page = Page()
             for row in rows:
                 if keep_row(page, "agent", row, "people", lambda r: agent_row(r, self.bot_ids, self.privacy)):
-                    agents.add(str(row.get("id")))
+                    agents.add(_ident(row))
             yield page
         self._agents = frozenset(agents)
 
@@ -332,8 +409,8 @@ class FreshdeskConnector(ClientOwner):
         for window in self._windowed("contacts", f"{API}/contacts", {}, "_updated_since", "updated_at", EPOCH,
                                      cursor_every_page=False):
             for row in window.rows:
-                language = row.get("language")
-                self._languages[str(row.get("id"))] = language if isinstance(language, str) else None
+                language = row.get("language") if isinstance(row, dict) else None
+                self._languages[_ident(row)] = language if isinstance(language, str) else None
         self._all_contacts_read = True
 
     def _person(self, row: Row) -> Row:
@@ -343,18 +420,23 @@ class FreshdeskConnector(ClientOwner):
 
     def _agent_ids(self) -> frozenset[str]:
         if self._agents is None:
-            self._agents = frozenset(str(row.get("id")) for rows in self._all_pages(f"{API}/agents") for row in rows)
+            self._agents = frozenset(_ident(row) for rows in self._all_pages(f"{API}/agents") for row in rows)
         return self._agents
 
-    def _requester_locale(self, requester_id: str | None) -> str | None:
-        """The requester's language code; asks for the contact when this sync has not seen it.
+    def _requester_locale(self, requester_id: str | None, new_ticket: bool) -> tuple[bool, str | None]:
+        """(known, language code) of a ticket's requester.
 
-        Tickets carry no language and `include=requester` omits it, so a small read looks up
-        the requesters it has not met (at most one call each per sync).
+        Tickets carry no language and `include=requester` omits it. This sync knows the
+        contacts the contacts stream read (all of them on a first sync, else those changed
+        since its bookmark, `_updated_since`), so a requester it has not met has not changed:
+        a ticket stored before keeps the language stored with it (the row leaves it out), and
+        only a new ticket's unmet requester is asked for, once per sync.
         """
         if requester_id is None:
-            return None
+            return True, None
         if requester_id not in self._languages:
+            if not new_ticket:
+                return False, None
             try:
                 resp = self.client.get(f"{API}/contacts/{requester_id}")
             except FatalApiError as exc:
@@ -365,7 +447,7 @@ class FreshdeskConnector(ClientOwner):
                 data = resp.data if isinstance(resp.data, dict) else {}
                 language = data.get("language")
                 self._languages[requester_id] = language if isinstance(language, str) else None
-        return self._languages[requester_id]
+        return True, self._languages[requester_id]
 
     # --- tickets ----------------------------------------------------------------------------
 
@@ -374,19 +456,27 @@ class FreshdeskConnector(ClientOwner):
         include = "stats,description" if self.privacy.bodies else "stats"
         params = {"order_by": "updated_at", "order_type": "asc", "include": include}
         agents = self._agent_ids()
-        self._time_index = None
+        mark = Watermark.parse(cursor, "tickets") if cursor else None
+        # Only after a read reached the end is every ticket changed before the bookmark stored; a
+        # backfill stopped half-way (or a first sync) reads as a backfill: all requesters, all entries.
+        since = mark.at if mark is not None and mark.steady else None
+        # A ticket created this close before the bookmark may not have been stored by the last sync.
+        self._new_since = None if since is None else _iso(_epoch(since) - NEW_TICKET_MARGIN)
+        self._time_sheet = None
         first = True
         for window in self._windowed("tickets", f"{API}/tickets", params, "updated_since", "updated_at", cursor,
                                      cursor_every_page=True):
-            if first and (cursor is None or window.more):
-                self._load_time_index()
-                self._learn_all_languages()
-            first = False
             page = Page(cursor=window.cursor)
+            if first:
+                if since is None:
+                    self._learn_all_languages()
+                self._time_sheet = self._read_time_sheet(since)
+            first = False
             for row in window.rows:
                 keep(page, "ticket", row, lambda r: self._ticket_rows(r, agents))
+            self._flush_rejected(page)
             yield page
-        self._time_index = None
+        self._time_sheet = None
 
     def _read_removed_tickets(self, stream: str, kind: str, cursor: str | None) -> Iterator[Page]:
         params = {"filter": kind, "order_by": "updated_at", "order_type": "asc"}
@@ -406,15 +496,15 @@ class FreshdeskConnector(ClientOwner):
         contact = self._ticket_fields(row)
         ticket_id = contact["source_id"]
         stats = stats_of(row)
-        locale = self._requester_locale(contact["requester_id"])
-        contact.update({
-            "locale": locale, "language": primary_language(locale),
-            "facts_from_events": True, "messages_truncated": False,
-            "vendor": vendor_times(stats),
-        })
-        seconds = self._handle_seconds(ticket_id)
-        if seconds is not None or self._time_entries_available:
-            contact["handle_seconds"] = seconds
+        new = self._new_since is None or contact["created_at"] >= self._new_since
+        known, locale = self._requester_locale(contact["requester_id"], new)
+        if known:
+            contact.update({"locale": locale, "language": primary_language(locale)})
+        contact.update({"facts_from_events": True, "messages_truncated": False, "vendor": vendor_times(stats)})
+        if self._time_sheet is not None:
+            known, seconds = self._time_sheet.seconds_of(ticket_id, new)
+            if known:
+                contact["handle_seconds"] = seconds
         yield "contacts", contact
         yield "messages", first_message(contact, row.get("description_text"), self.bot_ids, self.privacy)
         for conversation in self._conversations(ticket_id):
@@ -432,38 +522,43 @@ class FreshdeskConnector(ClientOwner):
 
     # --- time entries -------------------------------------------------------------------------
 
-    def _load_time_index(self) -> None:
-        """Sum every time entry of the account by ticket (the cheap way for a large read).
+    def _read_time_sheet(self, since: str | None) -> TimeSheet | None:
+        """The time entries this read needs (None: not available to this key).
 
-        The account-wide list has no documented order to move a time window along, so an
-        account with more entries than the page cap allows is read per ticket instead.
+        A first or full read lists every entry of the account (100 per call). An incremental
+        read lists only the entries logged since the bookmark (`executed_after`, less a
+        margin): a changed ticket with one of them has its entries summed again (one call
+        for that ticket), every other changed ticket keeps the handle time stored with it.
+        An entry backdated to before the bookmark is therefore not seen until a full sync.
         """
-        index: dict[str, float] = {}
-        try:
-            for rows in self._all_pages(f"{API}/time_entries"):
-                for row in rows:
-                    _add_entry(index, row)
-        except PermissionDenied:
-            self._time_entries_disabled()
-            return
-        except PageCapReached:
-            log.info("freshdesk: too many time entries to list at once; reading them per ticket")
-            return
-        self._time_index = index
-
-    def _handle_seconds(self, ticket_id: str) -> float | None:
         if not self._time_entries_available:
             return None
-        if self._time_index is not None:
-            return self._time_index.get(ticket_id)
-        index: dict[str, float] = {}
+        params = {} if since is None else {"executed_after": _iso(_epoch(since) - SETTLE_SECONDS)}
+        sheet = TimeSheet(complete=since is None)
         try:
-            for rows in self._all_pages(f"{API}/tickets/{ticket_id}/time_entries"):
+            for rows in self._all_pages(f"{API}/time_entries", params):
                 for row in rows:
-                    _add_entry(index, row)
+                    sheet.add(row)
         except PermissionDenied:
             self._time_entries_disabled()
-        return index.get(ticket_id)
+            return None
+        except PageCapReached:
+            log.info("freshdesk: too many time entries to list at once; reading them per ticket")
+            sheet = TimeSheet(complete=False, every_ticket=True)
+        sheet.fetch = self._ticket_time_entries
+        return sheet
+
+    def _ticket_time_entries(self, ticket_id: str) -> list[Any] | None:
+        try:
+            return [row for rows in self._all_pages(f"{API}/tickets/{ticket_id}/time_entries") for row in rows]
+        except PermissionDenied:
+            self._time_entries_disabled()
+            return None
+
+    def _flush_rejected(self, page: Page) -> None:
+        if self._time_sheet is not None:
+            for record_id, why in self._time_sheet.take_rejected():
+                page.reject(record_id, why)
 
     def _time_entries_disabled(self) -> None:
         log.warning("freshdesk: time entries are not available to this API key (plan or permission); "
@@ -499,16 +594,6 @@ def server_time(resp: ApiResponse) -> float:
     return time.time()
 
 
-def _add_entry(index: dict[str, float], row: Mapping[str, Any]) -> None:
-    ticket = row.get("ticket_id")
-    if ticket is None:
-        return
-    try:
-        seconds = parse_time_spent(row.get("time_spent"))
-    except RecordError as exc:
-        log.warning("freshdesk: time entry %s of ticket %s skipped: %s", row.get("id"), ticket, exc)
-        return
-    index[str(ticket)] = index.get(str(ticket), 0.0) + seconds
 
 
 def _checked_questions(questions: SurveyQuestions) -> dict[str, tuple[str, str]]:

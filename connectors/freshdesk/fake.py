@@ -19,10 +19,14 @@ How the world is rendered, and the vendor behaviours it mimics (reference §3):
 - `stats` carry only the latest `resolved_at` / `reopened_at` / `closed_at`, as Freshdesk
   does; world `on_hold` is one of two custom statuses (6, 7).
 - World channels map to `source` codes the catalogue maps back to the same channel
-  (`SOURCE_CODES`); outbound tickets are source 10 (outbound e-mail).
+  (`SOURCE_CODES`, every code 1-13 an account lists, and 14 for a code added later);
+  outbound tickets are source 10 (outbound e-mail), chats a bot answered source 12 (bot).
 - Satisfaction ratings exist once answered (`created_at` = the answer); some carry a
   custom 0-10 question `question_nps` beside `default_question`.
-- Time entries: the world's handle time in whole minutes ("hh:mm"), one or two entries.
+- Time entries: the world's handle time in one or two entries, each with
+  `time_spent_in_seconds` beside the `time_spent` "hh:mm" text (whole minutes), as the
+  reference's Errata says; `executed_at` is when the work was logged and never moves.
+  `GET /time_entries` takes `executed_after` / `executed_before`.
 - Each call costs 1 credit plus 2 per `include` (`X-RateLimit-Used-CurrentRequest`).
 """
 
@@ -51,12 +55,16 @@ STATUS_CODES: dict[str, tuple[int, ...]] = {
     "new": (2,), "open": (2,), "pending": (3,), "resolved": (4,), "closed": (5,), "on_hold": (6, 7),
 }
 PRIORITY_CODES = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
-# World channel -> `source` codes (picked by ticket id); 10 is reserved for outbound tickets.
+# World channel -> `source` codes (picked by ticket id), the codes 1-13 an account's ticket-field
+# definition lists (reference, Errata): 4 forum, 5 twitter, 6 facebook; 8 MobiHelp, 9 feedback
+# widget; 11 e-commerce; 13 WhatsApp. 10 is reserved for outbound tickets, 12 (bot) for chats a
+# bot answered (`BOT_SOURCE`); 14 stands for a source an account adds later.
 SOURCE_CODES: dict[str, tuple[int, ...]] = {
-    "email": (1,), "web_form": (2, 9), "phone": (3,), "chat": (7,), "social": (5, 6), "other": (8,),
-    "messaging": (8,), "api": (8,),
+    "email": (1, 1, 1, 11), "web_form": (2, 9, 8), "phone": (3,), "chat": (7,), "social": (4, 5, 6),
+    "messaging": (13,), "other": (14,), "api": (14,),
 }
 OUTBOUND_EMAIL = 10
+BOT_SOURCE = 12
 CONVERSATION_REPLY, CONVERSATION_NOTE = 0, 2
 # Freshdesk's own language codes for the world's locales.
 LANGUAGES = {"en-US": "en", "en-GB": "en", "de-DE": "de", "fr-FR": "fr", "es-ES": "es", "pt-BR": "pt-BR",
@@ -88,7 +96,11 @@ def pick(options: Sequence[int], ident: int) -> int:
 
 
 def source_code(ticket: Ticket) -> int:
-    return OUTBOUND_EMAIL if ticket.outbound else pick(SOURCE_CODES[ticket.channel], ticket.id)
+    if ticket.outbound:
+        return OUTBOUND_EMAIL
+    if ticket.channel == "chat" and any(m.role == "bot" for m in ticket.messages):
+        return BOT_SOURCE
+    return pick(SOURCE_CODES[ticket.channel], ticket.id)
 
 
 def status_code(ticket: Ticket) -> int:
@@ -100,14 +112,20 @@ def served_messages(ticket: Ticket) -> list[Message]:
     return [m for m in ticket.messages if m.role != "system"]
 
 
-def time_entry_minutes(ticket: Ticket) -> list[int]:
-    """The ticket's handle time as Freshdesk time entries, in whole minutes each."""
+def time_entry_seconds(ticket: Ticket) -> list[int]:
+    """The ticket's handle time as Freshdesk time entries, in seconds each (one or two entries)."""
     if ticket.handle_seconds is None:
         return []
-    minutes = max(1, round(ticket.handle_seconds / 60))
-    if minutes < 20 or ticket.id % 2:
-        return [minutes]
-    return [minutes // 2, minutes - minutes // 2]
+    seconds = ticket.handle_seconds
+    if seconds < 1200 or ticket.id % 2:
+        return [seconds]
+    return [seconds // 2, seconds - seconds // 2]
+
+
+def hh_mm(seconds: int) -> str:
+    """`time_spent` as the API shows it beside the seconds: "hh:mm", whole minutes (seconds dropped)."""
+    minutes = seconds // 60
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def nps_answer(rating_id: int, score: int) -> int | None:
@@ -407,14 +425,16 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
         return response
 
     def render_time_entries(self, t: Ticket) -> list[dict[str, Any]]:
-        at = max(t.resolved_times, default=t.updated_at)
+        """A ticket's time entries, logged once the work was done: their times never move afterwards
+        (a later change of the ticket adds no entry and moves none)."""
+        at = max(t.created_at, min(t.created_at + (t.handle_seconds or 0), self.world.now))
         agent = t.assignee_id or min(p.id for p in self.data.agents())
         entries = []
-        for k, minutes in enumerate(time_entry_minutes(t)):
+        for k, seconds in enumerate(time_entry_seconds(t)):
             when = at - 60 * k
             entries.append({
                 "id": t.id * 10 + k, "ticket_id": t.id, "agent_id": agent, "billable": True,
-                "note": "Looked into the order", "time_spent": f"{minutes // 60:02d}:{minutes % 60:02d}",
+                "note": "Looked into the order", "time_spent": hh_mm(seconds), "time_spent_in_seconds": seconds,
                 "timer_running": False, "executed_at": iso(when), "start_time": iso(when),
                 "created_at": iso(when), "updated_at": iso(when), "_at": when,
             })

@@ -43,9 +43,16 @@ CSAT_SCALE = FRESHDESK_SCALE.name
 
 STATUSES: dict[int, Status] = {2: Status.OPEN, 3: Status.PENDING, 4: Status.RESOLVED, 5: Status.CLOSED}
 PRIORITIES: dict[int, Priority] = {1: Priority.LOW, 2: Priority.NORMAL, 3: Priority.HIGH, 4: Priority.URGENT}
+# Ticket `source` codes 1-13 as an account's ticket-field definition lists them (reference,
+# Errata), mapped as catalogue 2c says; codes an account adds later are `other`.
 CHANNELS: dict[int, Channel] = {
-    1: Channel.EMAIL, 2: Channel.WEB_FORM, 3: Channel.PHONE, 5: Channel.SOCIAL, 6: Channel.SOCIAL,
-    7: Channel.CHAT, 9: Channel.WEB_FORM, 10: Channel.EMAIL,
+    1: Channel.EMAIL, 2: Channel.WEB_FORM, 3: Channel.PHONE, 4: Channel.SOCIAL, 5: Channel.SOCIAL,
+    6: Channel.SOCIAL, 7: Channel.CHAT, 8: Channel.WEB_FORM, 9: Channel.WEB_FORM, 10: Channel.EMAIL,
+    11: Channel.EMAIL, 12: Channel.CHAT, 13: Channel.MESSAGING,
+}
+# The app or network a source code names (catalogue 2c "Platform"); every other code: its channel.
+PLATFORMS: dict[int, str] = {
+    5: "twitter", 6: "facebook", 7: "web_chat", 8: "mobile_app", 11: "marketplace", 13: "whatsapp",
 }
 
 # Keys that carry names, addresses, phone numbers, subjects, bodies or survey comments, by
@@ -83,6 +90,25 @@ def parse_time_spent(value: Any) -> float:
         raise RecordError("time_spent should be 'hh:mm'")
     hours, minutes = value.split(":")
     return float(int(hours) * 3600 + int(minutes) * 60)
+
+
+def time_entry_seconds(row: Mapping[str, Any]) -> float:
+    """A time entry's length: `time_spent_in_seconds`, else the "hh:mm" `time_spent` text (whole minutes)."""
+    seconds = row.get("time_spent_in_seconds")
+    if seconds is None:
+        return parse_time_spent(row.get("time_spent"))
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise RecordError(f"time_spent_in_seconds should be a number of seconds, got {type(seconds).__name__}")
+    return float(seconds)
+
+
+def time_entry(row: Mapping[str, Any]) -> tuple[str, float]:
+    """(ticket id, seconds) of a time entry; RecordError when it does not read."""
+    return _id(row, "ticket_id"), time_entry_seconds(row)
+
+
+def platform_of(source: int, channel: Channel) -> str:
+    return PLATFORMS.get(source, channel.value)
 
 
 def is_positive(kind: str, score: float, scale: str) -> bool | None:
@@ -130,9 +156,10 @@ def person_row(row: Mapping[str, Any], privacy: Privacy) -> dict[str, Any]:
 def ticket_fields(row: Mapping[str, Any], privacy: Privacy) -> dict[str, Any]:
     """The columns of a ticket that need no other call."""
     source = _int(row, "source")
+    channel = CHANNELS.get(source, Channel.OTHER)
     return {
         "source": SOURCE, "source_id": _id(row, "id"),
-        "channel": CHANNELS.get(source, Channel.OTHER), "status": ticket_status(_int(row, "status")),
+        "channel": channel, "platform": platform_of(source, channel), "status": ticket_status(_int(row, "status")),
         "priority": PRIORITIES.get(_int(row, "priority")) if row.get("priority") is not None else None,
         "created_at": _time(row, "created_at"), "updated_at": _time(row, "updated_at"),
         "requester_id": _opt_id(row, "requester_id"), "assignee_id": _opt_id(row, "responder_id"),
@@ -260,8 +287,10 @@ def _time(row: Mapping[str, Any], key: str) -> str | None:
     return opt_iso_time(value, key)
 
 
-def row_time(row: Mapping[str, Any], key: str) -> str | None:
+def row_time(row: Any, key: str) -> str | None:
     """A row's time for paging, None when unreadable (the record is quarantined when it is normalized)."""
+    if not isinstance(row, Mapping):
+        return None
     try:
         return _time(row, key)
     except RecordError:

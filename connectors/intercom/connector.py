@@ -3,11 +3,22 @@
 Streams, in sync order:
 - `admins`: `GET /admins` and `GET /teams` -> people (role agent) and groups. Two calls,
   re-read on every sync (no incremental form exists).
-- `contacts`: `POST /contacts/search` on `updated_at` -> people (role customer).
+- `contacts`: `POST /contacts/search` on `updated_at` -> people (role customer). Contact
+  search matches timestamps by calendar day in the workspace's time zone (`>` starts at
+  the next day), so the query asks `>` a moment more than a day (25 hours, for days
+  lengthened by a clock change) before the bookmark: it re-reads the changes since the
+  start of the bookmark's day, and those already stored are upserted again (same key, same
+  values), never duplicated.
 - `companies`: `POST /companies/list` (page/per_page) -> organizations, re-read at most
   once a day. Chosen over `GET /companies/scroll` because a scroll holds a workspace-wide
   lock (a second scroller gets 423) and its `scroll_param` expires after a minute, so a
-  killed sync could never continue one; list pages are stateless.
+  killed sync could never continue one; list pages are stateless. The list leaves out
+  companies without users (no contact names them, so no conversation's organization is
+  lost) and stops at 10,000 companies: when `total_count` says more exist, the page carries
+  a warning naming how many were not read. A token without access to companies (403/404)
+  is a warning too, not a failure: the companies are skipped and the conversations still
+  sync; the daily bookmark does not move, so each sync tries once more (one request) and
+  warns again until the token can read them.
 - `conversations`: `POST /conversations/search` on `updated_at`, then
   `GET /conversations/{id}` for the parts -> contacts, messages, status_events and
   survey_responses.
@@ -18,12 +29,14 @@ minus `LOOKBACK_SECONDS`), `after` (the `starting_after` token of the next page 
 pass is in progress) and `seen` (id -> `updated_at` of what was stored at or after the
 signpost). Every page stores it with its records, so a sync killed at any moment resumes
 from the next page with the same token and the same signpost; only the last page of a
-pass promotes `since` to the signpost. Search order is not documented, so the signpost,
+pass promotes `since` to the signpost. Search order is not documented and `sort` is not
+part of the 2.14 search request, so none is asked for and none is assumed: the signpost,
 not the largest `updated_at` seen, is what moves forward; whatever changes during a pass
 is re-read by the next one. `seen` drops a re-delivered (id, `updated_at`) of the
 overlap without another parts fetch. A starting_after the pass has already used (Intercom
-can hand one back while data changes) ends the pass at once, with `since` held at the
-last `updated_at` delivered, so the next sync continues instead of looping.
+can hand one back while data changes) ends the pass at once, with `since` held where the
+pass started (what was not delivered yet may lie anywhere in the unordered results), so
+the next sync reads the window again, skipping by `seen` what this pass stored.
 
 Parts: a conversation's parts are fetched only when it is new or changed (its
 (id, `updated_at`) is not in `seen`) and its statistics do not say it has none. Intercom
@@ -85,7 +98,11 @@ log = logging.getLogger(__name__)
 MAX_PER_PAGE = 150
 COMPANIES_PER_PAGE = 60
 LOOKBACK_SECONDS = 300  # search may lag its writes and `>` may be strict: re-read this much
+# Contact search truncates timestamps to the workspace's day and `>` starts at the next day:
+# ask `>` a day before, plus an hour for a day lengthened by a clock change, plus a second.
+CONTACT_DAY_SLACK = 25 * 3600 + 1
 COMPANIES_EVERY_SECONDS = 86400
+COMPANIES_LIST_CAP = 10_000  # POST /companies/list returns at most this many companies (2.14 description)
 CONTACT_CACHE_LIMIT = 100_000
 
 @dataclass
@@ -159,7 +176,7 @@ class IntercomConnector(ClientOwner):
         elif stream.name == "contacts":
             state = PassState.loads(cursor, self.start_epoch, stream.name)
             yield from self._search_pass("/contacts/search", "data", state, stream.name, "contact",
-                                         self._contacts_page)
+                                         self._contacts_page, slack=CONTACT_DAY_SLACK)
         elif stream.name == "companies":
             yield from self._read_companies(cursor)
         elif stream.name == "conversations":
@@ -184,17 +201,16 @@ class IntercomConnector(ClientOwner):
     # --- search passes ----------------------------------------------------------------------
 
     def _search_pass(self, path: str, key: str, state: PassState, stream: str, kind: str,
-                     handle: PageHandler) -> Iterator[Page]:
+                     handle: PageHandler, slack: int = 1) -> Iterator[Page]:
         """One pass of `updated_at` search from `state`, a page (and its bookmark) per API page."""
         if state.signpost is None:
             state.signpost = int(time.time()) - LOOKBACK_SECONDS
         signpost = state.signpost
         pager = StartingAfter(SOURCE, {"per_page": self.per_page}, token=state.after)
         handled: set[tuple[str, int]] = set()
-        latest: int | None = None
         pagination: dict[str, Any] | None = pager.first_request()
         while pagination is not None:
-            response = self._search_page(path, state, stream, pager, pagination)
+            response = self._search_page(path, state, stream, pager, pagination, slack)
             items = _list_field(response.data, key, path)
             fresh: list[dict[str, Any]] = []
             for item in items:
@@ -202,7 +218,6 @@ class IntercomConnector(ClientOwner):
                 if ident is None or updated is None:
                     fresh.append(item)  # the handler rejects it with a reason
                     continue
-                latest = updated if latest is None else max(latest, updated)
                 if state.seen.get(ident) == updated or (ident, updated) in handled:
                     continue
                 handled.add((ident, updated))
@@ -213,7 +228,7 @@ class IntercomConnector(ClientOwner):
                     state.seen[ident] = updated
             pagination = pager.next_request(response)
             if pager.repeated:
-                held = state.since if latest is None else max(state.since, min(signpost, latest))
+                held = state.since  # the results have no known order: what is missing may be older than anything seen
                 log.warning("%s/%s: the API handed back a starting_after it already gave; ending this pass"
                             " (the next sync continues from %s)", SOURCE, stream, iso_utc(held))
                 page.cursor = state.promoted(held).dumps()
@@ -225,10 +240,12 @@ class IntercomConnector(ClientOwner):
             yield page
 
     def _search_page(self, path: str, state: PassState, stream: str, pager: StartingAfter,
-                     pagination: dict[str, Any]) -> ApiResponse:
-        # `since - 1` because the docs leave open whether `>` on a date is strict.
-        query = {"operator": "AND", "value": [{"field": "updated_at", "operator": ">", "value": state.since - 1}]}
-        body = {"query": query, "pagination": pagination, "sort": {"field": "updated_at", "order": "ascending"}}
+                     pagination: dict[str, Any], slack: int = 1) -> ApiResponse:
+        # `since - slack`: 1 second on conversations, whose docs leave open whether `>` on a date is
+        # strict; more than a day on contacts, whose search compares calendar days. No `sort`: it is
+        # not part of the 2.14 search request, and nothing here depends on an order.
+        query = {"operator": "AND", "value": [{"field": "updated_at", "operator": ">", "value": state.since - slack}]}
+        body = {"query": query, "pagination": pagination}
         try:
             return _checked(self.client.request("POST", path, json_body=body), path)
         except FatalApiError as exc:
@@ -237,7 +254,7 @@ class IntercomConnector(ClientOwner):
             # A stored resume token the API no longer accepts: restart this pass, same signpost.
             log.warning("%s/%s: the stored starting_after was refused (%s); restarting the pass", SOURCE, stream, exc)
             state.after = None
-            return self._search_page(path, state, stream, pager, pager.restart())
+            return self._search_page(path, state, stream, pager, pager.restart(), slack)
 
     # --- admins, teams, companies, contacts ----------------------------------------------------
 
@@ -257,13 +274,31 @@ class IntercomConnector(ClientOwner):
             return
         pager = PageNumber({"per_page": min(self.per_page, COMPANIES_PER_PAGE)})
         params: dict[str, Any] | None = pager.first_request()
+        read = 0
         while params is not None:
-            response = _checked(self.client.request("POST", "/companies/list", params=params), "/companies/list")
             page = Page()
-            for company in _list_field(response.data, "data", "/companies/list"):
+            try:
+                response = _checked(self.client.request("POST", "/companies/list", params=params), "/companies/list")
+            except FatalApiError as exc:
+                if exc.status not in (403, 404) or read:
+                    raise
+                # A token without access to companies: the other streams go on, the bookmark stays.
+                page.warn(f"POST /companies/list refused ({exc.status}): companies are not read, so contacts"
+                          " and conversations carry no organization names or countries; give the token"
+                          " access to companies to read them")
+                yield page
+                return
+            listed = _list_field(response.data, "data", "/companies/list")
+            for company in listed:
                 keep_row(page, "company", company, "organizations", organization_row)
+            read += len(listed)
             params = pager.next_request(response)
-            page.cursor = str(now) if params is None else None
+            if params is None:
+                page.cursor = str(now)
+                total = response.data.get("total_count")
+                if isinstance(total, int) and not isinstance(total, bool) and total > read:
+                    page.warn(f"POST /companies/list returned {read:,} of {total:,} companies (it stops at"
+                              f" {COMPANIES_LIST_CAP:,}); the other {total - read:,} are not stored")
             yield page
 
     def _contacts_page(self, items: list[dict[str, Any]]) -> Page:

@@ -6,11 +6,22 @@ Endpoints: `POST /conversations/search`, `GET /conversations/{id}`, `GET /admins
 How the world is rendered, and the vendor behaviours it mimics:
 - A world ticket is a conversation; its first message is the conversation's `source`
   (message #0), every later message and status change is a conversation part.
-- Search orders by `updated_at`, then id, and its `starting_after` cursor is the base64
-  JSON `[updated_at, id]` of the last item handed out, the shape of the reference's
-  example. `>` and `<` on dates are strict (the docs are ambiguous; strict is the case a
-  client must survive). `repeat_cursor_once()` makes the next continued page hand back the
-  cursor it was asked with: the documented "cursor already given" trap.
+- Search orders by `created_at`, then id, whatever the request asks: `sort` is not part of
+  the 2.14 search request schema, so it is ignored (the order is not documented; creation
+  order is one a client must survive). Its `starting_after` cursor is the base64 JSON
+  `[created_at, id]` of the last item handed out, the shape of the reference's example.
+  Conversation search: `>` and `<` on dates are strict (the docs are ambiguous). Contact
+  search matches timestamps **by calendar day** in the workspace's time zone (UTC here, as
+  `GET /me` says), as the 2.14 description of `POST /contacts/search` documents: `=` is the
+  whole day, `>` matches from the start of the next day, `<` before the start of that day.
+  `repeat_cursor_once()` makes the next continued page hand back the cursor it was asked
+  with: the documented "cursor already given" trap.
+- `POST /companies/list` leaves out companies without users, orders by `last_request_at`
+  descending (the documented default) and stops at `companies_cap` (10,000) companies:
+  pages past it are empty, while `total_count` keeps the true number (**unconfirmed**: how
+  Intercom answers past the cap is not documented).
+- Conversations carry no `ticket` property (API 2.14 schema); the assignee is
+  `admin_assignee_id` (an integer).
 - `GET /conversations/{id}` returns at most `parts_cap` (500) most recent parts;
   `statistics.count_conversation_parts` keeps the true count.
 - Deleted world tickets vanish: search never lists them and `GET` answers 404 (Intercom
@@ -45,6 +56,8 @@ API_VERSION = "2.14"
 MAX_PER_PAGE = 150
 MAX_COMPANIES_PER_PAGE = 60
 MAX_FILTERS = 15
+COMPANIES_CAP = 10_000  # POST /companies/list returns at most this many companies
+DAY = 86400
 FRESH_SECONDS = 600  # statistics of a part-less conversation younger than this are not computed yet
 
 # World channel -> possible `source.type` values (picked by ticket id, so stable).
@@ -117,8 +130,10 @@ class FakeIntercom(IntercomWrites, FakeApi):
 
     name = "intercom"
 
-    def __init__(self, world: World, *, page_size_cap: int | None = None, parts_cap: int = 500) -> None:
+    def __init__(self, world: World, *, page_size_cap: int | None = None, parts_cap: int = 500,
+                 companies_cap: int = COMPANIES_CAP) -> None:
         self.parts_cap = parts_cap
+        self.companies_cap = companies_cap
         self._repeat_cursor = False
         self._search_hooks: list[Hook] = []
         self._searches = 0
@@ -290,7 +305,6 @@ class FakeIntercom(IntercomWrites, FakeApi):
             "ai_agent": _ai_agent(ticket),
             "sla_applied": None,
             "linked_objects": {"type": "list", "data": [], "total_count": 0, "has_more": False},
-            "ticket": None,
         }
 
     def render_parts(self, ticket: Ticket, *, plaintext: bool = False) -> list[dict[str, Any]]:
@@ -425,7 +439,7 @@ class FakeIntercom(IntercomWrites, FakeApi):
 
     def _search_contacts(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
         body = _body(request)
-        matches = _compile_query(body.get("query"), _contact_field)
+        matches = _compile_query(body.get("query"), _contact_field, by_day=True)
         people = [p for p in self._customers() if matches(p)]
         items, pages, total = self._page(people, body.get("pagination"), _contact_key)
         return FakeResponse(200, {"type": "list", "data": [self.render_contact(p) for p in items],
@@ -464,19 +478,31 @@ class FakeIntercom(IntercomWrites, FakeApi):
             page = int(request.arg("page") or 1)
         except ValueError:
             raise HttpError(400, "page must be an integer", "parameter_invalid") from None
-        orgs = sorted(self.world.sources["intercom"].organizations.values(), key=lambda o: o.id)
-        total_pages = max(1, math.ceil(len(orgs) / per_page))
-        chunk = orgs[(page - 1) * per_page: page * per_page]
-        data = [self.render_company(o) for o in chunk]
+        users = self._user_counts()
+        listed = [o for o in self.world.sources["intercom"].organizations.values() if users.get(o.id)]
+        ascending = request.arg("order") == "asc"
+        listed.sort(key=lambda o: (o.updated_at, o.id), reverse=not ascending)
+        reachable = listed[:self.companies_cap]
+        total_pages = max(1, math.ceil(len(reachable) / per_page))
+        chunk = reachable[(page - 1) * per_page: page * per_page]
+        data = [self.render_company(o, users.get(o.id, 0)) for o in chunk]
         pages = {"type": "pages", "page": page, "per_page": per_page, "total_pages": total_pages,
                  "next": None if page >= total_pages else {"page": page + 1}}
-        return FakeResponse(200, {"type": "list", "data": data, "pages": pages, "total_count": len(orgs)})
+        return FakeResponse(200, {"type": "list", "data": data, "pages": pages, "total_count": len(listed)})
 
-    def render_company(self, o: Organization) -> dict[str, Any]:
+    def _user_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for person in self._customers():
+            if person.organization_id is not None:
+                counts[person.organization_id] = counts.get(person.organization_id, 0) + 1
+        return counts
+
+    def render_company(self, o: Organization, user_count: int | None = None) -> dict[str, Any]:
+        users = self._user_counts().get(o.id, 0) if user_count is None else user_count
         return {"type": "company", "id": company_ref(o.id), "company_id": f"org-{o.id}", "name": o.name,
                 "app_id": "sandbox", "created_at": o.created_at, "updated_at": o.updated_at,
-                "remote_created_at": o.created_at, "last_request_at": None, "size": 0, "website": None,
-                "industry": None, "monthly_spend": 0, "session_count": 0, "user_count": 0,
+                "remote_created_at": o.created_at, "last_request_at": o.updated_at, "size": 0, "website": None,
+                "industry": None, "monthly_spend": 0, "session_count": 0, "user_count": users,
                 "plan": {}, "custom_attributes": {"country": o.country, **o.custom},
                 "tags": {"type": "tag.list",
                          "tags": [{"type": "tag", "id": str(_tag_id(t)), "name": t} for t in o.tags]},
@@ -488,14 +514,17 @@ class FakeIntercom(IntercomWrites, FakeApi):
 Predicate = Callable[[Any], bool]
 
 
-def _compile_query(query: Any, field_of: Callable[[Any, str], Any]) -> Predicate:
-    """Intercom's search query: a filter, or AND/OR of filters, at most two levels deep."""
+def _compile_query(query: Any, field_of: Callable[[Any, str], Any], *, by_day: bool = False) -> Predicate:
+    """Intercom's search query: a filter, or AND/OR of filters, at most two levels deep.
+
+    `by_day`: timestamps are compared by calendar day (UTC, the sandbox workspace's zone),
+    as `POST /contacts/search` documents."""
     if query is None:
         return lambda _: True
-    return _compile_node(query, field_of, depth=0)
+    return _compile_node(query, field_of, depth=0, by_day=by_day)
 
 
-def _compile_node(node: Any, field_of: Callable[[Any, str], Any], depth: int) -> Predicate:
+def _compile_node(node: Any, field_of: Callable[[Any, str], Any], depth: int, by_day: bool = False) -> Predicate:
     if not isinstance(node, dict):
         raise HttpError(400, "query must be an object", "parameter_invalid")
     operator = node.get("operator")
@@ -507,13 +536,13 @@ def _compile_node(node: Any, field_of: Callable[[Any, str], Any], depth: int) ->
             raise HttpError(400, "queries may nest at most two levels", "parameter_invalid")
         if len(children) > MAX_FILTERS:
             raise HttpError(400, f"at most {MAX_FILTERS} filters per group", "parameter_invalid")
-        compiled = [_compile_node(child, field_of, depth + 1) for child in children]
+        compiled = [_compile_node(child, field_of, depth + 1, by_day) for child in children]
         combine = all if operator == "AND" else any
         return lambda item: combine(p(item) for p in compiled)
-    return _compile_filter(node, field_of)
+    return _compile_filter(node, field_of, by_day)
 
 
-def _compile_filter(node: dict[str, Any], field_of: Callable[[Any, str], Any]) -> Predicate:
+def _compile_filter(node: dict[str, Any], field_of: Callable[[Any, str], Any], by_day: bool = False) -> Predicate:
     name, operator, value = node.get("field"), node.get("operator"), node.get("value")
     if name in _DATE_FIELDS:
         if operator not in ("=", "<", ">") or isinstance(value, bool):
@@ -522,8 +551,12 @@ def _compile_filter(node: dict[str, Any], field_of: Callable[[Any, str], Any]) -
             bound = int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise HttpError(400, f"{name}: value must be a Unix timestamp", "parameter_invalid") from None
-        compare: dict[str, Callable[[int], bool]] = {
-            "=": lambda v: v == bound, "<": lambda v: v < bound, ">": lambda v: v > bound}
+        compare: dict[str, Callable[[int], bool]]
+        if by_day:
+            day = bound - bound % DAY  # the value is truncated to its day
+            compare = {"=": lambda v: day <= v < day + DAY, "<": lambda v: v < day, ">": lambda v: v >= day + DAY}
+        else:
+            compare = {"=": lambda v: v == bound, "<": lambda v: v < bound, ">": lambda v: v > bound}
         check = compare[operator]
         return lambda item: check(int(field_of(item, name)))
     if name in _STRING_FIELDS:
@@ -554,11 +587,11 @@ def _contact_field(person: Person, name: str) -> Any:
 
 
 def _conversation_key(ticket: Ticket) -> tuple[int, str]:
-    return ticket.updated_at, str(ticket.id)
+    return ticket.created_at, str(ticket.id)
 
 
 def _contact_key(person: Person) -> tuple[int, str]:
-    return person.updated_at, contact_ref(person.id)
+    return person.created_at, contact_ref(person.id)
 
 
 # --- small helpers ----------------------------------------------------------------------

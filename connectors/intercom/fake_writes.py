@@ -81,7 +81,7 @@ class IntercomWrites:
             "created_at": self.world.start, "updated_at": self.world.start,
         }
         if f.type == "dropdown":
-            body["options"] = [{"type": "option", "value": o} for o in f.options]
+            body["options"] = list(f.options)  # an array of strings (2.14 schema `data_attribute`)
         return body
 
     def _create_attribute(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:

@@ -4,6 +4,22 @@ Each function takes records as the API documents them and returns rows, raising
 `RecordError` (or a `KeyError`/`TypeError` of a payload of unexpected shape) for
 `connectors.records.keep` to quarantine the record. See the connector's docstring for the
 author roles, truncated parts and the facts taken from `statistics`.
+
+Read as the 2.14 specification and the reference's errata say:
+- Parts are taken in the order the API returns them, never re-sorted (part ids are
+  strings and no order within a second is documented). A reopen is the first part after
+  a closing whose `state` is not `closed` (an `open` or `assign_and_reopen` part, or a
+  customer message that reopened it), once per closed spell (catalogue 2c).
+- The assignee is `admin_assignee_id` (2.x; `0`/`"0"` is nobody); older payloads nest
+  `assignee: {type, id}` (`admin`, `team`, `nobody_admin`).
+- A 2.14 conversation has no `ticket` property: `ticket_type` is read from an older
+  payload's `ticket.ticket_type.name` when present, else left empty.
+- A state-changing part (`open`, `close`, `assignment`, `assign_and_reopen`) that carries a
+  body is also a public message by its author: the 2.14 requests take an optional message,
+  and the spec's "User reply" example is a customer's `open` part with a body.
+- `platform` comes from `source.type` (catalogue 2c): the Messenger (`conversation`,
+  `chat`) is `web_chat`; `whatsapp`, `instagram`, `facebook`, `twitter`, `sms` are
+  themselves; anything else is its channel.
 """
 
 from __future__ import annotations
@@ -50,9 +66,18 @@ CHANNELS: dict[str, Channel] = {
     "twitter": Channel.SOCIAL, "facebook": Channel.SOCIAL, "instagram": Channel.SOCIAL,
     "email": Channel.EMAIL,
 }
+# source.type -> platform where it names an app or network; else the channel (catalogue 2c).
+PLATFORMS: dict[str, str] = {
+    "conversation": "web_chat", "chat": "web_chat", "whatsapp": "whatsapp", "instagram": "instagram",
+    "facebook": "facebook", "twitter": "twitter", "sms": "sms",
+}
 STATES: dict[str, Status] = {"open": Status.OPEN, "snoozed": Status.PENDING, "closed": Status.CLOSED}
 MESSAGE_PARTS: dict[str, bool] = {"comment": True, "quick_reply": True, "note": False}  # part_type -> public
-REOPENING_PARTS = frozenset({"open", "assign_and_reopen"})
+# Part types that leave `closed` whatever their `state` says (the documented parts carry none).
+REOPENING_PARTS = frozenset({"open", "assign_and_reopen", "snoozed"})
+# State changes that may carry a message to the customer (the 2.14 requests' optional `body`;
+# the spec's "User reply" example is a user's `open` part with a body): public when they do.
+SPEAKING_PARTS = frozenset({"open", "close", "assignment", "assign_and_reopen"})
 CUSTOMER_AUTHORS = frozenset({"user", "lead", "contact"})
 AGENT_AUTHORS = frozenset({"admin", "team"})
 
@@ -127,21 +152,22 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
     source = conversation["source"]
     if not isinstance(source, dict):
         raise RecordError("source should be an object")
-    ordered = sorted(parts or [], key=lambda p: (int(p["created_at"]), str(p.get("id"))))
+    ordered = list(parts or [])  # the API's order: never re-sorted (see the module docstring)
     complete = not _truncated(len(ordered), stats.get("count_conversation_parts"))
     state = conversation["state"]
     if state not in STATES:
         raise RecordError(f"unknown state {state!r}")
+    assignee_id, team_id = assignees(conversation)
+    channel, platform = channel_and_platform(source)
     row: dict[str, Any] = {
-        "source": SOURCE, "source_id": cid,
-        "channel": CHANNELS.get(str(source.get("type")), Channel.OTHER).value,
+        "source": SOURCE, "source_id": cid, "channel": channel, "platform": platform,
         "status": STATES[state].value,
         "priority": "high" if conversation.get("priority") == "priority" else "normal",
         "created_at": epoch_time(conversation["created_at"], "created_at"),
         "updated_at": epoch_time(conversation["updated_at"], "updated_at"),
         "requester_id": first_contact_id(conversation),
-        "assignee_id": opt_id(conversation.get("admin_assignee_id")),
-        "group_id": opt_id(conversation.get("team_assignee_id")),
+        "assignee_id": assignee_id,
+        "group_id": team_id,
         "organization_id": requester.organization_id,
         "language": requester.language, "locale": requester.locale, "country": requester.country,
         "ticket_type": _ticket_type(conversation.get("ticket")),
@@ -159,7 +185,7 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
     yield "contacts", row
     yield "messages", _source_message(cid, conversation, source, privacy)
     for part in ordered:
-        public = MESSAGE_PARTS.get(str(part.get("part_type")))
+        public = _message_visibility(part)
         if public is None:
             continue
         author = _obj(part, "author")
@@ -176,6 +202,15 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
         yield "survey_responses", _survey_row(cid, conversation, rating, privacy)
 
 
+def _message_visibility(part: Mapping[str, Any]) -> bool | None:
+    """True for a public message, False for a note, None for a part that is no message."""
+    part_type = str(part.get("part_type"))
+    if part_type in MESSAGE_PARTS:
+        return MESSAGE_PARTS[part_type]
+    body = part.get("body")
+    return True if part_type in SPEAKING_PARTS and isinstance(body, str) and body.strip() else None
+
+
 def author_role(author: Mapping[str, Any]) -> Role:
     """Who wrote a part (see the module docstring for the bot/Operator split)."""
     if author.get("from_ai_agent") or author.get("is_ai_answer"):
@@ -189,14 +224,20 @@ def author_role(author: Mapping[str, Any]) -> Role:
 
 
 def status_history(parts: Sequence[Mapping[str, Any]]) -> Iterator[tuple[StatusEventKind, Mapping[str, Any]]]:
-    """Entries into and exits from `closed`, from the parts' types and the state they left."""
+    """Entries into and exits from `closed`, from the parts in the API's order.
+
+    A closed spell starts at a `close` part (or the first part that shows the conversation
+    `closed`); it ends at the first later part whose `state` is not `closed`, or that is an
+    `open`, `assign_and_reopen` or `snoozed` part (a state other than closed, when the part
+    carries no `state`): one reopen per spell (catalogue 2c)."""
     closed = False
     for part in parts:
         part_type, state = part.get("part_type"), part.get("state")
-        if not closed and (part_type == "close" or state == "closed"):
-            closed = True
-            yield StatusEventKind.RESOLVED, part
-        elif closed and (part_type in REOPENING_PARTS or state in ("open", "snoozed")):
+        if not closed:
+            if part_type == "close" or state == "closed":
+                closed = True
+                yield StatusEventKind.RESOLVED, part
+        elif part_type in REOPENING_PARTS or (isinstance(state, str) and state != "closed"):
             closed = False
             yield StatusEventKind.REOPENED, part
 
@@ -250,7 +291,7 @@ def _survey_row(cid: str, conversation: Mapping[str, Any], rating: Mapping[str, 
         "is_positive": is_positive_response(SurveyKind.CSAT, score, "1-5"),
         "created_at": epoch_time(answered, "conversation_rating.created_at"), "contact_id": cid,
         "requester_id": opt_id(contact.get("id")) or first_contact_id(conversation),
-        "agent_id": opt_id(teammate.get("id")) or opt_id(conversation.get("admin_assignee_id")),
+        "agent_id": opt_id(teammate.get("id")) or assignees(conversation)[0],
         "comment": privacy.comment(rating.get("remark")), "raw": privacy.raw(dict(rating)),
     }
 
@@ -266,11 +307,38 @@ def _vendor(conversation: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[s
 
 
 def deleted_row(item: Mapping[str, Any]) -> dict[str, Any]:
-    source = _obj(item, "source")
+    channel, platform = channel_and_platform(_obj(item, "source"))
     return {"source": SOURCE, "source_id": record_id(item["id"]), "status": Status.DELETED.value,
-            "channel": CHANNELS.get(str(source.get("type")), Channel.OTHER).value,
+            "channel": channel, "platform": platform,
             "created_at": epoch_time(item["created_at"], "created_at"),
             "updated_at": epoch_time(item["updated_at"], "updated_at")}
+
+
+def channel_and_platform(source: Mapping[str, Any]) -> tuple[str, str]:
+    """The channel and the platform of a conversation's `source.type` (catalogue 1 and 2c)."""
+    kind = str(source.get("type"))
+    channel = CHANNELS.get(kind, Channel.OTHER).value
+    return channel, PLATFORMS.get(kind, channel)
+
+
+def assignees(conversation: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(admin, team) the conversation is assigned to: `admin_assignee_id`/`team_assignee_id`
+    (2.x), else an older payload's nested `assignee` ({type: admin|team|nobody_admin, id})."""
+    admin = _assignee_id(conversation.get("admin_assignee_id"))
+    team = _assignee_id(conversation.get("team_assignee_id"))
+    nested = conversation.get("assignee")
+    if isinstance(nested, dict) and "admin_assignee_id" not in conversation:
+        kind, ident = nested.get("type"), _assignee_id(nested.get("id"))
+        if kind == "admin":
+            admin = ident
+        elif kind == "team" and team is None:
+            team = ident
+    return admin, team
+
+
+def _assignee_id(value: Any) -> str | None:
+    ident = opt_id(value)
+    return None if ident == "0" else ident  # `0` is nobody (the 2.14 ticket examples)
 
 
 def organization_row(company: Mapping[str, Any]) -> dict[str, Any]:

@@ -115,11 +115,20 @@ class IntercomWriter(HttpWriter):
 
 def _field_def(object: str, item: Mapping[str, Any]) -> FieldDef:
     vendor = str(item.get("data_type"))
-    options = tuple(str(o.get("value")) for o in item.get("options") or () if isinstance(o, dict))
-    kind = "dropdown" if options and vendor == "string" else VENDOR_TYPES.get(vendor, "other")
+    options = _options(item.get("options"))
+    kind = "dropdown" if options and vendor in ("string", "options") else VENDOR_TYPES.get(vendor, "other")
     writable = bool(item.get("custom")) and item.get("api_writable", True) is not False and kind != "other"
     return FieldDef(object, str(item["name"]), kind, vendor, str(item.get("label") or item.get("description") or ""),
                     options, writable)
+
+
+def _options(value: Any) -> tuple[str, ...]:
+    """A data attribute's `options`: an array of strings (2.14 schema `data_attribute`); objects
+    with a `value` (the shape `POST /data_attributes` takes) are read too."""
+    if not isinstance(value, list):
+        return ()
+    options = (o.get("value") if isinstance(o, dict) else o for o in value)
+    return tuple(str(o) for o in options if isinstance(o, (str, int, float)) and not isinstance(o, bool))
 
 
 def _format_label(vendor: str) -> str:

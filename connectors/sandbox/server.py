@@ -54,6 +54,18 @@ class LoggedRequest:
 
 
 @dataclass
+class ServedResponse:
+    """One answer as it went out (`record_responses`): the body is the JSON sent, or bytes when not JSON."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    body: Any
+    injected: bool  # a fault's answer (status, body or cut), not the fake's own
+
+
+@dataclass
 class Fault:
     status: int | None = None  # None with malformed=True: the real answer, cut short
     times: int = 1
@@ -94,6 +106,7 @@ class FakeApi:
         self.world = world
         self.lock = threading.RLock()
         self.requests: list[LoggedRequest] = []
+        self.served: list[ServedResponse] | None = None  # None: not recording (see `record_responses`)
         self.faults: list[Fault] = []
         self.limit: int | None = None  # calls per window when rate limiting is on
         self.window = 60.0
@@ -160,6 +173,11 @@ class FakeApi:
         with self.lock:
             self.limit, self.window = limit, window
             self._window_start, self._window_calls = time.monotonic(), 0
+
+    def record_responses(self, on: bool = True) -> None:
+        """Keep (or stop keeping, and drop) every answer served, for the conformance tests."""
+        with self.lock:
+            self.served = [] if on else None
 
     def clear_log(self) -> None:
         with self.lock:
@@ -235,6 +253,10 @@ class FakeApi:
         with self.lock:
             self.requests.append(LoggedRequest(request.method, request.path, request.query, request.body,
                                                response.status, time.time()))
+            if self.served is not None:
+                body = response.body if isinstance(response.body, bytes) else json.loads(json.dumps(response.body))
+                self.served.append(ServedResponse(request.method, request.path, request.query, response.status, body,
+                                                  fault is not None and (fault.status is not None or cut)))
         return response, cut
 
     def _answer(self, request: FakeRequest, fault: Fault | None) -> tuple[FakeResponse, bool]:

@@ -358,13 +358,15 @@ class World:
         if data.name in ("freshdesk", "intercom") and ticket.resolved_times:
             ticket.handle_seconds = rng.randint(120, 5400)
         ticket.updated_at = max(t, ticket.updated_at)
+        # Into the past first, so nothing of the ticket (a rating's answer included) lies ahead of
+        # the world's present, whatever happens to the ticket next.
+        if ticket.updated_at > self.now - 120:
+            self._shift_into_past(ticket, ticket.updated_at - (self.now - 120))
         if rng.random() < 0.02:
             ticket.deleted = True
             ticket.deleted_at = ticket.updated_at = min(self.now - 120, ticket.updated_at + 3600)
         elif data.name == "freshdesk" and rng.random() < 0.01:
             ticket.spam = True
-        if ticket.updated_at > self.now - 120:
-            self._shift_into_past(ticket, ticket.updated_at - (self.now - 120))
         return ticket
 
     def _maybe_close(self, ticket: Ticket, rng: random.Random) -> None:

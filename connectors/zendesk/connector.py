@@ -1,10 +1,12 @@
 """Zendesk Support connector: the incremental exports, normalized (reference §1, catalogue §1).
 
-Streams, in order: users → groups → organizations → tickets → ticket_events → csat. People
+Streams, in order: users → groups → organizations → tickets → ticket_events → csat →
+csat_survey_responses. People
 come first because a comment does not say who wrote it: the store takes its author's role
 from `people`. Two kinds of author show on the comment itself and are marked here:
 `via.channel == "rule"` (a trigger or automation: role `system`) and
-`via.channel == "answer_bot"` (the AI agent, whose user is an ordinary agent seat: role `bot`).
+`via.channel == "answer_bot"` (the AI agent, whose user is an ordinary agent seat: role `bot`),
+whatever form `via` takes (object, display name, via id; see `normalize.via_channel`).
 
 Where Zendesk surprises:
 - Tickets and users use the cursor export; its `after_cursor` is the bookmark, also on the
@@ -20,6 +22,8 @@ Where Zendesk surprises:
 
 from __future__ import annotations
 
+import logging
+import time as clock
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, ClassVar
@@ -49,9 +53,12 @@ from connectors.zendesk.normalize import (
     person_role_row,
     person_row,
     survey_response_row,
+    survey_response_times,
 )
 from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.model import RecordError
+
+log = logging.getLogger(__name__)
 
 SOURCE = "zendesk"
 EXPORT_MAX = 1000  # per_page of the incremental exports
@@ -63,8 +70,11 @@ STREAMS = (
     StreamSpec("organizations", ("organizations",), "incremental organization export (time-based)"),
     StreamSpec("tickets", ("contacts", "people"), "incremental ticket export (cursor)"),
     StreamSpec("ticket_events", ("messages", "status_events"), "comments and status changes (time-based)"),
-    StreamSpec("csat", ("survey_responses",), "legacy satisfaction ratings or new CSAT survey responses"),
+    StreamSpec("csat", ("survey_responses",), "legacy satisfaction ratings (cursor list, look-back)"),
+    StreamSpec("csat_survey_responses", ("survey_responses",), "new CSAT survey responses (cursor list, look-back)"),
 )
+# Which CSAT flavour each CSAT stream reads, and the `csat` settings that read it.
+CSAT_STREAMS = {"csat": "legacy", "csat_survey_responses": "survey_responses"}
 
 
 
@@ -89,7 +99,8 @@ class ZendeskConnector(ClientOwner):
         self._roles_sent: set[tuple[str, str]] = set()
         self._readers: dict[str, Callable[[str | None], Iterator[Page]]] = {
             "users": self._read_users, "groups": self._read_groups, "organizations": self._read_organizations,
-            "tickets": self._read_tickets, "ticket_events": self._read_ticket_events, "csat": self._read_csat,
+            "tickets": self._read_tickets, "ticket_events": self._read_ticket_events,
+            "csat": self._read_legacy_csat, "csat_survey_responses": self._read_survey_responses,
         }
 
     def streams(self) -> tuple[StreamSpec, ...]:
@@ -110,9 +121,10 @@ class ZendeskConnector(ClientOwner):
         if stream.name in ("users", "tickets"):
             position, _ = _split_export_cursor(cursor, epoch)
             return cursor if position <= epoch else f"{epoch}:"
-        if stream.name == "csat":
-            mode, mark = _split_csat_cursor(cursor)
-            if mode is None or mark is None:
+        if stream.name in CSAT_STREAMS:
+            mode = CSAT_STREAMS[stream.name]
+            mark = _csat_mark(cursor, mode)
+            if mark is None:
                 return None
             since_mark = epoch * 1000 if mode == "survey_responses" else epoch
             return cursor if mark <= since_mark else f"{mode}:{since_mark}"
@@ -145,37 +157,51 @@ class ZendeskConnector(ClientOwner):
                                    self.start_epoch, params, self._tickets_page)
 
     def _read_ticket_events(self, cursor: str | None) -> Iterator[Page]:
-        return self._time_export("/api/v2/incremental/ticket_events", cursor, self.start_epoch,
-                                 {"include": "comment_events"}, self._events_page)
+        # `support_type_scope` defaults to `agent`: AI-agent tickets' comments and status changes
+        # are left out unless asked for, as the ticket export's tickets are.
+        params = {"include": "comment_events"}
+        if self.settings.include_ai_agent_tickets:
+            params["support_type_scope"] = "all"
+        return self._time_export("/api/v2/incremental/ticket_events", cursor, self.start_epoch, params,
+                                 self._events_page)
 
-    def _read_csat(self, cursor: str | None) -> Iterator[Page]:
-        """Legacy ratings or new CSAT responses, whichever the account has.
+    def _read_legacy_csat(self, cursor: str | None) -> Iterator[Page]:
+        """Legacy ratings (`csat` = "legacy" or "auto"), with their own bookmark.
 
-        With `csat = "auto"` the first sync asks the new endpoint once; an account without
-        it answers 403/404 and the legacy list is read instead. The flavour found is kept
-        in the cursor (`legacy:<epoch>` or `survey_responses:<epoch ms>`), so later syncs
-        do not ask again.
+        An account that moved to the new CSAT keeps its legacy history, so `auto` reads both
+        flavours, each in its own stream; an endpoint the account or token does not have
+        (403/404 under `auto`) is a warning, noted in the stream's cursor, not a failure.
         """
-        choice: str = self.settings.csat
-        if choice == "none":
+        if self.settings.csat not in ("auto", "legacy"):
             return
-        mode, mark = _split_csat_cursor(cursor)
-        if choice != "auto" and mode != choice:
-            mark = None
-        choice = mode if choice == "auto" and mode else choice
-        if choice in ("auto", "survey_responses"):
-            start_ms = mark if mark is not None else self.start_epoch * 1000
-            params = {"filter[created_at_start]": start_ms, "page[size]": self.list_size, "sort": "id"}
-            try:
-                first = self._get(SURVEY_PATH, params)
-            except (PermissionDenied, FatalApiError) as exc:
-                if choice != "auto" or not (isinstance(exc, PermissionDenied) or exc.status == 404):
-                    raise
-                mark = None
-            else:
-                yield from self._survey_pages(params, first, start_ms)
-                return
-        yield from self._legacy_pages(mark)
+        mark = _csat_mark(cursor, "legacy")
+        yield from self._unless_refused("legacy", mark, self._legacy_pages(mark))
+
+    def _read_survey_responses(self, cursor: str | None) -> Iterator[Page]:
+        """New CSAT responses (`csat` = "survey_responses" or "auto"), with their own bookmark."""
+        if self.settings.csat not in ("auto", "survey_responses"):
+            return
+        mark = _csat_mark(cursor, "survey_responses")
+        yield from self._unless_refused("survey_responses", mark, self._survey_pages(mark))
+
+    def _unless_refused(self, mode: str, mark: int | None, pages: Iterator[Page]) -> Iterator[Page]:
+        """`pages`, or under `csat = "auto"` a refusal (403/404) logged and noted in the cursor.
+
+        The cursor keeps the mark reached before (`<mode>:<mark>:refused-<status>`), so that
+        `status` shows what the endpoint answered and a later grant resumes where it stopped.
+        """
+        try:
+            yield from pages
+        except (PermissionDenied, FatalApiError) as exc:
+            refused = isinstance(exc, PermissionDenied) or exc.status == 404
+            if self.settings.csat != "auto" or not refused:
+                raise
+            status = exc.status or 403
+            message = f"{mode} CSAT is not readable with these credentials (HTTP {status}); the other flavour is read"
+            log.warning("%s: %s: %s", SOURCE, message, exc)
+            page = Page(cursor=f"{mode}:{'' if mark is None else mark}:refused-{status}")
+            page.warn(message)  # shown by `sync`, kept in the run log, shown by `status`
+            yield page
 
     # --- CSAT -----------------------------------------------------------------------------
 
@@ -203,15 +229,26 @@ class ZendeskConnector(ClientOwner):
             page.cursor = f"legacy:{newest}"
             yield page
 
-    def _survey_pages(self, params: dict[str, Any], first: ApiResponse, start_ms: int) -> Iterator[Page]:
-        """New CSAT responses: created when answered, so their creation time is the bookmark."""
-        newest = start_ms
-        for body in self._list_pages(SURVEY_PATH, params, "survey_responses", first=first):
+    def _survey_pages(self, mark: int | None) -> Iterator[Page]:
+        """New CSAT responses, re-reading every response offered within `csat_lookback` of the newest seen.
+
+        A response is created when the survey is offered and `filter[created_at_start]` filters
+        on that creation (epoch milliseconds); its answers arrive later. The documented object
+        carries no time of its own, so the mark is the newest time a response shows: its id's
+        creation time (a ULID: its first ten characters are milliseconds) or its answers'.
+        Re-reading the look-back window, as for legacy ratings, picks up late answers.
+        """
+        lookback_ms = int(self.csat_lookback.total_seconds()) * 1000
+        floor = self.start_epoch * 1000
+        start = floor if mark is None else max(floor, mark - lookback_ms)
+        newest = start if mark is None else mark
+        params = {"filter[created_at_start]": start, "page[size]": self.list_size, "sort": "id"}
+        for body in self._list_pages(SURVEY_PATH, params, "survey_responses"):
             page = Page()
             for response in body["survey_responses"]:
                 keep_row(page, "survey_response", response, "survey_responses",
                          lambda r: survey_response_row(r, self.privacy))
-            newest = max(newest, 1000 * _newest_epoch(body["survey_responses"]))
+                newest = max(newest, _response_mark(response))
             page.cursor = f"survey_responses:{newest}"
             yield page
 
@@ -238,9 +275,13 @@ class ZendeskConnector(ClientOwner):
             if (str(user.get("id")), ROLES.get(str(user.get("role")))) not in self._roles_sent:
                 keep_row(page, "user", user, "people", person_role_row)
         self._roles_sent.update((r["source_id"], r["role"]) for r in page.records.get("people", ()))
+        # List endpoints sideload `metric_sets` top-level, keyed by ticket_id; the export puts a
+        # `metric_set` on each ticket. Both are read.
+        metric_sets = {m.get("ticket_id"): m for m in _items(body, "metric_sets", required=False)
+                       if isinstance(m, dict)}
         for ticket in _items(body, "tickets"):
             keep_row(page, "ticket", ticket, "contacts",
-                     lambda t: contact_row(t, users, orgs, self.start_iso, self.ticket_drop))
+                     lambda t: contact_row(t, users, orgs, self.start_iso, self.ticket_drop, metric_sets))
         return page
 
     def _events_page(self, body: Mapping[str, Any]) -> Page:
@@ -368,8 +409,32 @@ def _stamp_or(stamp_of: Callable[[Any], int], record: Any, default: int) -> int:
         return default
 
 
-def _split_csat_cursor(cursor: str | None) -> tuple[str | None, int | None]:
-    mode, _, mark = (cursor or "").partition(":")
-    if mode in ("legacy", "survey_responses") and mark.isdigit():
-        return mode, int(mark)
-    return None, None
+def _csat_mark(cursor: str | None, mode: str) -> int | None:
+    """The mark of a CSAT cursor of `mode` (`<mode>:<mark>[:refused-<status>]`); None for any other cursor."""
+    parts = (cursor or "").split(":")
+    if len(parts) >= 2 and parts[0] == mode and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _response_mark(response: Any) -> int:
+    """Milliseconds: the creation time in a response's ULID id, or its answers' newest time (0 if none)."""
+    newest = 0
+    ident = response.get("id") if isinstance(response, dict) else None
+    if isinstance(ident, str) and len(ident) == 26:
+        try:
+            newest = sum(CROCKFORD.index(c) << (5 * (9 - i)) for i, c in enumerate(ident[:10].upper()))
+        except ValueError:
+            newest = 0
+        if newest > 1000 * (clock.time() + 86400):  # not a time: the id is no ULID after all
+            newest = 0
+    if isinstance(response, dict):
+        for stamp in survey_response_times(response):
+            try:
+                newest = max(newest, 1000 * epoch_of(iso_time(stamp, "created_at")))
+            except BAD_RECORD:
+                continue
+    return newest
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

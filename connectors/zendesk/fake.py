@@ -8,16 +8,25 @@ Served under `/api/v2`, every path also with a `.json` suffix (reference §1):
   generated_timestamp is its last change (`world.tick()` keeps changes unique). Tickets take
   `include=metric_sets,users,groups,organizations`, `exclude_deleted` and
   `support_type_scope` (`agent` by default hides AI-agent tickets: those with a bot
-  message and no message by a human agent).
+  message and no message by a human agent). A ticket's metric set comes on the ticket
+  (`metric_set`, as the export is described) or, with `metric_sets_form="top_level"`, in a
+  top-level `metric_sets` array keyed by `ticket_id` (as list endpoints sideload it).
 - `GET /incremental/ticket_events` and `GET /incremental/organizations`: time-based
   exports (`start_time`, `end_time`, `next_page`, `end_of_stream`); a page is never cut
   inside one second, so it may exceed `per_page`, and the boundary second comes again on
   the next page (clients dedupe by id). Ticket events are audits, one per ticket and
   second, whose `child_events` hold `Create`/`Change` status events and, with
-  `include=comment_events`, `Comment` events.
+  `include=comment_events`, `Comment` events. `support_type_scope` applies as on the ticket
+  export (`agent` by default: AI-agent tickets' events are left out). An audit's `via` is a
+  display name where one is documented ("Web form", "Rule"), else an object; a child event
+  carries its own `via` only where it differs from its audit's.
 - `GET /groups`, `GET /satisfaction_ratings` (legacy CSAT) and `GET /guide/survey_responses`
   (new CSAT): cursor lists (`page[size]` ≤ 100, `page[after]`, `meta.has_more`). An account
-  has one of the two CSAT flavours (`csat_mode`); the other endpoint answers 403.
+  has legacy ratings, new responses, or both (`csat_mode="both"`: ratings offered before
+  `csat_cutover` are legacy, later ones new, as after a move); an endpoint the account does
+  not have answers 403. A new-CSAT response is created when the survey is offered (its ULID
+  id and `filter[created_at_start]` are that time) and has no top-level time; its answers
+  (`answers[].created_at`, the rating on a 1-5 question) arrive when the customer answers.
 
 How authors show: a comment by the AI agent (the world's bot) carries
 `via.channel == "answer_bot"`; its author is an ordinary agent-seat user, so the user's
@@ -79,7 +88,10 @@ USER_ROLE = {"customer": "end-user", "agent": "agent", "bot": "agent"}
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 NO_SOURCE: dict[str, Any] = {"from": {}, "to": {}, "rel": None}
 
-CsatMode = Literal["legacy", "survey_responses"]
+CsatMode = Literal["legacy", "survey_responses", "both"]
+MetricSetsForm = Literal["per_ticket", "top_level"]
+# Documented display names of `via` on ticket-events updates (errata); other channels stay objects.
+VIA_DISPLAY = {"web": "Web form", "rule": "Rule"}
 
 
 def iso(epoch: int) -> str:
@@ -115,7 +127,8 @@ class _Index:
     users: list[tuple[int, int]]  # (updated_at, user id)
     organizations: list[tuple[int, int]]
     ratings: list[tuple[int, int, int]]  # (offered_at, rating id, ticket id)
-    responses: list[tuple[str, int]]  # (response id, ticket id): id order is answer order
+    responses: list[tuple[str, int]]  # (response id, ticket id): id order is offer order
+    csat: tuple[str, int]  # the CSAT mode and cutover the two lists were built for
 
 
 class FakeZendesk(ZendeskWrites, FakeApi):
@@ -136,9 +149,12 @@ class FakeZendesk(ZendeskWrites, FakeApi):
     oauth_token = "sandbox-zendesk-oauth-token"
 
     def __init__(self, world: World, *, holdback_seconds: int = 0, csat_mode: CsatMode = "legacy",
-                 page_size_cap: int | None = None) -> None:
+                 page_size_cap: int | None = None, csat_cutover: int | None = None,
+                 metric_sets_form: MetricSetsForm = "per_ticket") -> None:
         self.holdback_seconds = holdback_seconds
         self.csat_mode: CsatMode = csat_mode
+        self.csat_cutover = csat_cutover  # "both": offers before it are legacy (None: the median offer)
+        self.metric_sets_form: MetricSetsForm = metric_sets_form
         self._index: _Index | None = None
         super().__init__(world, page_size_cap=page_size_cap)
 
@@ -198,7 +214,9 @@ class FakeZendesk(ZendeskWrites, FakeApi):
     # --- the index ----------------------------------------------------------------------
 
     def index(self) -> _Index:
-        if self._index is None or self._index.version != self.world.version:
+        if (self._index is None or self._index.version != self.world.version
+                or self._index.csat[0] != self.csat_mode or (self.csat_cutover is not None
+                                                             and self._index.csat[1] != self.csat_cutover)):
             self._index = self._build_index()
         return self._index
 
@@ -208,14 +226,17 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         audits: dict[int, tuple[list[Message], list[StatusChange]]] = {}
         ratings: list[tuple[int, int, int]] = []
         responses: list[tuple[str, int]] = []
+        offers = sorted(t.rating.offered_at for t in data.tickets.values() if t.rating is not None and not t.deleted)
+        cutover = self.csat_cutover if self.csat_cutover is not None else (offers[len(offers) // 2] if offers else 0)
         for t in data.tickets.values():
             for stamp, audit_id, children in _audits_of(t):
                 events.append((stamp, audit_id, t.id))
                 audits[audit_id] = children
             r = t.rating
             if r is not None and not t.deleted:
-                ratings.append((r.offered_at, r.id, t.id))
-                if r.answered_at is not None and r.score is not None:
+                if self._flavour(r, cutover) == "legacy":
+                    ratings.append((r.offered_at, r.id, t.id))
+                else:
                     responses.append((_response_id(r), t.id))
         return _Index(
             version=self.world.version,
@@ -223,8 +244,13 @@ class FakeZendesk(ZendeskWrites, FakeApi):
             events=sorted(events), audits=audits,
             users=sorted((p.updated_at, p.id) for p in data.people.values()),
             organizations=sorted((o.updated_at, o.id) for o in data.organizations.values()),
-            ratings=sorted(ratings), responses=sorted(responses),
+            ratings=sorted(ratings), responses=sorted(responses), csat=(self.csat_mode, cutover),
         )
+
+    def _flavour(self, r: Rating, cutover: int) -> str:
+        if self.csat_mode == "both":
+            return "legacy" if r.offered_at < cutover else "survey_responses"
+        return self.csat_mode
 
     def visible_until(self) -> int:
         return self.world.clock() - self.holdback_seconds
@@ -277,7 +303,11 @@ class FakeZendesk(ZendeskWrites, FakeApi):
 
         keys, end_of_stream, position = self._cursor_page(request, self.index().tickets, per_page, wanted)
         tickets = [self.data.tickets[i] for _, i in keys]
-        body: dict[str, Any] = {"tickets": [self.render_ticket(t, "metric_sets" in includes) for t in tickets]}
+        metrics = "metric_sets" in includes
+        per_ticket = metrics and self.metric_sets_form == "per_ticket"
+        body: dict[str, Any] = {"tickets": [self.render_ticket(t, per_ticket) for t in tickets]}
+        if metrics and not per_ticket:
+            body["metric_sets"] = [_metric_set(t, _ticket_via_channel(t)) for t in tickets if not t.deleted]
         body.update(self._sideloads(tickets, includes))
         body.update(self._cursor_keys("incremental/tickets/cursor", position, end_of_stream, per_page,
                                       include=request.arg("include"),
@@ -337,12 +367,17 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         start = self._start_time(request)
         per_page = self._page_size(request, "per_page", EXPORT_MAX, EXPORT_MAX)
         with_comments = "comment_events" in (request.arg("include") or "").split(",")
+        scope = request.arg("support_type_scope", "agent")
+        if scope not in ("agent", "ai_agent", "all"):
+            raise HttpError(400, "support_type_scope must be agent, ai_agent or all", "InvalidValue")
         index = self.index()
         lo, hi, end_of_stream = self._time_window(index.events, start, per_page)
         events = [self.render_audit(stamp, audit_id, self.data.tickets[tid], index.audits[audit_id], with_comments)
-                  for stamp, audit_id, tid in index.events[lo:hi]]
+                  for stamp, audit_id, tid in index.events[lo:hi]
+                  if scope == "all" or (scope == "ai_agent") == _is_ai_agent_ticket(self.data.tickets[tid])]
         return FakeResponse(200, self._time_body("ticket_events", events, index.events, lo, hi, start, end_of_stream,
-                                                 "incremental/ticket_events", include=request.arg("include")))
+                                                 "incremental/ticket_events", include=request.arg("include"),
+                                                 support_type_scope=request.arg("support_type_scope")))
 
     def incremental_organizations(self, request: FakeRequest, _: Any) -> FakeResponse:
         start = self._start_time(request)
@@ -382,7 +417,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         return FakeResponse(200, {"groups": groups, **self._list_meta("groups", cursor, lo + size < len(ids), size)})
 
     def list_satisfaction_ratings(self, request: FakeRequest, _: Any) -> FakeResponse:
-        if self.csat_mode != "legacy":
+        if self.csat_mode == "survey_responses":
             raise HttpError(403, "Legacy satisfaction ratings are not active on this account", "Forbidden")
         size = self._page_size(request, "page[size]", LIST_MAX, LIST_MAX)
         start = self._int_arg(request, "start_time", 0) or 0
@@ -398,7 +433,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
                                   **self._list_meta("satisfaction_ratings", cursor, lo + size < hi, size)})
 
     def list_survey_responses(self, request: FakeRequest, _: Any) -> FakeResponse:
-        if self.csat_mode != "survey_responses":
+        if self.csat_mode == "legacy":
             return FakeResponse(403, {"errors": [{"code": "Forbidden", "status": "403", "title": "Forbidden",
                                                   "detail": "CSAT survey responses are not enabled on this account"}]})
         size = self._page_size(request, "page[size]", LIST_MAX, LIST_MAX)
@@ -447,7 +482,8 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         return body
 
     def _rating_summary(self, rating: Rating | None) -> dict[str, Any] | None:
-        if self.csat_mode != "legacy":
+        if self.csat_mode == "survey_responses" or (
+                rating is not None and self._flavour(rating, self.index().csat[1]) != "legacy"):
             return None
         if rating is None:
             return {"score": "unoffered"}
@@ -488,15 +524,16 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         messages, changes = children
         requester = self.data.people[t.requester_id]
         via = _comment_via(messages[0], t, requester) if messages else _status_via(changes)
-        child_events = [_status_event(c, via) for c in changes]
+        child_events = [_own_via(_status_event(c, via), via) for c in changes]
         event: dict[str, Any] = {
             "id": audit_id, "ticket_id": t.id, "timestamp": stamp, "created_at": iso(stamp),
-            "updater_id": messages[0].author_id if messages else -1, "via": via, "event_type": "Audit",
+            "updater_id": messages[0].author_id if messages else -1, "via": VIA_DISPLAY.get(via["channel"], via),
+            "event_type": "Audit",
             "system": {"client": "sandbox", "ip_address": None, "location": None}, "metadata": {},
             "merged_ticket_ids": [], "child_events": child_events,
         }
         if with_comments:
-            child_events.extend(_comment_event(m, t, requester) for m in messages)
+            child_events.extend(_own_via(_comment_event(m, t, requester), via) for m in messages)
         else:
             event["comment_present"] = bool(messages)
             event["comment_public"] = any(m.public for m in messages)
@@ -515,29 +552,37 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         }
 
     def render_survey_response(self, t: Ticket) -> dict[str, Any]:
+        """The documented response object: no time of its own; answers arrive after the offer."""
         r = t.rating
-        assert r is not None and r.answered_at is not None
-        rating = _five_point(r)
-        answers: list[dict[str, Any]] = [{
-            "type": "rating_scale", "rating": rating,
-            "rating_category": "good" if rating >= 4 else ("neutral" if rating == 3 else "bad"),
-            "question": {"id": "01HQCSATQUESTION0000000001", "type": "rating_scale_numeric",
-                         "sub_type": "customer_satisfaction", "alias": "csat",
-                         "headline": "How would you rate the support you received?",
-                         "options": [{"id": f"01HQCSATOPTION000000000{v}", "value": v, "label": str(v)}
-                                     for v in range(1, 6)]},
-        }]
-        if r.comment:
-            answers.append({"type": "open_ended", "value": r.comment,
-                            "question": {"id": "01HQCSATQUESTION0000000002", "type": "open_ended",
-                                         "sub_type": "other", "headline": "Tell us more"}})
+        assert r is not None
+        answers: list[dict[str, Any]] = []
+        if r.answered_at is not None and r.score is not None:
+            rating = _five_point(r)
+            answered = iso(r.answered_at)
+            answers.append({
+                "type": "rating_scale", "rating": rating,
+                "rating_category": "good" if rating >= 4 else ("neutral" if rating == 3 else "bad"),
+                "question": {"id": "01HQCSATQUESTION0000000001", "type": "rating_scale_numeric",
+                             "sub_type": "customer_satisfaction", "alias": "csat",
+                             "headline": {"type": "static", "value": "How would you rate the support you received?"},
+                             "options": [{"id": f"01HQCSATOPTION000000000{v}", "rating": v,
+                                          "label": {"type": "static", "value": str(v)}} for v in range(1, 6)]},
+                "created_at": answered, "updated_at": iso(max(r.answered_at, r.updated_at or 0)),
+            })
+            question = {"id": "01HQCSATQUESTION0000000002", "type": "open_ended", "alias": "comment",
+                        "headline": {"type": "static", "value": "Anything else you would like to share?"}}
+            if r.comment:
+                answers.append({"type": "open_ended", "value": r.comment, "question": question,
+                                "created_at": answered, "updated_at": answered})
+            else:
+                answers.append({"type": "skipped", "question": question, "created_at": answered,
+                                "updated_at": answered})
         zrn = f"zen:ticket:{t.id}"
         return {
             "id": _response_id(r), "responder_id": t.requester_id, "subject_zrns": [zrn],
             "subjects": [{"id": str(t.id), "type": "ticket", "zrn": zrn}],
             "survey": {"id": "01HQCSATSURVEY000000000001", "version": 1, "state": "enabled"},
-            "expires_at": iso(r.offered_at + 28 * 86400), "created_at": iso(r.answered_at),
-            "updated_at": iso(r.answered_at), "answers": answers,
+            "expires_at": iso(r.offered_at + 28 * 86400), "answers": answers,
         }
 
 
@@ -657,8 +702,15 @@ def _rating_updated_at(r: Rating) -> int:
 
 
 def _response_id(r: Rating) -> str:
-    assert r.answered_at is not None
-    return ulid(r.answered_at * 1000, r.id)
+    """Created when the survey is offered: the ULID's time is the offer."""
+    return ulid(r.offered_at * 1000, r.id)
+
+
+def _own_via(event: dict[str, Any], audit_via: dict[str, Any]) -> dict[str, Any]:
+    """A child event keeps its `via` only where it differs from its audit's (Zendesk's audit docs)."""
+    if event.get("via") == audit_via:
+        del event["via"]
+    return event
 
 
 def _five_point(r: Rating) -> int:

@@ -43,32 +43,69 @@ CHANNELS: dict[str, Channel] = {
     "mobile_sdk": Channel.MESSAGING, "voice": Channel.PHONE, "twitter": Channel.SOCIAL,
     "facebook": Channel.SOCIAL, "instagram_dm": Channel.SOCIAL,
 }
+# Channels the catalogue (2c) files under messaging that Zendesk names by network.
+CHANNELS.update({"telegram": Channel.MESSAGING, "viber": Channel.MESSAGING, "kakaotalk": Channel.MESSAGING,
+                 "apple_business_chat": Channel.MESSAGING, "apple_messages_for_business": Channel.MESSAGING,
+                 "google_rcs": Channel.MESSAGING, "messenger": Channel.SOCIAL, "instagram": Channel.SOCIAL})
+# `platform` (catalogue 2c): the app or network, spelled once across vendors; else the channel.
+PLATFORMS: dict[str, str] = {
+    "instagram_dm": "instagram", "instagram": "instagram", "chat": "web_chat", "native_messaging": "web_chat",
+    "mobile_sdk": "mobile_app", "whatsapp": "whatsapp", "facebook": "facebook", "messenger": "facebook",
+    "twitter": "twitter", "line": "line", "wechat": "wechat", "telegram": "telegram", "viber": "viber",
+    "sms": "sms", "kakaotalk": "kakaotalk", "apple_business_chat": "apple_messages",
+    "apple_messages_for_business": "apple_messages", "google_rcs": "google_rcs",
+}
+# Numeric via ids (Zendesk's via-types table) of the channels the connector tells apart; reference 1.2.
+VIA_IDS: dict[int, str] = {4: "email", 5: "api", 8: "rule", 29: "chat", 33: "voice", 34: "voice", 35: "voice"}
+# Display names, as the update events of the ticket-events export give `via` (errata), lowercased.
+VIA_NAMES: dict[str, str] = {"web form": "web", "web": "web", "mail": "email", "email": "email", "rule": "rule",
+                             "web service": "api", "api": "api", "chat": "chat", "voice": "voice",
+                             "answer bot": "answer_bot", "ai agent": "ai_agent"}
+# `via.source.rel` of comments written by a business rule (trigger, automation) or by a merge.
+SYSTEM_RELS = frozenset({"trigger", "automation", "merge"})
+MERGED_TAG = "closed_by_merge"  # widely reported on merged-away tickets, not in Zendesk's reference
 STATUSES = {"new": "new", "open": "open", "pending": "pending", "hold": "on_hold", "solved": "resolved",
             "closed": "closed", "deleted": "deleted"}
 RESOLVED = frozenset({"solved", "closed"})
 PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
 ROLES = {"end-user": "customer", "agent": "agent", "admin": "agent"}
 SYSTEM_VIA = frozenset({"rule"})
-BOT_VIA = frozenset({"answer_bot"})
+BOT_VIA = frozenset({"answer_bot", "ai_agent"})
+# A new-CSAT rating whose question lists no options: its range is unknown, Zendesk's
+# `rating_category` (good, neutral, bad) gives its positivity (the KPI engine trusts it).
+CATEGORY_SCALE = "zendesk_rating_category"
 COUNTRY_FIELD = "country"  # the user/organization field holding an ISO country code
 METRICS = ("reply_time_in_minutes", "first_resolution_time_in_minutes", "full_resolution_time_in_minutes",
            "agent_wait_time_in_minutes", "requester_wait_time_in_minutes", "on_hold_time_in_minutes")
 
 
 def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[Any, Any], start_iso: str,
-                drop: frozenset[str] = TICKET_RAW_DROP) -> Row:
-    """A ticket as a contact; keys the payload lacks (a deleted ticket's) are left out, so stored values stay."""
+                drop: frozenset[str] = TICKET_RAW_DROP, metric_sets: Mapping[Any, Any] | None = None) -> Row:
+    """A ticket as a contact; keys the payload lacks (a deleted ticket's) are left out, so stored values stay.
+
+    The metric set is the ticket's own `metric_set` or, sideloaded top-level by list endpoints,
+    the entry of `metric_sets` (keyed by `ticket_id`) for this ticket. A closed ticket tagged
+    `closed_by_merge` is `merged`; the ticket names no survivor, so `merged_into` stays empty.
+    """
     created_at = iso_time(t["created_at"], "created_at")
     status = STATUSES.get(t.get("status"))  # type: ignore[arg-type]
     if status is None:
         raise RecordError(f"unknown status {t.get('status')!r}")
+    tags = _tags(t)
+    if status == "closed" and MERGED_TAG in tags:
+        status = "merged"
+    channel = via_channel(t.get("via"))
     row: Row = {
-        "source": SOURCE, "source_id": record_id(t["id"]), "channel": _channel(t.get("via")), "status": status,
-        "created_at": created_at, "updated_at": iso_time(t.get("updated_at"), "updated_at"), "tags": _tags(t),
+        "source": SOURCE, "source_id": record_id(t["id"]), "channel": _channel(channel),
+        "platform": PLATFORMS.get(channel or "") or _channel(channel), "status": status,
+        "created_at": created_at, "updated_at": iso_time(t.get("updated_at"), "updated_at"), "tags": tags,
         "custom": _custom_fields(t.get("custom_fields")), "raw": _compact(t, drop),
     }
     if status == "deleted":
         return row
+    metric = t.get("metric_set")
+    if metric is None and metric_sets:
+        metric = metric_sets.get(t["id"])
     requester = users.get(t.get("requester_id"))
     submitter = users.get(t.get("submitter_id"))
     org = orgs.get(t.get("organization_id"))
@@ -77,7 +114,7 @@ def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[An
         "priority": priority if priority in PRIORITIES else None, "ticket_type": opt_str(t.get("type"), "type"),
         "requester_id": opt_id(t.get("requester_id")), "assignee_id": opt_id(t.get("assignee_id")),
         "group_id": opt_id(t.get("group_id")), "organization_id": opt_id(t.get("organization_id")),
-        "brand_id": opt_id(t.get("brand_id")), "vendor": _vendor(t),
+        "brand_id": opt_id(t.get("brand_id")), "vendor": _vendor(metric),
     })
     if requester is not None:
         locale = opt_str(requester.get("locale"), "locale")
@@ -89,7 +126,7 @@ def contact_row(t: Mapping[str, Any], users: Mapping[Any, Any], orgs: Mapping[An
     from_events = created_at >= start_iso  # ISO UTC text sorts as time does
     row["facts_from_events"] = from_events
     if not from_events:
-        row.update(_vendor_facts(created_at, t.get("metric_set")))
+        row.update(_vendor_facts(created_at, metric))
     return row
 
 
@@ -100,9 +137,11 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> 
     for child in event.get("child_events") or ():
         kind = child.get("event_type")
         if kind == "Comment":
+            # An event carries its own `via` only where it differs from its audit's (Zendesk's audit docs).
             yield "messages", {
                 "source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
-                "author_id": opt_id(child.get("author_id")), "author_role": _author_role(child.get("via")),
+                "author_id": opt_id(child.get("author_id")),
+                "author_role": _author_role(child["via"] if "via" in child else event.get("via")),
                 "public": flag(child["public"], "public"),
                 "created_at": iso_time(child.get("created_at") or at, "created_at"),
                 "body": privacy.body(child.get("plain_body", child.get("body"))),
@@ -174,27 +213,79 @@ def legacy_rating_row(r: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) 
 
 
 def survey_response_row(resp: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> Row | None:
-    """A new-CSAT response: its customer-satisfaction rating on the question's own scale."""
-    created_at = iso_time(resp["created_at"], "created_at")
-    answer = next((a for a in resp.get("answers") or () if a.get("type") == "rating_scale"
-                   and (a.get("question") or {}).get("sub_type") == "customer_satisfaction"), None)
+    """A new-CSAT response: its customer-satisfaction rating, dated when that answer was given.
+
+    The documented response has no time of its own: it is created when the survey is offered
+    and its answers (`answers[].created_at`) arrive later. Until the customer-satisfaction
+    question is answered (`rating_scale`, `question.sub_type == "customer_satisfaction"`)
+    there is no response to store. The scale comes from the question's options; without
+    them, Zendesk's own `rating_category` says whether the answer is positive.
+    """
+    answers = resp.get("answers") or []
+    if not isinstance(answers, list):
+        raise RecordError("answers is not a list")
+    answer = next((a for a in answers if isinstance(a, dict) and a.get("type") == "rating_scale"
+                   and (a.get("question") or {}).get("sub_type", "customer_satisfaction") == "customer_satisfaction"),
+                  None)
     if answer is None or answer.get("rating") is None:
         return None
-    score = float(answer["rating"])
-    scale = _question_scale(answer["question"])
-    ticket = next((s for s in resp.get("subjects") or () if s.get("type") == "ticket"), None)
-    remarks = [a.get("value") for a in resp.get("answers") or () if a.get("type") == "open_ended"]
+    rating = answer["rating"]
+    if isinstance(rating, bool) or not isinstance(rating, (int, float)):
+        raise RecordError("answers.rating is not a number")
+    score = float(rating)
+    created_at = iso_time(answer.get("created_at") or answer.get("updated_at"), "answers.created_at")
+    scale = _question_scale(answer.get("question") or {})
+    positive = (is_positive_response("csat", score, scale) if scale != CATEGORY_SCALE
+                else _category_positive(answer.get("rating_category")))
+    remarks = [_text(a.get("value")) for a in answers if isinstance(a, dict) and a.get("type") == "open_ended"]
     kept = {k: v for k, v in resp.items() if k != "answers"}
     # Open-ended answers are the customer's own words: kept only with store_survey_comments.
-    kept["answers"] = resp.get("answers") if privacy.comments else [answer]
+    kept["answers"] = answers if privacy.comments else [answer]
     return {
         "source": SOURCE, "source_id": record_id(resp["id"]), "kind": "csat", "score": score, "scale": scale,
-        "is_positive": is_positive_response("csat", score, scale), "created_at": created_at,
-        "contact_id": opt_id(ticket.get("id")) if ticket else None,
+        "is_positive": positive, "created_at": created_at, "contact_id": survey_ticket_id(resp),
         "requester_id": opt_id(resp.get("responder_id")), "question": "customer_satisfaction",
-        "comment": privacy.comment(next((r for r in remarks if isinstance(r, str) and r), None)),
+        "comment": privacy.comment(next((r for r in remarks if r), None)),
         "raw": privacy.raw(kept),
     }
+
+
+def survey_ticket_id(resp: Mapping[str, Any]) -> str | None:
+    """The ticket a response is about: `subjects[]` of type ticket, else a `...:ticket:<id>` zrn."""
+    for subject in resp.get("subjects") or ():
+        if isinstance(subject, dict) and subject.get("type") == "ticket":
+            return opt_id(subject.get("id"))
+    for zrn in resp.get("subject_zrns") or ():
+        if isinstance(zrn, str) and ":ticket:" in zrn:
+            return opt_id(zrn.rsplit(":", 1)[1])
+    return None
+
+
+def survey_response_times(resp: Mapping[str, Any]) -> list[str]:
+    """Every time a response shows: its answers' times (the response itself carries none)."""
+    times = []
+    for a in resp.get("answers") or ():
+        if isinstance(a, dict):
+            for key in ("created_at", "updated_at"):
+                value = a.get(key)
+                if isinstance(value, str):
+                    times.append(value)
+    return times
+
+
+def via_channel(via: Any) -> str | None:
+    """The via type of a `via` in any form: an object, a display name ("Rule", "Web form") or a via id."""
+    channel = via.get("channel") if isinstance(via, dict) else via
+    if isinstance(channel, bool):
+        return None
+    if isinstance(channel, int):
+        return VIA_IDS.get(channel, str(channel))
+    if isinstance(channel, str):
+        if channel.isdigit():
+            return VIA_IDS.get(int(channel), channel)
+        lowered = channel.strip().lower()
+        return VIA_NAMES.get(lowered, lowered.replace(" ", "_"))
+    return None
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -215,15 +306,20 @@ def _custom_fields(fields: Any) -> dict[str, Any]:
     return {record_id(f["id"]): f.get("value") for f in fields}
 
 
-def _channel(via: Any) -> str:
-    channel = via.get("channel") if isinstance(via, dict) else None
-    return CHANNELS.get(channel, Channel.OTHER).value  # type: ignore[arg-type]
+def _channel(channel: str | None) -> str:
+    return CHANNELS.get(channel or "", Channel.OTHER).value
 
 
 def _author_role(via: Any) -> str | None:
-    """`system` for triggers/automations, `bot` for the AI agent, else None (people decide)."""
-    channel = via.get("channel") if isinstance(via, dict) else via
-    if channel in SYSTEM_VIA:
+    """`system` for triggers, automations and merges, `bot` for the AI agent, else None (people decide).
+
+    `via` may be an object, a display name or a via id (errata); an object's `source.rel`
+    (`trigger`, `automation`, `merge`) marks a business rule or a merge whatever its channel.
+    """
+    channel = via_channel(via)
+    source = via.get("source") if isinstance(via, dict) else None
+    rel = source.get("rel") if isinstance(source, dict) else None
+    if channel in SYSTEM_VIA or rel in SYSTEM_RELS:
         return "system"
     if channel in BOT_VIA:
         return "bot"
@@ -246,13 +342,29 @@ def _country(fields: Any) -> str | None:
 
 
 def _question_scale(question: Mapping[str, Any]) -> str:
-    values = [o.get("value") for o in question.get("options") or () if isinstance(o.get("value"), int)]
-    return f"{min(values)}-{max(values)}" if values else "1-5"
+    """`low-high` of the question's options (`rating`, or `value`); CATEGORY_SCALE without options."""
+    values = []
+    for option in question.get("options") or ():
+        if isinstance(option, dict):
+            value = option.get("rating", option.get("value"))
+            if isinstance(value, int) and not isinstance(value, bool):
+                values.append(value)
+    return f"{min(values)}-{max(values)}" if values else CATEGORY_SCALE
 
 
-def _vendor(t: Mapping[str, Any]) -> dict[str, Any]:
-    """The ticket's own metric_set figures (minutes; `_bh` = business hours), for comparison."""
-    metric = t.get("metric_set")
+def _category_positive(category: Any) -> bool | None:
+    return {"good": True, "neutral": False, "bad": False}.get(category) if isinstance(category, str) else None
+
+
+def _text(value: Any) -> str | None:
+    """A text answer: plain text, or a text content object (`{"type": "static", "value": ...}`)."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    return value if isinstance(value, str) and value else None
+
+
+def _vendor(metric: Any) -> dict[str, Any]:
+    """The ticket's own metric set figures (minutes; `_bh` = business hours), for comparison."""
     if not isinstance(metric, dict):
         return {}
     out: dict[str, Any] = {"reopens": metric.get("reopens"), "replies": metric.get("replies"),
