@@ -36,7 +36,10 @@ filters (one page each at least). Freshdesk has no bulk conversations endpoint: 
 `GET /tickets/{id}/conversations` per changed ticket (100 per page) is part of the floor, as
 is one `GET /tickets/{id}/time_entries` per changed ticket with a newly logged entry. The
 allowance is the agents, groups and companies lists. Zendesk and Intercom have their own
-floor functions (`zendesk_floor`, `intercom_floor`). The ratio calls / floor should stay
+floor functions (`zendesk_floor`, `intercom_floor`); their look-back windows are allowances: Zendesk
+re-reads CSAT offered within `csat_lookback` of the newest offer seen (late answers) and probes the
+other CSAT flavour once; Intercom's contact search compares whole days, so a day's slack of
+contacts is read again; its companies directory is read once a day. The ratio calls / floor should stay
 within 1.1.
 """
 
@@ -59,10 +62,12 @@ from typing import Any
 
 from connectors.base import Connector
 from connectors.http import ClientOwner
+from connectors.intercom.connector import CONTACT_DAY_SLACK
 from connectors.registry import build_connector, plugin
 from connectors.sandbox import fake_class
 from connectors.sandbox.server import FakeApi
 from connectors.sandbox.world import SOURCE_WEIGHTS, World
+from connectors.zendesk.connector import ZendeskConnector
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_source
 
@@ -192,16 +197,27 @@ def zendesk_floor(fake: Any, since: int, changed: set[int]) -> dict[str, int]:
         "organizations": _pages(sum(1 for o in data.organizations.values() if o.updated_at >= since), 1000),
         "tickets": _pages(len(changed), 1000),
         "ticket_events": _pages(events, 1000),
-        "csat": _pages(sum(1 for t in data.tickets.values() if t.rating and t.rating.updated_at >= since), 100),
+        "csat": _zendesk_csat_floor(data, since),
     }
+
+
+def _zendesk_csat_floor(data: Any, since: int) -> int:
+    """Legacy ratings re-read over the connector's look-back from the newest offer seen (late answers come
+    in that window), plus one call for the other CSAT flavour, probed each sync (allowance)."""
+    offers = [t.rating.offered_at for t in data.tickets.values() if t.rating]
+    seen = [at for at in offers if at < since]
+    window = (max(seen) if seen else since) - int(ZendeskConnector.csat_lookback.total_seconds())
+    return _pages(sum(1 for at in offers if at >= window), 100) + 1
 
 
 def intercom_floor(fake: Any, since: int, changed: set[int]) -> dict[str, int]:
     data = fake.world.sources["intercom"]
     return {
         "admins": 1, "teams": 1,
-        "contacts": _pages(sum(1 for p in data.customers() if p.updated_at >= since), 150),
-        "companies": _pages(len(data.organizations), 50),
+        # Contact search compares whole days: the connector re-reads a day's slack before its bookmark.
+        "contacts": _pages(sum(1 for p in data.customers() if p.updated_at >= since - CONTACT_DAY_SLACK), 150),
+        # The companies directory is re-read once a day (COMPANIES_EVERY_SECONDS), not on a second sync minutes later.
+        "companies": 0,
         "tickets": _pages(len(changed), 150),
         # Parts come only one conversation at a time: the API has no bulk endpoint for them.
         "parts": len(changed),
