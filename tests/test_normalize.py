@@ -726,3 +726,35 @@ def test_freshdesk_rating_becomes_a_survey_row_on_its_own_scale() -> None:
     [unhappy] = fd.survey_rows({**rating, "ratings": {"default_question": -103}}, {}, NOTHING_PERSONAL)
     assert (unhappy["score"], unhappy["is_positive"]) == (-103.0, False)
     assert "Thanks, all sorted" not in json.dumps(row, default=str)
+
+
+@pytest.mark.parametrize("avatar", [
+    "https://static.intercomassets.com/avatars/1/square_128/a.png",  # 2.14 `admin` schema (GET /admins): a URL
+    {"type": "avatar", "image_url": "https://static.intercomassets.com/a.png"},  # `admin_with_app` (GET /me)
+    {"type": "avatar", "image_url": None},
+    None,
+])
+def test_intercom_admin_avatar_in_either_documented_form(avatar: Any) -> None:
+    row = intercom.admin_row({"type": "admin", "id": "5512", "name": "Lee", "email": "lee@acme.com",
+                              "avatar": avatar})
+    assert row["source_id"] == "5512" and row["role"] == "agent"
+    assert "avatar" not in json.dumps(row["raw"])  # an image of a person: never kept
+
+
+def test_zendesk_comment_flags_without_comment_events_make_no_message() -> None:
+    """Without include=comment_events a comment is only a `Comment` child with comment_present/comment_public."""
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z", "via": "Web form",
+             "child_events": [{"id": 77002, "event_type": "Comment", "via": "Web form", "via_reference_id": None,
+                               "comment_present": True, "comment_public": True},
+                              {"id": 77003, "event_type": "Change", "via": "Web form", "via_reference_id": None,
+                               "status": "solved", "previous_value": "open"}]}
+    assert [table for table, _ in zendesk.event_rows(event)] == ["status_events"]
+
+
+@pytest.mark.parametrize("shown, channel", [
+    ("Web form", "web"), ("Rule", "rule"), ("Mail", "email"), ("Web service", "api"), ("Phone call (inbound)", "voice"),
+    ("Voicemail", "voice"), ("Help Center", "help_center"), ("Instagram Direct", "instagram_dm"),
+    ("Answer Bot", "answer_bot"),
+])
+def test_zendesk_via_display_names_read_back_to_channels(shown: str, channel: str) -> None:
+    assert zendesk.via_channel(shown) == channel

@@ -9,6 +9,7 @@ import requests
 
 from connectors.sandbox import Sandbox
 from connectors.zendesk.fake import FakeZendesk, decode_cursor
+from connectors.zendesk.normalize import CHANNELS, via_channel
 
 pytestmark = pytest.mark.sandbox(seed=5, tickets=300, names=("zendesk",))  # conftest's module_sandbox
 
@@ -74,24 +75,34 @@ def test_time_based_pages_never_split_a_second(fake: FakeZendesk) -> None:
 
 
 def test_ticket_events_carry_comments_only_when_asked(fake: FakeZendesk) -> None:
+    """Without include=comment_events a comment is one `Comment` child event with the documented flags."""
     bare = get(fake, "incremental/ticket_events", start_time=0, per_page=50).json()["ticket_events"]
     full = get(fake, "incremental/ticket_events", start_time=0, per_page=50,
                include="comment_events").json()["ticket_events"]
-    assert all(c["event_type"] != "Comment" for e in bare for c in e["child_events"])
-    assert any(e["comment_present"] for e in bare)
-    comments = [c for e in full for c in e["child_events"] if c["event_type"] == "Comment"]
-    assert comments and all({"author_id", "body", "public"} <= c.keys() for c in comments)
+    flags = [c for e in bare for c in e["child_events"] if c["event_type"] == "Comment"]
+    assert flags and all(c["comment_present"] is True and isinstance(c["comment_public"], bool) for c in flags)
+    assert all("body" not in c and "comment_present" not in e for e in bare for c in e["child_events"])
+    comments = [(e, c) for e in full for c in e["child_events"] if c["event_type"] == "Comment"]
+    assert comments and all({"author_id", "body", "public"} <= c.keys() for _, c in comments)
+    assert all(c["audit_id"] == e["id"] and "comment_present" not in c for e, c in comments)
 
 
-def test_ticket_event_via_is_a_display_name_and_children_carry_only_a_different_via(fake: FakeZendesk) -> None:
-    """Errata: update events give `via` as "Web form"/"Rule"; an event has its own via only where it differs."""
+def test_ticket_event_via_is_a_display_name_and_children_carry_theirs(fake: FakeZendesk) -> None:
+    """Documented payload: an audit's and its update events' `via` is a display name ("Web form", "Rule"); every
+    child event carries `via` and `via_reference_id`; a comment (include=comment_events) has its `via` object."""
     events = get(fake, "incremental/ticket_events", start_time=0, include="comment_events",
                  support_type_scope="all").json()["ticket_events"]
-    shown = {e["via"] if isinstance(e["via"], str) else e["via"]["channel"] for e in events}
-    assert {"Web form", "Rule"} <= shown and "rule" not in shown and "web" not in shown
+    shown = {e["via"] for e in events}
+    assert {"Web form", "Rule"} <= shown and all(isinstance(v, str) for v in shown)
+    assert all(via_channel(v) in CHANNELS or via_channel(v) in {"rule", "answer_bot", "sample_ticket", "any_channel"}
+               for v in shown)
     for e in events:
         for child in e["child_events"]:
-            assert child.get("via", e["via"]) is not None and child.get("via") != e["via"]
+            assert "via" in child and "via_reference_id" in child
+            if child["event_type"] == "Comment":
+                assert isinstance(child["via"], dict) and child["via"]["channel"]
+            else:
+                assert child["via"] == e["via"]
 
 
 def test_ticket_events_follow_the_support_type_scope(fake: FakeZendesk) -> None:

@@ -31,6 +31,12 @@ How the world is rendered, and the vendor behaviours it mimics:
 - Statistics are null for a conversation without parts created in the last ten minutes
   (Intercom computes them asynchronously).
 - 429 answers carry `X-RateLimit-Reset` (epoch) and no `Retry-After`.
+- Shapes follow the 2.14 schemas (checked by tests/test_fake_conformance.py): an admin's
+  `avatar` is a URL string; custom attributes show only those with a value, typed by their
+  data attribute (integers, floats, booleans as JSON numbers/booleans); a company without a
+  website or industry leaves those keys out (as Intercom's documented payloads); statistics
+  times of what has not happened yet and a rating without remark are null (see SPEC_GAPS in
+  that test).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -297,7 +303,7 @@ class FakeIntercom(IntercomWrites, FakeApi):
                 {"type": "tag", "id": str(_tag_id(name)), "name": name, "applied_at": ticket.created_at,
                  "applied_by": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None}
                 for name in ticket.tags]},
-            "custom_attributes": {"ticket_type": ticket.type, "sku": ticket.sku, **ticket.custom},
+            "custom_attributes": _set_only({"ticket_type": ticket.type, "sku": ticket.sku, **ticket.custom}),
             "first_contact_reply": _first_contact_reply(ticket, source_type),
             "statistics": self._statistics(ticket, parts),
             "conversation_rating": self._rating(ticket),
@@ -402,10 +408,13 @@ class FakeIntercom(IntercomWrites, FakeApi):
         rating = ticket.rating
         if rating is None or rating.answered_at is None or rating.score is None:
             return None
+        # The teammate rated: the assignee, else the last admin who replied (2.14: never null).
+        repliers = [m.author_id for m in ticket.messages if m.role == "agent" and m.public]
+        teammate = ticket.assignee_id or (repliers[-1] if repliers else None)
         return {"rating": rating.score, "remark": rating.comment, "created_at": rating.offered_at,
                 "updated_at": max(rating.answered_at, rating.updated_at),
                 "contact": {"type": "contact", "id": contact_ref(ticket.requester_id)},
-                "teammate": {"type": "admin", "id": str(ticket.assignee_id)} if ticket.assignee_id else None}
+                **({"teammate": {"type": "admin", "id": str(teammate)}} if teammate else {})}
 
     # --- admins, teams, contacts, companies ---------------------------------------------
 
@@ -415,7 +424,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
         admins = [{"type": "admin", "id": str(p.id), "name": p.name, "email": p.email, "job_title": "Support",
                    "away_mode_enabled": False, "away_mode_reassign": False, "has_inbox_seat": True,
                    "team_ids": [teams[i % len(teams)]] if teams else [],
-                   "avatar": {"type": "avatar", "image_url": None}, "email_verified": True}
+                   "avatar": f"https://static.sandbox.example/avatars/admins/{p.id}.png",  # 2.14 `admin`: a URL
+                   "email_verified": True}
                   for i, p in enumerate(sorted(data.agents(), key=lambda a: a.id))]
         return FakeResponse(200, {"type": "admin.list", "admins": admins})
 
@@ -460,7 +470,7 @@ class FakeIntercom(IntercomWrites, FakeApi):
             "os": None, "browser": None,
             "location": {"type": "location", "country": COUNTRY_NAMES.get(person.country or ""),
                          "region": None, "city": CITIES.get(person.country or "")},
-            "custom_attributes": dict(person.custom),
+            "custom_attributes": _set_only(person.custom),
             "tags": {"type": "list", "data": [], "url": f"/contacts/{contact_ref(person.id)}/tags",
                      "total_count": 0, "has_more": False},
             "companies": {"type": "list",
@@ -501,9 +511,10 @@ class FakeIntercom(IntercomWrites, FakeApi):
         users = self._user_counts().get(o.id, 0) if user_count is None else user_count
         return {"type": "company", "id": company_ref(o.id), "company_id": f"org-{o.id}", "name": o.name,
                 "app_id": "sandbox", "created_at": o.created_at, "updated_at": o.updated_at,
-                "remote_created_at": o.created_at, "last_request_at": o.updated_at, "size": 0, "website": None,
-                "industry": None, "monthly_spend": 0, "session_count": 0, "user_count": users,
-                "plan": {}, "custom_attributes": {"country": o.country, **o.custom},
+                # No website or industry: left out, as in Intercom's documented company payloads.
+                "remote_created_at": o.created_at, "last_request_at": o.updated_at, "size": 0,
+                "monthly_spend": 0, "session_count": 0, "user_count": users,
+                "plan": {}, "custom_attributes": _set_only({"country": o.country, **o.custom}),
                 "tags": {"type": "tag.list",
                          "tags": [{"type": "tag", "id": str(_tag_id(t)), "name": t} for t in o.tags]},
                 "segments": {"type": "segment.list", "segments": []}}
@@ -675,6 +686,11 @@ def _ai_agent(ticket: Ticket) -> dict[str, Any] | None:
     state = "routed_to_team" if human else ("assumed_resolution" if ticket.resolved_times else None)
     return {"source_type": "workflow", "source_title": "Inbound triage", "last_answer_type": "ai_answer",
             "resolution_state": state, "rating": None, "rating_remark": None}
+
+
+def _set_only(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Custom attributes as Intercom shows them: those with a value (2.14 allows no null value)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _tag_id(name: str) -> int:

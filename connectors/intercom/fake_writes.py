@@ -77,7 +77,7 @@ class IntercomWrites:
             "type": "data_attribute", "id": f.id, "model": model, "name": f.key,
             "full_name": f"custom_attributes.{f.key}", "label": f.title, "description": f.title,
             "data_type": TO_VENDOR[f.type], "api_writable": True, "ui_writable": True, "messenger_writable": False,
-            "custom": True, "archived": False, "admin_id": None,
+            "custom": True, "archived": False, "admin_id": self._owner_id(),
             "created_at": self.world.start, "updated_at": self.world.start,
         }
         if f.type == "dropdown":
@@ -157,6 +157,10 @@ class IntercomWrites:
             raise HttpError(400, "body is required", "parameter_not_found")
         self.world.add_note("intercom", ticket.id, int(body["admin_id"]), _plain(text), public=kind != "note")
         return FakeResponse(200, self.render_conversation(ticket))  # type: ignore[attr-defined]
+
+    def _owner_id(self) -> str:
+        """The admin that owns the token (`GET /me`): who created the attributes made through the API."""
+        return str(min(p.id for p in self.world.sources["intercom"].agents()))
 
     def _me(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
         admin = min(self.world.sources["intercom"].agents(), key=lambda p: p.id)

@@ -17,9 +17,12 @@ Served under `/api/v2`, every path also with a `.json` suffix (reference §1):
   the next page (clients dedupe by id). Ticket events are audits, one per ticket and
   second, whose `child_events` hold `Create`/`Change` status events and, with
   `include=comment_events`, `Comment` events. `support_type_scope` applies as on the ticket
-  export (`agent` by default: AI-agent tickets' events are left out). An audit's `via` is a
-  display name where one is documented ("Web form", "Rule"), else an object; a child event
-  carries its own `via` only where it differs from its audit's.
+  export (`agent` by default: AI-agent tickets' events are left out). As the export's documented
+  payload (tests/specs/examples/zendesk-ticket-events.json): an audit's `via` is a display name
+  ("Web form", "Rule"; `VIA_DISPLAY`), and so is its status events'; every child event carries
+  `via` and `via_reference_id`. Without `include=comment_events` comments show only as one
+  `Comment` child event with `comment_present`/`comment_public`; with it, each comment is a
+  child event of its own (the comment object: `via` an object, `audit_id`).
 - `GET /groups`, `GET /satisfaction_ratings` (legacy CSAT) and `GET /guide/survey_responses`
   (new CSAT): cursor lists (`page[size]` ≤ 100, `page[after]`, `meta.has_more`). An account
   has legacy ratings, new responses, or both (`csat_mode="both"`: ratings offered before
@@ -90,8 +93,14 @@ NO_SOURCE: dict[str, Any] = {"from": {}, "to": {}, "rel": None}
 
 CsatMode = Literal["legacy", "survey_responses", "both"]
 MetricSetsForm = Literal["per_ticket", "top_level"]
-# Documented display names of `via` on ticket-events updates (errata); other channels stay objects.
-VIA_DISPLAY = {"web": "Web form", "rule": "Rule"}
+# `via` as the ticket-events export shows it on an audit and its update events: a display name.
+# "Web form" and "Rule" are documented (example payload, errata); the others are the names of the
+# via types, chosen so that `connectors.zendesk.normalize.via_channel` reads each back to its channel.
+VIA_DISPLAY = {"web": "Web form", "rule": "Rule", "email": "Mail", "api": "Web service", "chat": "Chat",
+               "voice": "Phone call (inbound)", "help_center": "Help Center", "native_messaging": "Native messaging",
+               "whatsapp": "WhatsApp", "sms": "SMS", "twitter": "Twitter", "facebook": "Facebook",
+               "instagram_dm": "Instagram Direct", "sample_ticket": "Sample ticket", "any_channel": "Any channel",
+               "answer_bot": "Answer Bot"}
 
 
 def iso(epoch: int) -> str:
@@ -495,13 +504,15 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         role = USER_ROLE[p.role]
         return {
             "id": p.id, "url": f"{self.base_url}/api/v2/users/{p.id}.json", "name": p.name, "email": p.email,
-            "phone": p.phone, "shared_phone_number": None, "alias": None, "signature": None, "details": "",
+            "phone": p.phone, "shared_phone_number": None, "alias": "", "signature": "", "details": "",
             "notes": "", "photo": None, "external_id": None, "role": role, "role_type": None, "custom_role_id": None,
             "moderator": role != "end-user", "ticket_restriction": "requested" if role == "end-user" else None,
             "only_private_comments": False, "restricted_agent": False, "locale": p.locale,
             "locale_id": None if p.locale is None else 1000 + sum(map(ord, p.locale)),
             "time_zone": p.time_zone, "iana_time_zone": "Etc/UTC" if p.time_zone == "UTC" else p.time_zone,
-            "organization_id": p.organization_id, "default_group_id": None, "tags": [],
+            "organization_id": p.organization_id, "tags": [],
+            # Agents always belong to a default group; end users to none.
+            "default_group_id": min(self.data.groups, default=None) if role != "end-user" else None,
             "user_fields": self.user_field_values(p), "active": True, "suspended": False, "verified": True,
             "shared": False, "shared_agent": False, "two_factor_auth_enabled": False,
             "created_at": iso(p.created_at), "updated_at": iso(p.updated_at), "last_login_at": None,
@@ -524,20 +535,19 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         messages, changes = children
         requester = self.data.people[t.requester_id]
         via = _comment_via(messages[0], t, requester) if messages else _status_via(changes)
-        child_events = [_own_via(_status_event(c, via), via) for c in changes]
-        event: dict[str, Any] = {
+        shown = VIA_DISPLAY[via["channel"]]
+        child_events = [_status_event(c, shown) for c in changes]
+        if with_comments:
+            child_events.extend(_comment_event(m, t, requester, audit_id) for m in messages)
+        elif messages:
+            child_events.append({"id": messages[0].id, "event_type": "Comment", "via": shown, "via_reference_id": None,
+                                 "comment_present": True, "comment_public": any(m.public for m in messages)})
+        return {
             "id": audit_id, "ticket_id": t.id, "timestamp": stamp, "created_at": iso(stamp),
-            "updater_id": messages[0].author_id if messages else -1, "via": VIA_DISPLAY.get(via["channel"], via),
-            "event_type": "Audit",
+            "updater_id": messages[0].author_id if messages else -1, "via": shown, "event_type": "Audit",
             "system": {"client": "sandbox", "ip_address": None, "location": None}, "metadata": {},
             "merged_ticket_ids": [], "child_events": child_events,
         }
-        if with_comments:
-            child_events.extend(_own_via(_comment_event(m, t, requester), via) for m in messages)
-        else:
-            event["comment_present"] = bool(messages)
-            event["comment_public"] = any(m.public for m in messages)
-        return event
 
     def render_rating(self, t: Ticket) -> dict[str, Any]:
         r = t.rating
@@ -643,15 +653,18 @@ def _audits_of(t: Ticket) -> Iterable[tuple[int, int, tuple[list[Message], list[
         yield stamp, AUDIT_ID_BASE + first_id, children
 
 
-def _status_event(c: StatusChange, via: dict[str, Any]) -> dict[str, Any]:
+def _status_event(c: StatusChange, via: str) -> dict[str, Any]:
     return {"id": c.id, "event_type": "Create" if c.previous is None else "Change", "field_name": "status",
-            "status": STATUS[c.status], "previous_value": STATUS[c.previous] if c.previous else None, "via": via}
+            "status": STATUS[c.status], "previous_value": STATUS[c.previous] if c.previous else None, "via": via,
+            "via_reference_id": None}
 
 
-def _comment_event(m: Message, t: Ticket, requester: Person) -> dict[str, Any]:
+def _comment_event(m: Message, t: Ticket, requester: Person, audit_id: int) -> dict[str, Any]:
+    """With include=comment_events the child event is the comment itself (its `via` an object)."""
     return {"id": m.id, "event_type": "Comment", "type": "Comment", "author_id": m.author_id, "body": m.body,
             "html_body": f"<p>{m.body}</p>", "plain_body": m.body, "public": m.public, "attachments": [],
-            "via": _comment_via(m, t, requester), "created_at": iso(m.created_at)}
+            "audit_id": audit_id, "via": _comment_via(m, t, requester), "via_reference_id": None,
+            "created_at": iso(m.created_at)}
 
 
 def _minutes(seconds: int | None) -> dict[str, int | None]:
@@ -704,13 +717,6 @@ def _rating_updated_at(r: Rating) -> int:
 def _response_id(r: Rating) -> str:
     """Created when the survey is offered: the ULID's time is the offer."""
     return ulid(r.offered_at * 1000, r.id)
-
-
-def _own_via(event: dict[str, Any], audit_via: dict[str, Any]) -> dict[str, Any]:
-    """A child event keeps its `via` only where it differs from its audit's (Zendesk's audit docs)."""
-    if event.get("via") == audit_via:
-        del event["via"]
-    return event
 
 
 def _five_point(r: Rating) -> int:

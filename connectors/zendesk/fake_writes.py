@@ -131,9 +131,11 @@ class ZendeskWrites:
         object = WORLD_OBJECT[kind.removesuffix("_fields")]
         items = [self._render_field(kind, f, position) for position, f in enumerate(self.field_definitions(object))]
         if kind == "ticket_fields":
-            system = [{"id": 100 + n, "url": None, "type": name, "title": title, "raw_title": title, "active": True,
-                       "removable": False, "key": None, "position": n, "required": name == "subject",
-                       "custom_field_options": None} for n, (name, title) in enumerate(SYSTEM_TICKET_FIELDS)]
+            system: list[dict[str, Any]] = [
+                {"id": 100 + n, "url": f"{self.base_url}/api/v2/ticket_fields/{100 + n}.json", "type": name,
+                 "title": title, "raw_title": title, "active": True, "removable": False, "key": None, "position": n,
+                 "required": name == "subject", "custom_field_options": []}
+                for n, (name, title) in enumerate(SYSTEM_TICKET_FIELDS)]
             items = system + items
         return FakeResponse(200, {kind: items, "next_page": None, "previous_page": None, "count": len(items)})
 
@@ -145,7 +147,7 @@ class ZendeskWrites:
             "raw_title": f.title, "description": "", "raw_description": "", "position": position, "active": True,
             "regexp_for_validation": None, "created_at": stamp, "updated_at": stamp,
             "custom_field_options": [{"id": f.id * 10 + n, "name": o, "raw_name": o, "value": o}
-                                     for n, o in enumerate(f.options)] if f.type == "dropdown" else None,
+                                     for n, o in enumerate(f.options)] if f.type == "dropdown" else [],
         }
         if kind == "ticket_fields":
             body.update(removable=True, required=False, visible_in_portal=False, editable_in_portal=False,

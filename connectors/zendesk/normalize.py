@@ -60,6 +60,8 @@ VIA_IDS: dict[int, str] = {4: "email", 5: "api", 8: "rule", 29: "chat", 33: "voi
 # Display names, as the update events of the ticket-events export give `via` (errata), lowercased.
 VIA_NAMES: dict[str, str] = {"web form": "web", "web": "web", "mail": "email", "email": "email", "rule": "rule",
                              "web service": "api", "api": "api", "chat": "chat", "voice": "voice",
+                             "phone call (inbound)": "voice", "phone call (outbound)": "voice", "voicemail": "voice",
+                             "help center": "help_center", "instagram direct": "instagram_dm",
                              "answer bot": "answer_bot", "ai agent": "ai_agent"}
 # `via.source.rel` of comments written by a business rule (trigger, automation) or by a merge.
 SYSTEM_RELS = frozenset({"trigger", "automation", "merge"})
@@ -136,6 +138,8 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> 
     at = iso_time(event.get("created_at") or event["timestamp"], "created_at")
     for child in event.get("child_events") or ():
         kind = child.get("event_type")
+        if kind == "Comment" and "public" not in child and "comment_present" in child:
+            continue  # without include=comment_events: only the comment_present/comment_public flags
         if kind == "Comment":
             # An event carries its own `via` only where it differs from its audit's (Zendesk's audit docs).
             yield "messages", {
