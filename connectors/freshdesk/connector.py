@@ -379,17 +379,17 @@ class FreshdeskConnector(ClientOwner):
         self._agents = frozenset(agents)
 
     def _read_groups(self, cursor: str | None) -> Iterator[Page]:
-        for rows in self._all_pages(f"{API}/groups"):
-            page = Page()
-            for row in rows:
-                keep_row(page, "group", row, "groups", group_row)
-            yield page
+        return self._read_directory("groups", "group", "groups", group_row)
 
     def _read_companies(self, cursor: str | None) -> Iterator[Page]:
-        for rows in self._all_pages(f"{API}/companies"):
+        return self._read_directory("companies", "company", "organizations", company_row)
+
+    def _read_directory(self, path: str, kind: str, table: str, build: Callable[[Row], Row | None]) -> Iterator[Page]:
+        """A list read whole each sync, one page of rows per API page."""
+        for rows in self._all_pages(f"{API}/{path}"):
             page = Page()
             for row in rows:
-                keep_row(page, "company", row, "organizations", company_row)
+                keep_row(page, kind, row, table, build)
             yield page
 
     def _read_contacts(self, cursor: str | None) -> Iterator[Page]:
