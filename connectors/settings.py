@@ -26,6 +26,9 @@ class ConnectorSettings(BaseModel):
     page_size: int | None = Field(default=None, ge=1, description="override the API's page size (tests, slow links)")
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=20)
+    # Agent accounts that bots post as (catalogue 2c: applies to every source). Freshdesk marks no bot at all;
+    # on Zendesk and Intercom an integration bot that posts through an ordinary agent seat is only known this way.
+    bot_agent_ids: list[str] = Field(default_factory=list)
     # The [privacy] switches, handed over by the core's settings after validation (not a key of this table).
     _privacy: PrivacyChoices | None = PrivateAttr(default=None)
 
@@ -37,6 +40,14 @@ class ConnectorSettings(BaseModel):
     def with_privacy(self, choices: PrivacyChoices) -> None:
         """Hand over the `[privacy]` switches (the connector reads them through `privacy`)."""
         self._privacy = choices
+
+    @field_validator("bot_agent_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: object) -> object:
+        # Helpdesks number their agents: accept `[43999]` as well as `["43999"]`.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
-from kpi_core.kpis.api import compute, import_inputs, kpi_rows, previous_rows
+from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.inputs import InputsError
@@ -43,12 +43,32 @@ def _list(value: str | None) -> list[str] | None:
 def cmd_compute(args: argparse.Namespace) -> int:
     """(Re)compute the KPI values and diagnostics into the store (only what changed since last time)."""
     since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    if args.rebuild_history and not args.full:
+        raise UsageError("--rebuild-history recomputes every stored value, frozen ones included: give it with --full")
     with _engine(args) as (settings, store):
-        summary = compute(store, settings, since, until, full=args.full)
+        if args.rebuild_history:
+            _announce_rebuild(frozen_history(store))
+        summary = compute(store, settings, since, until, full=args.full, rebuild_history=args.rebuild_history)
     out(f"computed {summary.periods_computed:,} periods in full and {summary.periods_partly:,} in part"
         f" ({summary.values_written:,} values, {summary.diagnostics:,} diagnostics firing) from"
         f" {summary.contacts_refreshed:,} refreshed contacts in {summary.seconds:.1f}s")
+    if summary.periods_frozen:
+        out(f"{summary.periods_frozen:,} frozen periods kept as they were (history is kept after a purge or forget;"
+            " `compute --full --rebuild-history` recomputes them)")
     return EXIT_OK
+
+
+def _announce_rebuild(frozen: list[tuple[str, str, int, str, str]]) -> None:
+    """Say which frozen periods the rebuild reopens, before it does."""
+    if not frozen:
+        out("rebuild-history: no period is frozen; computing everything in full")
+        return
+    out(f"rebuild-history: unfreezing {sum(f[2] for f in frozen):,} stored periods and recomputing them from what"
+        " the store holds now:")
+    for grain, by_key, count, first, last in frozen:
+        out(f"  {grain:<8} {'by ' + by_key if by_key else 'overall':<24} {count:>6,} periods  {first} .. {last}")
+    out("Contacts purged or forgotten and not synced again (`sync --full` with an early enough start_date) are"
+        " missing from the recomputed values, and they are no longer marked partial.")
 
 
 @command("kpis")
@@ -64,8 +84,25 @@ def cmd_kpis(args: argparse.Namespace) -> int:
             out(rows_to_csv(rows).rstrip("\n"))
         else:
             before = previous_rows(store, settings, args.period, since, until, by, kpi_ids)
-            out(format_scorecard(rows, before).rstrip("\n"))
+            out(_mark_partial(format_scorecard(rows, before).rstrip("\n"), rows))
     return EXIT_OK
+
+
+PARTIAL_NOTE = ("* partial: computed after a retention purge from what it left; contacts deleted before the purge"
+                " boundary are missing (docs/privacy.md)")
+
+
+def _mark_partial(table: str, rows: list[dict[str, Any]]) -> str:
+    """Flag the scorecard blocks of partial periods (their heading) and explain the flag once, below."""
+    partial = {(r["period_start"], r["period_end"]) for r in rows if r.get("partial")}
+    if not partial:
+        return table
+    lines = []
+    for line in table.split("\n"):
+        if any(line.startswith(f"KPI scorecard  {start} .. {end} ") for start, end in partial):
+            line += "  |  PARTIAL*"
+        lines.append(line)
+    return "\n".join([*lines, "", PARTIAL_NOTE])
 
 
 @command("diagnose")
@@ -109,7 +146,11 @@ def _range(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("compute", parents=[common], help=cmd_compute.__doc__)
     _range(p)
-    p.add_argument("--full", action="store_true", help="rebuild the per-contact facts and every stored value")
+    p.add_argument("--full", action="store_true",
+                   help="rebuild the per-contact facts and every stored value that is not frozen")
+    p.add_argument("--rebuild-history", action="store_true",
+                   help="with --full: also recompute the frozen periods (kept since a purge or forget) from what the"
+                        " store holds now; only after re-syncing them in full")
 
     p = sub.add_parser("kpis", parents=[common], help=cmd_kpis.__doc__)
     p.add_argument("--period", choices=("day", "week", "month", "quarter"),

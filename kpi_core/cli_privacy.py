@@ -29,7 +29,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 people = privacy.people_by_email(store, args.email, settings.privacy.hash_key_bytes(), args.source)
             except privacy.PrivacyError as exc:
                 raise UsageError(str(exc)) from None
-        deletion = privacy.forget(store, people)
+        deletion = privacy.forget(store, settings, people)
     finally:
         store.close()
     who = ", ".join(f"{p.source} {p.id}" + (f" ({p.role})" if p.role else "") for p in people)
@@ -41,7 +41,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     for note in deletion.notes:
         out(f"note: {note}")
     _print_wal(deletion, settings.store.path)
-    out("KPI values were kept: they are aggregates and name no one.")
+    if people:
+        out(f"KPI values were kept: they are aggregates and name no one. {_periods(deletion.frozen)} they fall in"
+            " had ended and are now frozen (final); the running periods were recomputed without them.")
     sources = sorted({p.source for p in people}) or [args.source or "the helpdesk"]
     out(f"A later sync brings back only what {', '.join(sources)} still holds: delete the person there too,"
         " or the next sync stores their tickets again.")
@@ -50,7 +52,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 @command("purge")
 def cmd_purge(args: argparse.Namespace) -> int:
-    """Delete contacts idle for longer than [privacy] retention_days, after computing their KPI values."""
+    """Delete contacts idle for longer than [privacy] retention_days, after computing and freezing their KPI values."""
     settings = settings_from(args)
     store = store_from(settings)
     try:
@@ -62,10 +64,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     if result.computed_since is None:
         out("nothing is past retention (nothing deleted)")
     else:
-        out(f"KPI values computed from {result.computed_since.isoformat()} first; they stay.")
+        out(f"KPI values computed from {result.computed_since.isoformat()} first; they stay:"
+            f" {_periods(result.frozen)} up to the cutoff (and any other the deleted records fall in) had ended"
+            " and are now frozen (final); the running periods were recomputed from what is left.")
         _print_counts(result)
     _print_wal(result, settings.store.path)
     return EXIT_OK
+
+
+def _periods(count: int) -> str:
+    return f"{count:,} stored period{'' if count == 1 else 's'}"
 
 
 def _print_counts(deletion: privacy.Deletion) -> None:

@@ -46,21 +46,30 @@ msgs AS (
   LEFT JOIN people p ON p.source = m.source AND p.source_id = m.author_id
   WHERE m.source = :source AND m.contact_id IN (SELECT source_id FROM touched)
 ),
-firsts AS (
+customers AS (
   SELECT contact_id,
          min(CASE WHEN role = 'customer' THEN created_at END) AS first_customer_message_at,
          count(CASE WHEN role = 'customer' THEN 1 END) AS customer_messages,
-         max(CASE WHEN role = 'bot' THEN 1 ELSE 0 END) AS has_bot_message,
          max(created_at) AS last_message_at
   FROM msgs GROUP BY contact_id
 ),
+firsts AS (
+  -- Where the customer's side starts (catalogue 2c): the first customer message; an inbound contact with none
+  -- stored (a call logged by the agent who took it) started at its creation; an outbound one nobody answered
+  -- has no start, so nothing on it is a reply.
+  SELECT u.*, coalesce(u.first_customer_message_at,
+                       CASE WHEN coalesce(c.is_outbound, 0) = 0 THEN c.created_at END) AS customer_start
+  FROM customers u JOIN contacts c ON c.source = :source AND c.source_id = u.contact_id
+),
 replies AS (
   SELECT f.contact_id,
-         min(m.created_at) AS first_agent_reply_at,
-         count(m.created_at) AS agent_replies
+         min(CASE WHEN m.role = 'agent' AND m.public = 1 THEN m.created_at END) AS first_agent_reply_at,
+         count(CASE WHEN m.role = 'agent' AND m.public = 1 THEN 1 END) AS agent_replies,
+         -- A bot's greeting sent before the customer wrote does not make a contact bot-only, nor does a bot's
+         -- private note (a hand-over summary): the bot must have answered the customer.
+         max(CASE WHEN m.role = 'bot' AND m.public = 1 THEN 1 ELSE 0 END) AS has_bot_message
   FROM firsts f
-  LEFT JOIN msgs m ON m.contact_id = f.contact_id AND m.role = 'agent' AND m.public = 1
-       AND (f.first_customer_message_at IS NULL OR m.created_at >= f.first_customer_message_at)
+  LEFT JOIN msgs m ON m.contact_id = f.contact_id AND m.created_at >= f.customer_start
   GROUP BY f.contact_id
 ),
 resolutions AS (
@@ -76,14 +85,14 @@ resolutions AS (
 UPDATE contacts SET
   first_customer_message_at = f.first_customer_message_at,
   customer_messages = f.customer_messages,
-  has_bot_message = f.has_bot_message,
+  has_bot_message = r.has_bot_message,
   first_agent_reply_at = r.first_agent_reply_at,
   agent_replies = r.agent_replies,
   first_resolved_at = s.first_resolved_at,
   last_resolved_at = s.last_resolved_at,
   reopens = coalesce(s.reopens, 0),
   last_activity_at = max(f.last_message_at, coalesce(s.last_event_at, ''), contacts.created_at),
-  is_bot_only = (s.first_resolved_at IS NOT NULL AND r.agent_replies = 0 AND f.has_bot_message = 1)
+  is_bot_only = (s.first_resolved_at IS NOT NULL AND r.agent_replies = 0 AND r.has_bot_message = 1)
 FROM firsts f
 JOIN replies r ON r.contact_id = f.contact_id
 LEFT JOIN resolutions s ON s.contact_id = f.contact_id

@@ -1,4 +1,4 @@
-"""Erasing one person (`forget`) and the retention purge (`purge`); the KPI values stay.
+"""Erasing one person (`forget`) and the retention purge (`purge`); history is kept (catalogue 2c).
 
 Where a person's records live (`PERSON_TABLES`, checked by the tests against the schema):
 their contacts (as requester) and what hangs off them (messages, status events, survey
@@ -8,8 +8,13 @@ themselves, and quarantine entries of those records.
 
 Deleting a contact fires the KPI engine's change triggers, which would have the next
 `compute` redo the periods the contact was in from what is left, and so change values
-that must stay (they are aggregates). Both operations therefore delete the engine's facts
-of those contacts themselves and withdraw the change marks the deletion added.
+that must stay (they are aggregates). Both operations therefore compute first, then, in the
+transaction that deletes, freeze the ended periods the contacts fall in (`purge` also every
+ended period that starts before its cutoff) so that no later compute, `--full` or a settings
+change included, can move them; they delete the engine's facts of those contacts themselves
+and withdraw the change marks the deletion added. What still moves is recomputed at once from
+what is left: the running periods they fall in (their days are marked changed again) and the
+backlog of later periods (the contacts' last facts go to the engine's change log as removed).
 
 The store runs with `secure_delete`, so deleted rows are overwritten in place; at the end
 the WAL is checkpointed and truncated, so no copy of a deleted page lingers there either.
@@ -17,6 +22,7 @@ the WAL is checkpointed and truncated, so no copy of a deleted page lingers ther
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +31,12 @@ from datetime import date, datetime, timedelta, timezone
 
 from connectors import registry
 from connectors.plugin import WriteLevel
+from kpi_core.kpis import facts, values
 from kpi_core.kpis.api import compute
+from kpi_core.kpis.context import get_meta, set_meta
 from kpi_core.model import email_hash
 from kpi_core.settings import Settings
-from kpi_core.store import Store
+from kpi_core.store import Store, utc_now
 
 # Every table that holds a trace of a person, in deletion order: children before parents.
 PERSON_TABLES = (
@@ -52,6 +60,7 @@ class Deletion:
 
     counts: dict[str, int] = field(default_factory=lambda: {t: 0 for t in PERSON_TABLES})
     wal_truncated: bool = False
+    frozen: int = 0  # stored periods whose KPI values became final
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -99,27 +108,61 @@ def people_by_email(store: Store, address: str, hash_key: bytes | None, source: 
 # --- erasure ---------------------------------------------------------------------------------
 
 
-def forget(store: Store, people: Sequence[Person]) -> Deletion:
-    """Delete every record of these people (see the module docstring); KPI values stay."""
+def forget(store: Store, settings: Settings, people: Sequence[Person], now: datetime | None = None) -> Deletion:
+    """Delete every record of these people (see the module docstring); the ended periods they fall in are frozen."""
     deletion = Deletion()
     if not people:
         deletion.wal_truncated = checkpoint(store)
         return deletion
+    moment = now or datetime.now(timezone.utc)
     conn = store.db.conn
+    first = _first_day_of(conn, people)
+    if first is not None:
+        compute(store, settings, since=first, now=moment)
     with _immediate(conn), _scratch(conn):
         conn.executemany("INSERT OR IGNORE INTO temp.gone_people VALUES (?, ?, ?)",
                          [(p.source, p.id, int(p.role in (None, "customer"))) for p in people])
         conn.execute("INSERT OR IGNORE INTO temp.gone_contacts SELECT c.source, c.source_id FROM contacts c"
                      " JOIN temp.gone_people g ON g.source = c.source AND g.source_id = c.requester_id")
+        _note_gone_days(conn)
+        deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment))
         _delete_traces(conn, deletion)
+    if first is not None:
+        compute(store, settings, since=first, now=moment)  # the running periods, without them
     deletion.wal_truncated = checkpoint(store)
-    for p in people:
-        if p.role not in (None, "customer"):
-            deletion.notes.append(
-                f"{p.source} {p.id} is {'an' if p.role == 'agent' else 'a'} {p.role}: their messages on other"
-                " people's contacts were kept (they carry no text unless bodies are stored, and the reply facts"
-                " of those contacts rest on them)")
+    deletion.notes.extend(_staff_notes(people))
     return deletion
+
+
+def _staff_notes(people: Sequence[Person]) -> list[str]:
+    return [f"{p.source} {p.id} is {'an' if p.role == 'agent' else 'a'} {p.role}: their messages on other"
+            " people's contacts were kept (they carry no text unless bodies are stored, and the reply facts"
+            " of those contacts rest on them)" for p in people if p.role not in (None, "customer")]
+
+
+def _first_day_of(conn: sqlite3.Connection, people: Sequence[Person]) -> date | None:
+    """The first day any KPI value rests on these people: their first contact or survey answer."""
+    found = conn.execute(
+        "WITH p(source, id) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+        " SELECT min(t) FROM (SELECT c.created_at AS t FROM contacts c JOIN p ON p.source = c.source"
+        " AND p.id = c.requester_id UNION ALL SELECT s.created_at FROM survey_responses s JOIN p"
+        " ON p.source = s.source AND p.id = s.requester_id)",
+        [json.dumps([[p.source, p.id] for p in people])]).fetchone()[0]
+    return date.fromisoformat(found[:10]) if found else None
+
+
+def _note_gone_days(conn: sqlite3.Connection, loose_before: str | None = None) -> None:
+    """temp.gone_days: the days the KPI values of the gone records are anchored on (creation, first and last
+    resolution, survey answers; with `loose_before`, also unattached answers older than it, which go too)."""
+    gone = "(c.source, c.source_id) IN (SELECT source, source_id FROM temp.gone_contacts)"
+    anchors = " UNION ".join(f"SELECT substr(c.{column}, 1, 10) FROM contacts c WHERE {gone} AND c.{column} IS NOT NULL"
+                             for column in facts.ANCHOR_COLUMNS)
+    answers = ("SELECT substr(s.created_at, 1, 10) FROM survey_responses s WHERE (s.source, s.contact_id) IN"
+               " (SELECT source, source_id FROM temp.gone_contacts) OR (s.source, s.requester_id) IN"
+               " (SELECT source, source_id FROM temp.gone_people)")
+    if loose_before is not None:
+        answers += " OR (s.contact_id IS NULL AND s.created_at < :loose)"
+    conn.execute(f"INSERT OR IGNORE INTO temp.gone_days {anchors} UNION {answers}", {"loose": loose_before})
 
 
 def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
@@ -131,6 +174,7 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
     _delete(conn, deletion, "status_events", in_contacts.format(col="contact_id"))
     _delete(conn, deletion, "survey_responses",
             f"{in_contacts.format(col='contact_id')} OR {in_people.format(col='requester_id')}")
+    _leave_backlog(conn)
     _delete(conn, deletion, "kpi_facts", in_contacts.format(col="source_id"))
     _delete(conn, deletion, "derive_pending", in_contacts.format(col="contact_id"))
     _delete(conn, deletion, "contacts", in_contacts.format(col="source_id"))
@@ -146,6 +190,7 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
             " AND (quarantine.record_id = g.source_id OR substr(quarantine.record_id, -length(g.source_id) - 1)"
             " IN (':' || g.source_id, ' ' || g.source_id)))")
     _keep_kpi_values(conn)
+    _redo_running_periods(conn)
 
 
 def _delete(conn: sqlite3.Connection, deletion: Deletion, table: str, where: str, params: Sequence[str] = ()) -> None:
@@ -160,6 +205,29 @@ def _writeback_records(conn: sqlite3.Connection) -> None:
             if source_table is not None:
                 conn.execute(f"INSERT OR IGNORE INTO temp.gone_records SELECT source, ?, source_id"
                              f" FROM temp.{source_table} WHERE source = ?", [obj, helpdesk])
+
+
+def _leave_backlog(conn: sqlite3.Connection) -> None:
+    """Log the gone contacts' facts as removed, so that the next compute takes them out of the backlog of the
+    later periods (backlog.py). They are logged under a number, not the contact's id: nothing names them."""
+    gone = conn.execute("SELECT count(*) FROM kpi_facts WHERE (source, source_id) IN"
+                        " (SELECT source, source_id FROM temp.gone_contacts)").fetchone()[0]
+    if not gone:
+        return
+    seq = int(get_meta(conn, "facts_changes_seq") or 0) + 1
+    set_meta(conn, "facts_changes_seq", str(seq))
+    columns = [c for c in facts.CHANGE_COLUMNS if c != "source_id"]
+    conn.execute(
+        f"INSERT INTO kpi_facts_changes (seq, recorded_at, sign, source_id, {', '.join(columns)})"
+        f" SELECT ?, ?, -1, 'gone-' || id, {', '.join(columns)} FROM kpi_facts"
+        " WHERE (source, source_id) IN (SELECT source, source_id FROM temp.gone_contacts)", [seq, utc_now()])
+
+
+def _redo_running_periods(conn: sqlite3.Connection) -> None:
+    """Mark the gone records' days changed again: the next compute redoes the periods holding them that are
+    still running (ended ones are frozen by now, and no compute redoes a frozen period)."""
+    conn.execute("INSERT INTO kpi_dirty_days SELECT day FROM temp.gone_days"
+                 " WHERE day NOT IN (SELECT day FROM kpi_dirty_days)")
 
 
 def _keep_kpi_values(conn: sqlite3.Connection) -> None:
@@ -182,9 +250,12 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
     """Delete contacts idle for longer than retention_days (after computing their KPI values), and their records.
 
     Also goes: survey answers tied to no contact and older than the cutoff, and customers
-    whose every contact went (their people row). KPI values stay.
+    whose every contact went (their people row). Every stored period that contains or precedes
+    the cutoff and has ended is frozen, and so is every ended period the gone records fall in;
+    the running periods and the backlog of later periods are recomputed from what is left.
     """
-    result = Purge(cutoff=retention_cutoff(settings, now))
+    moment = now or datetime.now(timezone.utc)
+    result = Purge(cutoff=retention_cutoff(settings, moment))
     conn = store.db.conn
     oldest = conn.execute(f"SELECT min(created_at) FROM contacts WHERE {_EXPIRED}", [result.cutoff]).fetchone()[0]
     loose = conn.execute("SELECT min(created_at) FROM survey_responses WHERE contact_id IS NULL AND created_at < ?",
@@ -195,7 +266,7 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
         return result
 
     result.computed_since = date.fromisoformat(first[:10])
-    compute(store, settings, since=result.computed_since, now=now)
+    compute(store, settings, since=result.computed_since, now=moment)
     with _immediate(conn), _scratch(conn):
         conn.execute(f"INSERT INTO temp.gone_contacts SELECT source, source_id FROM contacts WHERE {_EXPIRED}",
                      [result.cutoff])
@@ -206,10 +277,23 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
             " JOIN people p ON p.source = c.source AND p.source_id = c.requester_id AND p.role = 'customer'"
             " WHERE NOT EXISTS (SELECT 1 FROM contacts o WHERE o.source = c.source AND o.requester_id = c.requester_id"
             " AND (o.source, o.source_id) NOT IN (SELECT source, source_id FROM temp.gone_contacts))")
+        _note_gone_days(conn, loose_before=result.cutoff)
+        result.frozen = _freeze_for_purge(conn, result.cutoff, _today(moment))
+        values.move_purge_boundary(conn, result.cutoff)
         _delete(conn, result, "survey_responses", "contact_id IS NULL AND created_at < ?", [result.cutoff])
         _delete_traces(conn, result)
+    compute(store, settings, since=result.computed_since, now=moment)  # the running periods, from what is left
     result.wal_truncated = checkpoint(store)
     return result
+
+
+def _freeze_for_purge(conn: sqlite3.Connection, cutoff: str, today: date) -> int:
+    """Freeze the ended periods up to the cutoff, and the ended ones after it that a gone survey answer is in."""
+    return values.freeze_before(conn, cutoff, today) + values.freeze_containing(conn, "temp.gone_days", today)
+
+
+def _today(moment: datetime) -> date:
+    return moment.astimezone(timezone.utc).date()
 
 
 # A contact's last sign of life: its last activity, else its last update, else its creation.
@@ -248,6 +332,7 @@ def _scratch(conn: sqlite3.Connection) -> Iterator[None]:
                  " PRIMARY KEY (source, source_id))")
     conn.execute("CREATE TEMP TABLE gone_records (helpdesk TEXT, object TEXT, record_id TEXT,"
                  " PRIMARY KEY (helpdesk, object, record_id))")
+    conn.execute("CREATE TEMP TABLE gone_days (day TEXT PRIMARY KEY)")
     conn.execute("CREATE TEMP TABLE dirty_days_before AS SELECT day FROM kpi_dirty_days")
     conn.execute("CREATE TEMP TABLE dirty_contacts_before AS SELECT source, source_id FROM kpi_dirty_contacts")
     try:
@@ -257,4 +342,5 @@ def _scratch(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
-_TEMP_TABLES = ("gone_contacts", "gone_people", "gone_records", "dirty_days_before", "dirty_contacts_before")
+_TEMP_TABLES = ("gone_contacts", "gone_people", "gone_records", "gone_days", "dirty_days_before",
+                "dirty_contacts_before")

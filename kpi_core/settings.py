@@ -57,7 +57,7 @@ class StoreSettings(Section):
 
 _HOURS_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-SEGMENT_DIMENSIONS = ("source", "channel", "agent", "group", "language", "market", "priority", "tag")
+SEGMENT_DIMENSIONS = ("source", "channel", "platform", "agent", "group", "language", "market", "priority", "tag")
 PeriodGrain = Literal["day", "week", "month", "quarter"]
 PERIOD_GRAINS: tuple[PeriodGrain, ...] = ("day", "week", "month", "quarter")
 
@@ -159,6 +159,9 @@ class KpiSettings(Section):
     inputs: list[BusinessInputSettings] = Field(default_factory=list)
     reasons: ReasonSettings = Field(default_factory=ReasonSettings)
     currency: str = ""
+    # The scale of CSAT answers nobody could classify, stated by the admin: "source:scale seen" -> a scale
+    # ("1-5", "good_bad", ... or any "low-high" range). `status` lists the scales seen without one.
+    csat_scales: dict[str, str] = Field(default_factory=dict)
 
     _parse_abandon = field_validator("abandon_after", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 
@@ -166,6 +169,17 @@ class KpiSettings(Section):
     @classmethod
     def _check_targets(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_targets(value)
+
+    @field_validator("csat_scales")
+    @classmethod
+    def _check_csat_scales(cls, value: dict[str, str]) -> dict[str, str]:
+        for seen, scale in value.items():
+            if ":" not in seen.strip(":"):
+                raise ValueError(f"{seen!r}: name the scale as SOURCE:SCALE, as `helpdesk-kpi status` shows it")
+            ranged = re.fullmatch(r"(\d+)-(\d+)", scale)
+            if scale not in SCALES and not (ranged and int(ranged[1]) < int(ranged[2])):
+                raise ValueError(f"{seen!r}: unknown scale {scale!r}; one of {', '.join(SCALES)} or LOW-HIGH")
+        return value
 
     @model_validator(mode="after")
     def _check_kpi_sections(self) -> KpiSettings:

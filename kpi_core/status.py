@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kpi_core.daemon_state import read_state, state_path_for
+from kpi_core.kpis.scales import positive_sql
 from kpi_core.lock import running_daemon
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -31,6 +32,17 @@ def failures_since_success(store: Store, source: str) -> int:
         "SELECT count(*) FROM sync_runs WHERE source = ? AND status = 'failed' AND id >"
         " coalesce((SELECT max(id) FROM sync_runs WHERE source = ? AND status = 'ok'), 0)",
         [source, source]).fetchone()[0])
+
+
+def undecided_csat(store: Store, source: str, stated: dict[str, str]) -> list[dict[str, Any]]:
+    """CSAT answers of `source` whose positivity cannot be decided, per scale seen (catalogue 2c): they count in
+    no CSAT KPI until the admin states the scale (`[kpis] csat_scales`)."""
+    rows = store.db.execute(
+        f"SELECT s.scale, count(*), min(s.score), max(s.score) FROM survey_responses s WHERE s.source = ?"
+        f" AND s.kind = 'csat' AND {positive_sql('s', stated)} IS NULL GROUP BY s.scale ORDER BY count(*) DESC",
+        [source]).fetchall()
+    return [{"scale": scale, "responses": n, "lowest_score": low, "highest_score": high}
+            for scale, n, low, high in rows]
 
 
 def collect(store: Store, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -55,6 +67,7 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
             "warnings": last.warnings.splitlines() if last and last.warnings else [],
             "failures_since_success": failures_since_success(store, name),
             "quarantined": quarantine_count(store, name),
+            "csat_undecided": undecided_csat(store, name, settings.kpis.csat_scales),
             "next_sync_at": job.get("next_run_at"),
             "backoff_seconds": job.get("backoff_seconds") or 0,
         }
@@ -122,6 +135,13 @@ def _next(job: dict[str, Any], daemon_running: bool) -> str:
     return "-" if daemon_running else "(no daemon)"
 
 
+def _undecided_line(source: str, found: dict[str, Any]) -> str:
+    scores = f"{found['lowest_score']:g}" if found["lowest_score"] == found["highest_score"] else (
+        f"{found['lowest_score']:g} to {found['highest_score']:g}")
+    return (f"{source}: {found['responses']:,} CSAT responses on scale {found['scale']!r} (scores {scores}) count in"
+            f" no CSAT KPI: state their scale as [kpis.csat_scales] \"{source}:{found['scale']}\" = \"LOW-HIGH\"")
+
+
 def format_table(report: dict[str, Any]) -> str:
     header = ("source", "last success (UTC)", "lag", "records", "API calls", "errors", "quarantined", "next sync",
               "last error")
@@ -140,6 +160,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines = _table(rows)
     for name, s in report["sources"].items():
         lines.extend(f"{name}: warning: {w}" for w in s.get("warnings") or ())
+        lines.extend(_undecided_line(name, u) for u in s.get("csat_undecided") or ())
     lines.append("")
     if daemon["running"]:
         lines.append(f"daemon: running (pid {daemon['pid']}, since {daemon['started_at'] or '?'})")

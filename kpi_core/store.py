@@ -261,6 +261,38 @@ def m020_writeback(db: Database) -> None:
         " fetched_at TEXT NOT NULL, PRIMARY KEY (helpdesk, object)) WITHOUT ROWID"
     )
 
+
+@migrations()
+def m021_kpi_facts_platform_and_direction(db: Database) -> None:
+    """kpi_facts (and its change log) gain `platform`, a segment, and `outbound` (catalogue 2c). The facts are
+    derived data: forgetting their fingerprint makes the next compute rebuild them under the new readings."""
+    db.execute("ALTER TABLE kpi_facts ADD COLUMN platform TEXT")
+    db.execute("ALTER TABLE kpi_facts ADD COLUMN outbound INTEGER")
+    db.execute("ALTER TABLE kpi_facts_changes ADD COLUMN platform TEXT")
+    db.execute("DELETE FROM kpi_meta WHERE key = 'facts_fingerprint'")
+    # Replies and bot messages now follow the customer's first message: derive every such contact again.
+    db.execute("INSERT OR IGNORE INTO derive_pending (source, contact_id) SELECT source, source_id FROM contacts"
+               " WHERE facts_from_events = 1")
+
+
+@migrations()
+def m022_kpi_history(db: Database) -> None:
+    """History is kept (catalogue 2c): `frozen` periods are final, `partial` ones were computed after a purge
+    from what was left. The triggers make a frozen period's values unwritable by any code path (a write to
+    one is skipped, not failed, so a compute that meets one goes on); only clearing `frozen` reopens it."""
+    db.execute("ALTER TABLE kpi_computed ADD COLUMN frozen INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE kpi_computed ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")
+    frozen = ("EXISTS (SELECT 1 FROM kpi_computed k WHERE k.frozen = 1 AND k.grain = {r}.grain"
+              " AND k.by_key = {r}.by_key AND k.period_start = {r}.period_start AND k.period_end = {r}.period_end)")
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "OLD"), ("DELETE", "OLD")):
+        db.execute(f"CREATE TRIGGER kpi_values_frozen_{event.lower()[:3]} BEFORE {event} ON kpi_values"
+                   f" WHEN {frozen.format(r=row)} BEGIN SELECT RAISE(IGNORE); END")
+    db.execute("CREATE TRIGGER kpi_computed_frozen_upd BEFORE UPDATE ON kpi_computed"
+               " WHEN OLD.frozen = 1 AND NEW.frozen = 1 BEGIN SELECT RAISE(IGNORE); END")
+    db.execute("CREATE TRIGGER kpi_computed_frozen_del BEFORE DELETE ON kpi_computed"
+               " WHEN OLD.frozen = 1 BEGIN SELECT RAISE(IGNORE); END")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

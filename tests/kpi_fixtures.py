@@ -35,6 +35,7 @@ class Data:
     events: list[dict[str, Any]] = field(default_factory=list)
     surveys: list[dict[str, Any]] = field(default_factory=list)
     people: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
     def contact(self, cid: str, created: str, **facts: Any) -> dict[str, Any]:
         """A contact; `reply` (minutes after its start) and `resolved` (hours after creation) are shortcuts."""
@@ -56,6 +57,11 @@ class Data:
         self.events.append({"source": self.source, "source_id": f"{cid}-{kind}-{at}", "contact_id": cid,
                             "kind": kind, "at": at})
 
+    def message(self, cid: str, role: str, at: str, public: bool = True) -> None:
+        """A message on contact `cid` by a `customer`, `agent` or `bot` (a private note: public=False)."""
+        self.messages.append({"source": self.source, "source_id": f"{cid}-{role}-{at}", "contact_id": cid,
+                              "author_id": f"{role}-1", "author_role": role, "public": public, "created_at": at})
+
     def survey(self, sid: str, kind: str, score: float, scale: str, at: str, contact: str | None = None,
                requester: str | None = None, is_positive: bool | None = None) -> None:
         row: dict[str, Any] = {"source": self.source, "source_id": sid, "kind": kind, "score": float(score),
@@ -70,6 +76,7 @@ class Data:
 
     def write(self, store: Store) -> Store:
         for table, rows in (("people", self.people), ("contacts", self.contacts), ("status_events", self.events),
+                            ("messages", self.messages),
                             ("survey_responses", self.surveys)):
             if rows:
                 store.upsert(table, rows)

@@ -84,12 +84,22 @@ def served(t: Ticket):
     return [m for m in t.messages if m.role != "system"]
 
 
+def stored_messages(t: Ticket) -> int:
+    """What the store holds of a ticket: the served messages, plus for a bot ticket (source 12) the bot's
+    side of the conversation its description carries (normalize.opening_messages)."""
+    return len(served(t)) + (source_code(t) == BOT_SOURCE)
+
+
 def expected_facts(t: Ticket) -> dict[str, Any]:
     messages = served(t)
     customer = [m.created_at for m in messages if m.role == "customer"]
     first_customer = min(customer, default=None)
-    replies = [m.created_at for m in messages if m.role == "agent" and m.public
-               and (first_customer is None or m.created_at >= first_customer)]
+    # Catalogue 2c: replies follow a customer message; the customer's side of an inbound ticket starts at its
+    # creation, and an outbound one nobody answered has no reply at all.
+    start = first_customer if first_customer is not None else (None if t.outbound else t.created_at)
+    after = [m for m in messages if start is not None and m.created_at >= start]
+    replies = [m.created_at for m in after if m.role == "agent" and m.public]
+    bot = any(m.role == "bot" for m in after) or source_code(t) == BOT_SOURCE
     # Freshdesk's stats show only the latest resolution and reopen before the first sync.
     latest_resolution = iso(max(t.resolved_times, default=None))
     return {
@@ -97,7 +107,7 @@ def expected_facts(t: Ticket) -> dict[str, Any]:
         "first_agent_reply_at": iso(min(replies, default=None)), "agent_replies": len(replies),
         "first_resolved_at": latest_resolution, "last_resolved_at": latest_resolution,
         "reopens": 1 if t.reopen_times else 0,
-        "is_bot_only": int(bool(t.resolved_times) and not replies and any(m.role == "bot" for m in messages)),
+        "is_bot_only": int(bool(t.resolved_times) and not replies and bot),
         # time entries carry `time_spent_in_seconds`: the world's handle time to the second
         "handle_seconds": None if t.handle_seconds is None else float(t.handle_seconds),
     }
@@ -160,7 +170,7 @@ def test_full_sync_equals_the_world(fake, store):
         assert facts == expected_facts(t), t.id
 
     messages = rows(store, "select * from messages order by contact_id, created_at, source_id")
-    by_ticket: dict[str, list[tuple]] = {}
+    by_ticket: dict[str, list[tuple[Any, ...]]] = {}
     for m in messages:
         by_ticket.setdefault(m["contact_id"], []).append(
             (m["created_at"], m["author_id"], m["author_role"], m["public"]))
@@ -168,8 +178,11 @@ def test_full_sync_equals_the_world(fake, store):
         if removed(t):
             assert str(t.id) not in by_ticket  # their conversations 404; nothing is asked for them
             continue
-        want = sorted((iso(m.created_at), str(m.author_id), m.role, int(m.public)) for m in served(t))
-        assert sorted(by_ticket[str(t.id)]) == want, t.id
+        want: list[tuple[str | None, str | None, str, int]] = [
+            (iso(m.created_at), str(m.author_id), m.role, int(m.public)) for m in served(t)]
+        if source_code(t) == BOT_SOURCE:  # the bot's side of the conversation its description carries
+            want.append((iso(t.created_at), None, "bot", 1))
+        assert sorted(by_ticket[str(t.id)], key=str) == sorted(want, key=str), t.id
     firsts = rows(store, "select * from messages where source_id like '%:description'")
     assert len(firsts) == sum(1 for t in tickets if not removed(t))
     assert {m["author_role"] for m in firsts if contact(store, int(m["contact_id"]))["is_outbound"]} == {"agent"}
@@ -238,7 +251,7 @@ def test_incremental_sync_fetches_only_what_changed(fake, store):
     for ticket_id in touched:
         t = fake.data.tickets[ticket_id]
         stored = rows(store, "select count(*) n from messages where contact_id = ?", [str(t.id)])
-        assert stored[0]["n"] == len(served(t))
+        assert stored[0]["n"] == stored_messages(t)
         assert contact(store, t.id)["status"] == STATUS[t.status]
     assert contact(store, parked.id)["status"] == "on_hold"  # a custom status (6 or 7)
 
@@ -254,7 +267,7 @@ def test_a_read_longer_than_the_page_cap_restarts_and_syncs_everything(store, ma
     assert result.ok, result.error
     assert store.count("contacts") == len(fake.data.tickets)
     live = [t for t in world_tickets(fake) if not removed(t)]
-    assert store.count("messages") == sum(len(served(t)) for t in live)
+    assert store.count("messages") == sum(stored_messages(t) for t in live)
 
     main = [c for c in fake.calls(path=r"/api/v2/tickets$") if "filter" not in c.query]
     assert max(int(c.query["page"][0]) for c in main) <= 3  # re-queried by time, never past the cap
@@ -526,3 +539,32 @@ def test_a_second_sync_after_many_changes_reads_requesters_by_list_not_one_by_on
         assert (row["language"], row["locale"]) == (old["language"], old["locale"])  # kept as stored
         assert row["language"] == primary_language(fake.data.people[t.requester_id].locale)
         assert row["handle_seconds"] == (None if t.handle_seconds is None else float(t.handle_seconds))
+
+
+def test_the_admins_freshdesk_mappings_are_read_from_the_config(tmp_path):
+    from kpi_core.settings import ConfigProblem, load_settings
+
+    config = tmp_path / "helpdesk-kpi.toml"
+    config.write_text(
+        '[connectors.freshdesk]\ndomain = "acme"\napi_key = "k"\nbot_agent_ids = ["43999"]\n'
+        'merge_note_texts = ["Dit ticket is gesloten en samengevoegd met ticket"]\n'
+        '[connectors.freshdesk.source_channels]\n14 = "messaging"\n'
+        '[connectors.freshdesk.source_platforms]\n14 = "telegram"\n'
+        '[connectors.freshdesk.survey_questions.question_2]\nkind = "csat"\nscale = "freshdesk"\n'
+        '[connectors.freshdesk.survey_questions.question_nps]\nkind = "nps"\nscale = "0-10"\n')
+    settings = load_settings(config).enabled_connectors()["freshdesk"]
+    connector = FreshdeskConnector(settings)  # type: ignore[arg-type]
+    try:
+        assert (connector.channels[14], connector.platforms[14], connector.bot_ids) == (
+            "messaging", "telegram", frozenset({"43999"}))
+        assert connector.survey_questions == {"question_2": ("csat", "freshdesk"), "question_nps": ("nps", "0-10")}
+        assert connector.merge_notes == ("This ticket is closed and merged into ticket",  # Freshdesk's default
+                                         "Dit ticket is gesloten en samengevoegd met ticket")
+    finally:
+        connector.close()
+    for bad in ('[connectors.freshdesk.survey_questions.question_nps]\nkind = "nps"\nscale = "freshdesk"\n',
+                '[connectors.freshdesk.survey_questions.default_question]\nkind = "csat"\nscale = "1-5"\n',
+                '[connectors.freshdesk.source_channels]\n14 = "pigeon"\n'):
+        config.write_text('[connectors.freshdesk]\ndomain = "acme"\napi_key = "k"\n' + bad)
+        with pytest.raises(ConfigProblem):
+            load_settings(config)

@@ -60,14 +60,21 @@ def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def expected_contact(world: World, ticket: Ticket) -> dict[str, Any]:
-    """The normalized contact the world implies, computed without the connector or the store."""
+    """The normalized contact the world implies, computed without the connector or the store.
+
+    Read as catalogue 2c reads Intercom: replies follow the customer's first message (an outbound conversation
+    nobody answered has none); world `bot` and `system` messages are both the bot's (Fin, and the Operator's
+    acknowledgements: `bot` authors); bot-only needs a bot message at or after the customer's first message;
+    handle time is the active time (`adjusted_handling_time`), none without a human reply."""
     requester = world.sources["intercom"].people[ticket.requester_id]
     customer = [m.created_at for m in ticket.messages if m.role == "customer"]
     first_customer = min(customer, default=None)
+    start = first_customer if first_customer is not None or ticket.outbound else ticket.created_at
     replies = [m.created_at for m in ticket.messages if m.role == "agent" and m.public
-               and (first_customer is None or m.created_at >= first_customer)]
+               and start is not None and m.created_at >= start]
     resolved, reopens = ticket.resolved_times, ticket.reopen_times
-    has_bot = any(m.role == "bot" for m in ticket.messages)
+    has_bot = any(m.role in ("bot", "system") and start is not None and m.created_at >= start
+                  for m in ticket.messages)
     events = resolved + reopens
     return {
         "channel": ticket.channel, "status": STATUS[ticket.status],
@@ -78,7 +85,7 @@ def expected_contact(world: World, ticket: Ticket) -> dict[str, Any]:
         "group_id": str(ticket.group_id), "tags": json.dumps(sorted(ticket.tags)),
         "is_outbound": int(ticket.outbound), "language": primary_language(requester.locale),
         "country": requester.country,
-        "handle_seconds": float(ticket.handle_seconds) if ticket.handle_seconds is not None else None,
+        "handle_seconds": float(ticket.handle_seconds) if ticket.handle_seconds is not None and replies else None,
         "first_customer_message_at": iso_utc(first_customer),
         "first_agent_reply_at": iso_utc(min(replies, default=None)),
         "agent_replies": len(replies), "customer_messages": len(customer),
@@ -233,7 +240,14 @@ def test_long_conversations_complete_up_to_500_parts_then_statistics(sandbox: Sa
     for key in ("first_agent_reply_at", "first_resolved_at", "last_resolved_at", "reopens",
                 "first_customer_message_at"):
         assert truncated[key] == world_view[key], key
-    assert truncated["agent_replies"] is None
+    # Replies: those the returned parts show after the first customer message, plus the first reply, which lies
+    # among the parts no longer returned: a floor of the true count, never above it.
+    first_customer = world_view["first_customer_message_at"]
+    seen = [p for p in parts[-500:] if p["part_type"] == "comment" and p["author"]["type"] == "admin"
+            and iso_utc(p["created_at"]) >= first_customer]
+    hidden_first = iso_utc(min(p["created_at"] for p in seen)) != world_view["first_agent_reply_at"]
+    assert truncated["agent_replies"] == len(seen) + hidden_first <= world_view["agent_replies"]
+    assert (truncated["is_bot_only"], truncated["handle_seconds"]) == (0, world_view["handle_seconds"])
     assert json.loads(truncated["vendor"])["count_conversation_parts"] == len(parts)
 
 

@@ -14,6 +14,7 @@ from kpi_fixtures import NOW, Data, make_store, row, rows, ts, value
 from connectors.freshdesk.normalize import FRESHDESK_SCALE
 from kpi_core.kpis.catalogue import CATALOGUE_IDS, COUNT_KPIS, KPIS
 from kpi_core.settings import KpiSettings
+from kpi_core.status import undecided_csat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,18 +113,23 @@ def test_service_level_counts_late_and_overdue_as_missed_and_leaves_out_the_stil
     assert (r["numerator"], r["denominator"], r["value"]) == (3, 5, 60.0)
 
 
-def test_abandonment_counts_live_contacts_resolved_or_idle_without_a_reply(tmp_path: Path) -> None:
+def test_abandonment_is_decided_abandon_after_the_first_customer_message(tmp_path: Path) -> None:
     now = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
     d = Data()
     d.contact("gave-up", ts(20, 9, month=4), channel="chat", status="resolved", first_resolved_at=ts(20, 10, month=4))
     d.contact("idle", ts(20, 9, month=4), channel="messaging", last_activity_at=ts(20, 9, 5, month=4))
+    d.contact("late-reply", ts(20, 9, month=4), channel="chat", reply=45)  # answered after 45 min: abandoned
     d.contact("recent", ts(20, 11, 50, month=4), channel="chat", last_activity_at=ts(20, 11, 50, month=4))
     d.contact("bot", ts(20, 9, month=4), channel="chat", status="resolved", first_resolved_at=ts(20, 9, 1, month=4),
               has_bot_message=True)
     d.contact("answered", ts(20, 9, month=4), channel="phone", reply=0.2)
+    d.contact("proactive", ts(20, 9, month=4), channel="chat", is_outbound=True,  # agent-started: left out
+              first_customer_message_at=ts(20, 9, 10, month=4))
     d.contact("email", ts(20, 9, month=4))  # not a live channel
     r = row(make_store(tmp_path, d), "abandonment_rate_pct", since=date(2026, 4, 1), until=date(2026, 5, 1), now=now)
-    assert (r["numerator"], r["denominator"], r["value"]) == (2, 5, 40.0)
+    # gave-up, idle and late-reply abandoned; answered not; recent undecided (10 min old), bot-only and
+    # the proactive chat left out: 3 of 4.
+    assert (r["numerator"], r["denominator"], r["value"]) == (3, 4, 75.0)
 
 
 def test_resolution_times_are_anchored_on_resolution(tmp_path: Path) -> None:
@@ -147,14 +153,26 @@ def test_full_resolution_time_uses_the_last_resolution(tmp_path: Path) -> None:
     assert value(make_store(tmp_path, d), "full_resolution_time_avg") == pytest.approx(26.0)  # (48 + 4) / 2
 
 
-def test_handle_time_uses_records_then_the_live_channel_fallback(tmp_path: Path) -> None:
+def test_handle_time_uses_records_then_the_first_live_session(tmp_path: Path) -> None:
     d = Data()
     d.contact("a", ts(2), resolved=1, handle_seconds=600.0)
     d.contact("b", ts(3), resolved=1, handle_seconds=1200.0)
-    d.contact("chat", ts(4, 9), channel="chat", first_agent_reply_at=ts(4, 9, 1), agent_replies=1,
-              status="resolved", first_resolved_at=ts(4, 9, 31), last_resolved_at=ts(4, 9, 31))  # 30 min
+    d.contact("chat", ts(4, 9), channel="chat", first_agent_reply_at=ts(4, 9, 1), agent_replies=3,
+              status="resolved", first_resolved_at=ts(4, 11), last_resolved_at=ts(4, 11))
+    d.message("chat", "customer", ts(4, 9))
+    d.message("chat", "agent", ts(4, 9, 1))
+    d.message("chat", "customer", ts(4, 9, 4))
+    d.message("chat", "agent", ts(4, 9, 8), public=False)  # a note: not handling
+    d.message("chat", "bot", ts(4, 9, 9))  # a bot: not handling
+    d.message("chat", "agent", ts(4, 9, 7))  # the session's last message
+    d.message("chat", "customer", ts(4, 10, 30))  # after an 83-minute wait: a new session
+    d.message("chat", "agent", ts(4, 10, 35))
+    d.contact("no-human", ts(6, 9), channel="messaging", status="resolved", first_resolved_at=ts(6, 10))
+    d.message("no-human", "customer", ts(6, 9))  # nobody answered: unknown, not 0
+    d.contact("phone", ts(7, 9), channel="phone", resolved=1, reply=1)  # a call without a record: unknown
     d.contact("email-unknown", ts(5), resolved=1, reply=5)
-    assert value(make_store(tmp_path, d), "handle_time_avg") == pytest.approx(20.0)
+    # 600 s, 1200 s and the chat's 09:01-09:07 session (360 s): (10 + 20 + 6) / 3 = 12 min
+    assert value(make_store(tmp_path, d), "handle_time_avg") == pytest.approx(12.0)
 
 
 # --- resolution ---------------------------------------------------------------------------------------------
@@ -256,6 +274,38 @@ def test_csat_reads_each_scale_and_leaves_out_deleted_contacts(tmp_path: Path) -
     csat = row(store, "csat_pct")
     assert (csat["numerator"], csat["denominator"], csat["value"], csat["status"]) == (6, 10, 60.0, "breach")
     assert value(store, "csat_responses") == 10
+
+
+def test_an_undecidable_csat_answer_counts_nowhere_until_its_scale_is_stated(tmp_path: Path) -> None:
+    d = Data()
+    d.contact("rated", ts(2), resolved=2, reply=5)
+    d.contact("mystery-rated", ts(3), resolved=2, reply=5)
+    d.survey("a", "csat", 4, "1-4", ts(4), contact="rated")  # a range no table lists: top 20 % of 1-4 is 4
+    d.survey("b", "csat", 3, "1-4", ts(4))  # not positive
+    d.survey("c", "csat", 9, "1-5", ts(5))  # outside its scale: undecidable
+    d.survey("d", "csat", 2, "stars", ts(6), contact="mystery-rated")  # an unknown scale: undecidable
+    d.survey("e", "csat", 3, "stars", ts(7))
+    store = make_store(tmp_path, d)
+    # 1 positive of the 2 decidable answers; coverage: "rated" only, of the 2 resolved contacts.
+    assert (row(store, "csat_pct")["numerator"], row(store, "csat_pct")["denominator"]) == (1, 2)
+    assert value(store, "csat_responses") == 2
+    assert value(store, "csat_response_rate_pct") == 50.0
+    undecided = {u["scale"]: (u["responses"], u["lowest_score"], u["highest_score"])
+                 for u in undecided_csat(store, "zendesk", {})}
+    assert undecided == {"stars": (2, 2.0, 3.0), "1-5": (1, 9.0, 9.0)}
+    # Stated as 1-3 ("zendesk:stars"): 3 is positive (top 20 % of 1-3), 2 is not: 2 of 4 answers, both contacts.
+    stated = KpiSettings(csat_scales={"zendesk:stars": "1-3"})
+    assert (row(store, "csat_pct", stated)["numerator"], row(store, "csat_pct", stated)["denominator"]) == (2, 4)
+    assert value(store, "csat_responses", stated) == 4
+    assert value(store, "csat_response_rate_pct", stated) == 100.0
+    assert [u["scale"] for u in undecided_csat(store, "zendesk", stated.csat_scales)] == ["1-5"]
+
+
+def test_a_stated_csat_scale_must_be_known() -> None:
+    with pytest.raises(ValueError, match="unknown scale"):
+        KpiSettings(csat_scales={"zendesk:stars": "lots"})
+    with pytest.raises(ValueError, match="SOURCE:SCALE"):
+        KpiSettings(csat_scales={"stars": "1-5"})
 
 
 def test_csat_one_to_five_against_good_bad(tmp_path: Path) -> None:

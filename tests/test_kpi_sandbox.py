@@ -70,7 +70,7 @@ def _first_reply_minutes(ticket: Ticket) -> float | None:
     customer = [m.created_at for m in ticket.messages if m.role == "customer"]
     if not customer:
         return None
-    start = customer[0] if ticket.outbound else ticket.created_at
+    start = customer[0] if ticket.outbound else max(ticket.created_at, customer[0])
     replies = [m.created_at for m in ticket.messages if m.role == "agent" and m.public and m.created_at >= customer[0]]
     return (replies[0] - start) / 60 if replies else None
 
@@ -96,9 +96,15 @@ def test_first_response_median(synced: Synced) -> None:
     assert row["value"] == pytest.approx(expected, abs=1e-3)
 
 
+def _customer_wrote(ticket: Ticket) -> bool:
+    """An outbound contact nobody answered counts only in volume, mix and backlog (catalogue 2c)."""
+    return not ticket.outbound or any(m.role == "customer" for m in ticket.messages)
+
+
 def test_csat(synced: Synced) -> None:
     answers = [POSITIVE[t.source](t.rating.score) for t in _kept(synced.world)
-               if t.rating is not None and t.rating.answered_at is not None and t.rating.score is not None]
+               if t.rating is not None and t.rating.answered_at is not None and t.rating.score is not None
+               and _customer_wrote(t)]
     row = synced.rows("csat_pct")[()]
     assert (row["numerator"], row["denominator"]) == (sum(answers), len(answers))
 

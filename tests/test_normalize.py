@@ -284,7 +284,7 @@ def test_intercom_conversation_and_its_parts() -> None:
         "source": "intercom", "source_id": "70011", "status": "closed", "priority": "normal",
         "created_at": "2024-03-01T09:00:00Z", "updated_at": "2024-03-01T09:58:20Z",
         "requester_id": "65e1aa01c0ffee0001", "assignee_id": "5512", "group_id": "301", "is_outbound": False,
-        "handle_seconds": 3240.0}
+        "handle_seconds": 900.0}  # adjusted_handling_time, not handling_time (catalogue 2c)
     source, reply = rows["messages"]
     assert (source["source_id"], source["author_role"], source["public"], source["body"]) == (
         "70011:source", "customer", True, None)
@@ -302,7 +302,7 @@ def test_intercom_conversation_and_its_parts() -> None:
     ({"type": "user", "id": "65e1"}, "customer"),
     ({"type": "lead", "id": "65e1"}, "customer"),
     ({"type": "bot", "id": "1", "from_ai_agent": True, "is_ai_answer": True}, "bot"),
-    ({"type": "bot", "id": "1"}, "system"),  # Operator and workflows: not a person, not the AI agent
+    ({"type": "bot", "id": "1"}, "bot"),  # Operator and custom bots are bots too (catalogue 2c)
 ])
 def test_intercom_part_author_role(author: dict[str, Any], role: str) -> None:
     assert intercom.author_role(author).value == role
@@ -758,3 +758,311 @@ def test_zendesk_comment_flags_without_comment_events_make_no_message() -> None:
 ])
 def test_zendesk_via_display_names_read_back_to_channels(shown: str, channel: str) -> None:
     assert zendesk.via_channel(shown) == channel
+
+
+# --- Zendesk, catalogue 2c (issue 15) ----------------------------------------------------------------------
+
+ZENDESK_VOICE_COMMENT: dict[str, Any] = {
+    "id": 77100, "event_type": "VoiceComment", "type": "VoiceComment", "author_id": 700, "public": False,
+    "body": "Inbound call from +1 555 0100", "attachments": [], "audit_id": 77099, "created_at": "2024-03-01T09:05:00Z",
+    "data": {"from": "+15550100", "to": "+15550199", "recording_url": None, "call_duration": 300,
+             "answered_by_id": 700, "started_at": "2024-03-01T09:00:00Z", "location": "Dublin, Ireland"},
+    "via": {"channel": "voice", "source": {"from": {}, "to": {}, "rel": "inbound"}}}
+
+
+@pytest.mark.parametrize("change, messages", [
+    ({}, [("77100", None, "customer", "2024-03-01T09:00:00Z"), ("77100:answer", "700", "agent",
+                                                                 "2024-03-01T09:00:00Z")]),
+    # A voicemail: the caller's contact, nobody answered it.
+    ({"data": {**ZENDESK_VOICE_COMMENT["data"], "answered_by_id": None},
+      "via": {"channel": "voice", "source": {"rel": "voicemail"}}}, [("77100", None, "customer",
+                                                                        "2024-03-01T09:00:00Z")]),
+    # An agent's call the customer did not take: no contact from them at all.
+    ({"data": {**ZENDESK_VOICE_COMMENT["data"], "answered_by_id": None},
+      "via": {"channel": "voice", "source": {"rel": "outbound"}}}, []),
+    # A voice comment given as a Comment event of type VoiceComment, without started_at: dated by the comment.
+    ({"event_type": "Comment", "data": {"call_duration": 60, "answered_by_id": 701}},
+     [("77100", None, "customer", "2024-03-01T09:05:00Z"), ("77100:answer", "701", "agent", "2024-03-01T09:05:00Z")]),
+])
+def test_zendesk_talk_call_is_the_customers_contact_answered_by_its_agent(
+        change: dict[str, Any], messages: list[tuple[str, str | None, str, str]]) -> None:
+    event = {"id": 77099, "ticket_id": 5101, "created_at": "2024-03-01T09:05:00Z", "via": "Phone call (inbound)",
+             "child_events": [{**ZENDESK_VOICE_COMMENT, **change}]}
+    rows = [r for t, r in zendesk.event_rows(event) if t == "messages"]
+    assert [(r["source_id"], r["author_id"], r["author_role"], r["created_at"]) for r in rows] == messages
+    assert all(r["public"] for r in rows)
+
+
+def test_zendesk_talk_handle_time_sums_the_answered_calls() -> None:
+    voicemail = {**ZENDESK_VOICE_COMMENT, "data": {"call_duration": 40, "answered_by_id": None}}
+    second = {**ZENDESK_VOICE_COMMENT, "data": {"call_duration": 180, "answered_by_id": 701}}
+    written = {"id": 1, "type": "Comment", "author_id": 700, "public": True, "body": "x"}
+    assert zendesk.call_seconds([ZENDESK_VOICE_COMMENT, voicemail, second, written]) == 480.0
+    assert zendesk.call_seconds([voicemail, written]) is None  # no call anyone handled: unknown, not 0
+
+
+@pytest.mark.parametrize("value, seconds", [(1200, 1200.0), ("1200", 1200.0), ("90.5", 90.5), (0, None), ("", None),
+                                            (None, None), ("n/a", None), (True, None), (-5, None)])
+def test_zendesk_time_tracking_field_is_a_handle_time_record(value: Any, seconds: float | None) -> None:
+    ticket = {**ZENDESK_TICKET, "custom_fields": [{"id": 360001, "value": value}]}
+    row = zendesk.contact_row(ticket, {}, {}, "2024-01-01T00:00:00Z", handle_field="360001")
+    assert row.get("handle_seconds") == seconds
+
+
+def test_zendesk_status_change_in_the_audit_form_is_read_too() -> None:
+    event = {"id": 78001, "ticket_id": 5101, "created_at": "2024-03-02T10:00:00Z",
+             "child_events": [{"id": 78002, "event_type": "Change", "field_name": "status", "value": "open",
+                               "previous_value": "solved"},
+                              {"id": 78003, "event_type": "Change", "field_name": "priority", "value": "high",
+                               "previous_value": "normal"}]}
+    assert [(t, r["kind"]) for t, r in zendesk.event_rows(event)] == [("status_events", "reopened")]
+
+
+def test_zendesk_bot_agent_ids_make_an_agent_seat_a_bot() -> None:
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z",
+             "child_events": [{"id": 77002, "event_type": "Comment", "author_id": 750, "public": True,
+                               "via": {"channel": "web"}},
+                              {"id": 77003, "event_type": "Comment", "author_id": 750, "public": True,
+                               "via": {"channel": "rule", "source": {"rel": "trigger"}}}]}
+    roles = [r["author_role"] for _, r in zendesk.event_rows(event, bot_ids=frozenset({"750"}))]
+    assert roles == ["bot", "system"]  # a trigger stays a trigger whoever it runs as
+    seat = {"id": 750, "role": "agent", "locale": "en-US"}
+    assert zendesk.person_row(seat, bot_ids=frozenset({"750"}))["role"] == "bot"
+    assert zendesk.person_role_row(seat, frozenset({"750"}))["role"] == "bot"
+    assert zendesk.person_role_row(seat)["role"] == "agent"
+
+
+@pytest.mark.parametrize("via", [{"channel": "answer_bot_for_web_widget"}, {"channel": "ai_agent"},
+                                 {"channel": "answer_bot_api"}])
+def test_zendesk_answer_bot_via_types_are_bot_messages(via: dict[str, Any]) -> None:
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z",
+             "child_events": [{"id": 77002, "event_type": "Comment", "author_id": 700, "public": True, "via": via}]}
+    [(_, message)] = list(zendesk.event_rows(event))
+    assert message["author_role"] == "bot"
+
+
+@pytest.mark.parametrize("ticket, users, outbound", [
+    ({"submitter_id": 700, "requester_id": 9001}, {700: {"role": "agent"}}, True),
+    ({"submitter_id": 700, "requester_id": 700}, {700: {"role": "admin"}}, True),  # the first comment is an agent's
+    ({"submitter_id": 9001, "requester_id": 9001}, {9001: {"role": "end-user"}}, False),
+    ({"submitter_id": 750, "requester_id": 9001}, {}, True),  # a bot seat (bot_agent_ids) opened it
+    ({"submitter_id": 4242, "requester_id": 9001}, {}, None),  # the submitter is unknown: not decided here
+    ({"submitter_id": 700, "requester_id": 9001, "via": {"channel": "voice", "source": {"rel": "outbound"}}},
+     {700: {"role": "agent"}}, False),  # a voice ticket: the call is the customer's contact
+])
+def test_zendesk_outbound_is_a_ticket_whose_first_comment_is_an_agents(
+        ticket: dict[str, Any], users: dict[int, Any], outbound: bool | None) -> None:
+    row = zendesk.contact_row({**ZENDESK_TICKET, **ticket}, users, {}, "2024-01-01T00:00:00Z",
+                              bot_ids=frozenset({"750"}))
+    assert row.get("is_outbound") == outbound
+
+
+def test_zendesk_outbound_ticket_before_start_date_has_no_reply_without_a_customer_message() -> None:
+    ticket = {**ZENDESK_TICKET, "submitter_id": 700, "metric_set": {**ZENDESK_METRIC_SET, "requester_updated_at": None}}
+    row = zendesk.contact_row(ticket, {700: {"role": "agent"}}, {}, "2024-06-01T00:00:00Z")
+    assert (row["first_agent_reply_at"], row["agent_replies"], row["customer_messages"]) == (None, 0, 0)
+    answered = {**ticket, "metric_set": {**ZENDESK_METRIC_SET, "requester_updated_at": "2024-03-01T09:20:00Z"}}
+    row = zendesk.contact_row(answered, {700: {"role": "agent"}}, {}, "2024-06-01T00:00:00Z")
+    assert (row["first_agent_reply_at"], row["agent_replies"]) == ("2024-03-01T09:34:05Z", 1)
+
+
+@pytest.mark.parametrize("options, rating, scale, positive", [
+    (range(1, 5), 4, "1-4", True), (range(1, 5), 3, "1-4", False),  # 1-4: top 20 % of 3 points = 4
+    (range(0, 6), 5, "0-5", True), (range(0, 6), 4, "0-5", False),
+    (range(1, 8), 6, "1-7", True), (range(1, 11), 9, "1-10", True), (range(0, 11), 8, "0-10", False),
+    (range(1, 6), 7, "1-5", None),  # outside the question's options: undecidable, counted nowhere
+])
+def test_zendesk_new_csat_positivity_on_any_options_range(options: range, rating: int, scale: str,
+                                                          positive: bool | None) -> None:
+    answer = copy.deepcopy(ZENDESK_CSAT_ANSWER)
+    answer["question"]["options"] = [{"id": str(v), "rating": v} for v in options]
+    answer["rating"] = rating
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [answer]})
+    assert row is not None and (row["scale"], row["is_positive"]) == (scale, positive)
+
+
+def test_zendesk_new_csat_takes_the_customer_satisfaction_question_over_an_untyped_one() -> None:
+    untyped = copy.deepcopy(ZENDESK_CSAT_ANSWER)
+    del untyped["question"]["sub_type"]
+    untyped["rating"] = 1
+    other = {**copy.deepcopy(ZENDESK_CSAT_ANSWER), "rating": 2}
+    other["question"]["sub_type"] = "other"
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [other, untyped, ZENDESK_CSAT_ANSWER]})
+    assert row is not None and row["score"] == 4.0
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [other, untyped]})
+    assert row is not None and row["score"] == 1.0  # no answer names the CSAT question: the untyped one
+    assert zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [other]}) is None
+    bare = copy.deepcopy(ZENDESK_CSAT_ANSWER)
+    del bare["question"]["options"], bare["rating_category"]
+    row = zendesk.survey_response_row({**ZENDESK_SURVEY_RESPONSE, "answers": [bare]})
+    assert row is not None and row["is_positive"] is None  # no options, no category: undecidable
+
+
+@pytest.mark.parametrize("channel, expected", [
+    ("tiktok", ("messaging", "tiktok")), ("twilio_sms", ("messaging", "sms")), (45, ("phone", "phone")),
+    ("sunshine_conversations_facebook_messenger", ("social", "facebook")), ("chat_transcript", ("chat", "web_chat")),
+])
+def test_zendesk_platform_of_further_via_types(channel: Any, expected: tuple[str, str]) -> None:
+    row = zendesk.contact_row({**ZENDESK_TICKET, "via": {"channel": channel, "source": {}}}, {}, {},
+                              "2024-01-01T00:00:00Z")
+    assert (row["channel"], row["platform"]) == expected
+
+
+# --- Freshdesk: catalogue 2c readings of single payloads ------------------------------------------------------
+
+from kpi_core.model import Channel, Status  # noqa: E402  (appended cases keep to the end of the file)
+
+FRESHDESK_NOTE: dict[str, Any] = {
+    "id": 9100, "ticket_id": 3304, "user_id": 43900, "incoming": False, "private": True, "source": 2,
+    "category": 3, "body": '<div>This ticket is closed and merged into ticket <a href="https://acme.freshdesk.com'
+    '/a/tickets/3301">#3301</a></div>', "body_text": "This ticket is closed and merged into ticket #3301",
+    "support_email": None, "from_email": None, "to_emails": [], "cc_emails": [], "bcc_emails": [],
+    "attachments": [], "created_at": "2024-03-01T12:00:00Z", "updated_at": "2024-03-01T12:00:00Z"}
+
+
+def test_freshdesk_merge_note_marks_a_closed_ticket_merged() -> None:
+    closed, resolved = Status.CLOSED, Status.RESOLVED
+    assert fd.merge_target(closed, [FRESHDESK_NOTE]) == (True, "3301")
+    html_only = {k: v for k, v in FRESHDESK_NOTE.items() if k != "body_text"}
+    public = {**FRESHDESK_NOTE, "private": False, "body_text": "This ticket is closed and merged into ticket 3301."}
+    assert fd.merge_target(closed, [html_only]) == fd.merge_target(closed, [public]) == (True, "3301")
+    assert fd.merge_target(resolved, [FRESHDESK_NOTE]) == (False, None)  # reopened or resolved: a ticket again
+    assert fd.merge_target(closed, [{**FRESHDESK_NOTE, "incoming": True}]) == (False, None)  # a customer's words
+    assert fd.merge_target(closed, ["not an object"]) == (False, None)
+    dutch = {**FRESHDESK_NOTE, "body_text": "Dit ticket is gesloten en samengevoegd met ticket #3301"}
+    assert fd.merge_target(closed, [dutch]) == (False, None)
+    assert fd.merge_target(closed, [dutch], ("Dit ticket is gesloten en samengevoegd met ticket",)) == (True, "3301")
+
+
+def test_freshdesk_status_change_out_of_resolved_is_a_reopen_even_without_reopened_at() -> None:
+    stats = {**FRESHDESK_TICKETS[0]["stats"], "status_updated_at": "2024-03-02T08:00:00Z"}
+    kinds = lambda status: [(e["kind"], e["at"]) for e in fd.status_events("3301", stats, status)]  # noqa: E731
+    assert kinds(Status.RESOLVED) == [("resolved", "2024-03-01T11:45:00Z")]
+    assert kinds(Status.PENDING) == [("resolved", "2024-03-01T11:45:00Z"), ("reopened", "2024-03-02T08:00:00Z")]
+    # `reopened_at` after the resolution says it all: no second reopen.
+    reopened = {**stats, "reopened_at": "2024-03-01T20:00:00Z"}
+    assert [e["at"] for e in fd.status_events("3301", reopened, Status.OPEN)] == [
+        "2024-03-01T11:45:00Z", "2024-03-01T20:00:00Z"]
+    # Resolved with no time in `stats`: resolved at its last status change.
+    bare = {**stats, "resolved_at": None}
+    assert [(e["kind"], e["at"]) for e in fd.status_events("3301", bare, Status.CLOSED)] == [
+        ("resolved", "2024-03-02T08:00:00Z")]
+    assert fd.status_events("3301", stats) == fd.status_events("3301", stats, Status.RESOLVED)
+
+
+def test_freshdesk_bot_ticket_carries_a_bot_message_beside_the_customers() -> None:
+    bot_ticket = fd.ticket_fields({**FRESHDESK_TICKETS[1], "source": 12}, NOTHING_PERSONAL)
+    messages = fd.opening_messages(bot_ticket, 12, "Hi bot", frozenset(), NOTHING_PERSONAL)
+    assert [(m["author_role"], m["created_at"], m["public"]) for m in messages] == [
+        ("customer", "2024-03-01T11:50:00Z", True), ("bot", "2024-03-01T11:50:00Z", True)]
+    chat = fd.ticket_fields(FRESHDESK_TICKETS[1], NOTHING_PERSONAL)
+    assert [m["author_role"] for m in fd.opening_messages(chat, 7, None, frozenset(), NOTHING_PERSONAL)] == [
+        "customer"]
+    # `bot_agent_ids` wins over the flags of a conversation.
+    assert fd.author_role("43999", True, frozenset({"43999"}), frozenset({"43999"})) == "bot"
+    assert fd.author_role("43900", False, frozenset({"43900"}), frozenset({"43999"})) == "agent"
+
+
+def test_freshdesk_only_its_seven_codes_are_decidable() -> None:
+    decided = {code: fd.is_positive("csat", code, "freshdesk") for code in (103, 102, 101, 100, -101, -102, -103)}
+    assert decided == {103: True, 102: True, 101: True, 100: False, -101: False, -102: False, -103: False}
+    assert [fd.is_positive("csat", code, "freshdesk") for code in (0, 50, 104, -100)] == [None] * 4
+    assert fd.is_positive("nps", 103, "freshdesk") is None
+
+
+def test_freshdesk_source_codes_the_admin_maps() -> None:
+    channels = {**fd.CHANNELS, 14: Channel.MESSAGING, 3: Channel.CHAT}
+    row = lambda code: fd.ticket_fields(  # noqa: E731
+        {**FRESHDESK_TICKETS[1], "source": code}, NOTHING_PERSONAL, channels, {**fd.PLATFORMS, 14: "telegram"})
+    assert [(row(c)["channel"], row(c)["platform"]) for c in (14, 3, 15)] == [
+        ("messaging", "telegram"), ("chat", "chat"), ("other", "other")]
+
+
+@pytest.mark.parametrize("via", [{"channel": "system"}, {"channel": "rule", "source": {"rel": "automation"}}])
+def test_zendesk_system_notices_are_neither_replies_nor_bots(via: dict[str, Any]) -> None:
+    event = {"id": 77001, "ticket_id": 5101, "created_at": "2024-03-01T09:07:00Z",
+             "child_events": [{"id": 77002, "event_type": "Comment", "author_id": 700, "public": True, "via": via}]}
+    [(_, message)] = list(zendesk.event_rows(event))
+    assert message["author_role"] == "system"
+
+
+# --- Intercom: catalogue 2c (issue 15) ------------------------------------------------------------------------
+
+
+def test_intercom_handle_time_is_adjusted_handling_time_never_handling_time() -> None:
+    # The reference's example: handling_time 3240 s (assignment to close, waiting included), adjusted 900 s.
+    [contact] = intercom_rows(INTERCOM_CONVERSATION, INTERCOM_PARTS)["contacts"]
+    assert contact["handle_seconds"] == 900.0
+    no_record = copy.deepcopy(INTERCOM_CONVERSATION)
+    no_record["statistics"]["adjusted_handling_time"] = None  # nullable in 2.14: left to the live session
+    assert intercom_rows(no_record, INTERCOM_PARTS)["contacts"][0]["handle_seconds"] is None
+    unanswered = [p for p in INTERCOM_PARTS if p["part_type"] != "comment"]  # no human reply: no handle time
+    assert intercom_rows(INTERCOM_CONVERSATION, unanswered)["contacts"][0]["handle_seconds"] is None
+
+
+@pytest.mark.parametrize("author, bots, role", [
+    ({"type": "bot", "id": "279", "name": "Operator"}, frozenset(), "bot"),  # Operator, custom bots: bots too
+    ({"type": "bot", "id": "278", "from_ai_agent": True, "is_ai_answer": False}, frozenset(), "bot"),
+    ({"type": "admin", "id": "274", "from_ai_agent": False, "is_ai_answer": True}, frozenset(), "bot"),
+    ({"type": "admin", "id": "7001"}, frozenset({"7001"}), "bot"),  # the admin's bot_agent_ids
+    ({"type": "admin", "id": "5512"}, frozenset({"7001"}), "agent"),
+    ({"type": "user", "id": "7001"}, frozenset({"7001"}), "customer"),  # contact ids are another space
+])
+def test_intercom_bots_are_bot_authors_ai_marks_and_bot_agent_ids(author: dict[str, Any], bots: frozenset[str],
+                                                                  role: str) -> None:
+    assert intercom.author_role(author, bots).value == role
+
+
+@pytest.mark.parametrize("delivered_as, author_type, outbound", [
+    ("customer_initiated", "user", False), ("operator_initiated", "bot", False),
+    ("admin_initiated", "admin", True), ("automated", "admin", True), ("campaigns_initiated", "admin", True),
+    ("channel_initiated", "admin", True), ("channel_initiated", "user", False), (None, "user", False),
+])
+def test_intercom_outbound_by_delivered_as(delivered_as: str | None, author_type: str, outbound: bool) -> None:
+    conversation = copy.deepcopy(INTERCOM_CONVERSATION)
+    conversation["source"]["author"] = {"type": author_type, "id": "65e1aa01c0ffee0001"}
+    conversation["source"]["delivered_as"] = delivered_as
+    assert intercom_rows(conversation, INTERCOM_PARTS)["contacts"][0]["is_outbound"] is outbound
+
+
+@pytest.mark.parametrize("linked, merged_into", [
+    ([{"type": "conversation", "id": "70001", "category": None}], "70001"),
+    ([], None),
+    ([{"type": "conversation", "id": "70001"}, {"type": "conversation", "id": "70002"}], None),
+    ([{"type": "ticket", "id": "80001", "category": "Back-office"}], None),
+])
+def test_intercom_merged_away_conversation_is_merged(linked: list[dict[str, Any]], merged_into: str | None) -> None:
+    conversation = {**INTERCOM_CONVERSATION, "linked_objects": {"type": "list", "data": linked}}
+    merge = {**INTERCOM_PARTS[1], "id": "1003", "part_type": "merged_secondary_conversation"}
+    [contact] = intercom_rows(conversation, [*INTERCOM_PARTS, merge])["contacts"]
+    assert (contact["status"], contact["merged_into"]) == ("merged", merged_into)
+    [kept] = intercom_rows(conversation, INTERCOM_PARTS)["contacts"]  # no merge part: closed as it is
+    assert (kept["status"], kept["merged_into"]) == ("closed", None)
+
+
+def test_intercom_truncated_conversation_has_no_reply_before_the_customer_wrote() -> None:
+    # More parts than returned: facts from statistics, bound by catalogue 2c. An admin reply time before the
+    # first contact reply (the spec says it comes after) is no reply; none at all without a customer message.
+    conversation = copy.deepcopy(INTERCOM_CONVERSATION)
+    conversation["statistics"].update(count_conversation_parts=900, first_contact_reply_at=1709284500,
+                                      first_admin_reply_at=1709284020)
+    [contact] = intercom_rows(conversation, [INTERCOM_PARTS[1]])["contacts"]
+    assert (contact["messages_truncated"], contact["first_agent_reply_at"], contact["agent_replies"]) == (
+        True, None, 0)
+    outbound = copy.deepcopy(conversation)
+    outbound["source"].update(delivered_as="admin_initiated", author={"type": "admin", "id": "5512"})
+    outbound["statistics"].update(first_contact_reply_at=None)
+    outbound.pop("first_contact_reply", None)
+    [contact] = intercom_rows(outbound, INTERCOM_PARTS)["contacts"]
+    assert (contact["first_customer_message_at"], contact["first_agent_reply_at"], contact["agent_replies"],
+            contact["handle_seconds"]) == (None, None, 0, None)
+
+
+def test_intercom_rating_outside_one_to_five_is_undecidable_not_a_quarantine() -> None:
+    odd = copy.deepcopy(INTERCOM_CONVERSATION)
+    odd["conversation_rating"]["rating"] = 0
+    [survey] = intercom_rows(odd, INTERCOM_PARTS)["survey_responses"]
+    assert (survey["score"], survey["scale"], survey["is_positive"]) == (0.0, "unknown", None)
+    odd["conversation_rating"]["rating"] = "five"  # no number at all: no response, the conversation is kept
+    rows = intercom_rows(odd, INTERCOM_PARTS)
+    assert "survey_responses" not in rows and len(rows["contacts"]) == 1

@@ -62,8 +62,9 @@ def expected_facts(t: Ticket) -> tuple[Any, ...]:
     """The catalogue's facts computed from the world ticket, independently of connector and store."""
     customer = [m.created_at for m in t.messages if m.role == "customer"]
     start = min(customer) if customer else None
+    # Catalogue 2c: replies follow a customer message; a ticket nobody but agents wrote on has none.
     replies = [m.created_at for m in t.messages
-               if m.role == "agent" and m.public and (start is None or m.created_at >= start)]
+               if m.role == "agent" and m.public and start is not None and m.created_at >= start]
     resolved = t.resolved_times
     bot_only = bool(resolved) and not replies and any(m.role == "bot" for m in t.messages)
     return (iso(min(replies)) if replies else None, len(replies), iso(min(resolved)) if resolved else None,
@@ -107,7 +108,8 @@ def test_full_sync_stores_every_ticket_comment_rating_and_person_of_the_world(fa
         if t.deleted:
             assert status == "deleted"
             continue
-        assert (status, channel, bool(outbound)) == (STATUS[t.status], t.channel, t.outbound)
+        # Catalogue 2c: a voice ticket is never outbound (the call is the customer's contact).
+        assert (status, channel, bool(outbound)) == (STATUS[t.status], t.channel, t.outbound and t.channel != "phone")
         assert language == primary_language(data.people[t.requester_id].locale)
 
     assert stored_facts(store) == {tid: expected_facts(t) for tid, t in tickets.items() if not t.deleted}
@@ -171,10 +173,15 @@ def test_second_sync_fetches_only_the_changes_in_one_call_per_endpoint(fake: Fak
     changed = fake.world.mutate("zendesk", 20)
     result = sync(store, fake)
     assert result.ok, result.error
-    assert Counter(r.path for r in fake.calls()) == Counter(ENDPOINTS)
+    # One call per export, plus one per changed voice ticket now resolved (its Talk call durations).
+    comments = Counter(r.path for r in fake.calls() if r.path.endswith("/comments"))
+    assert Counter(r.path for r in fake.calls() if not r.path.endswith("/comments")) == Counter(ENDPOINTS)
+    tickets = zendesk_tickets(fake.world)
+    assert comments == Counter(f"/api/v2/tickets/{tid}/comments" for tid in changed
+                               if tickets[tid].channel == "phone" and not tickets[tid].deleted
+                               and tickets[tid].status in ("resolved", "closed"))
     assert result.by_stream["tickets"] >= 20
     updated = {int(r[0]): r[1] for r in rows(store, "SELECT source_id, updated_at FROM contacts")}
-    tickets = zendesk_tickets(fake.world)
     assert all(updated[tid] == iso(tickets[tid].updated_at) for tid in changed)
     facts = stored_facts(store)
     assert {tid: facts[tid] for tid in changed} == {tid: expected_facts(tickets[tid]) for tid in changed}

@@ -13,10 +13,17 @@ Where the Freshdesk API surprises (reference §3), and what this connector does 
   re-query as on a resumed sync. The bookmark moves with every stored page.
 - The ticket's `description` is the first message and is not repeated in its
   conversations: message #0 is synthesized from the ticket (the requester's, or for an
-  outbound e-mail, source 10, the agent's) at `created_at`.
+  outbound e-mail, source 10, the agent's) at `created_at`. Reply facts are derived from the
+  messages (`facts_from_events`), never from `stats.first_responded_at`: an outbound ticket
+  the customer never answered has no reply, whatever `stats` say (catalogue 2c).
 - `stats` give only the latest `resolved_at` / `reopened_at`: each time seen becomes a
   status event with an id made of its kind and time, so the store accumulates the history
-  across syncs and derives first resolution and reopens from it (`facts_from_events`).
+  across syncs and derives first resolution and reopens from it (`facts_from_events`). A
+  ticket no longer resolved although `stats` show no reopen after its resolution was
+  reopened: that status change is an event too (`normalize.status_events`).
+- Merges: the API marks no merged ticket; a closed ticket carrying Freshdesk's merge note
+  ("This ticket is closed and merged into ticket #N", or the admin's `merge_note_texts`) is
+  `merged` into N and counts nowhere (`normalize.merge_target`).
 - Spam and deleted tickets are listed only under `filter=spam` / `filter=deleted`; each
   has its own stream and bookmark and marks the contact `deleted`.
 - Handle time is the sum of a ticket's time entries (`time_spent_in_seconds`, else the
@@ -31,9 +38,14 @@ Where the Freshdesk API surprises (reference §3), and what this connector does 
   time entries, satisfaction ratings) goes through `connectors.records.keep`: one of an
   unexpected shape, even an item that is not an object, is quarantined; the sync goes on.
 - Satisfaction ratings: the default question is CSAT on Freshdesk's -103..103 codes;
-  other questions are stored only when mapped (`survey_questions`: question -> (kind, scale)).
-- Freshdesk marks no bot: messages of the agent accounts listed in `bot_agent_ids` are
-  the bot's.
+  other questions are stored only when mapped (`survey_questions` of the settings, or of the
+  constructor: question -> (kind, scale)); a custom question may be CSAT on the same codes.
+- Bots (catalogue 2c): a ticket from source 12 (bot) holds the customer's conversation with
+  the bot in its description, so it gets a bot message beside the customer's first one
+  (`normalize.opening_messages`): resolved with no human reply, it is bot-only. Messages of
+  the agent accounts listed in `bot_agent_ids` are the bot's on every source.
+- Channels: ticket `source` codes map as catalogue 2c says; `source_channels` and
+  `source_platforms` map a code the account added (or override one).
 """
 
 from __future__ import annotations
@@ -60,13 +72,16 @@ from connectors.freshdesk.client import client
 from connectors.freshdesk.normalize import CHANNELS as CHANNELS  # explicit re-export
 from connectors.freshdesk.normalize import (
     CSAT_QUESTION,
+    DEFAULT_MERGE_NOTE,
     FRESHDESK_SCALE,
     PERSONAL,
+    PLATFORMS,
     agent_row,
     company_row,
-    first_message,
     group_row,
+    merge_target,
     message_row,
+    opening_messages,
     person_row,
     row_time,
     stats_of,
@@ -81,7 +96,7 @@ from connectors.freshdesk.settings import FreshdeskSettings
 from connectors.http import ApiResponse, ClientOwner
 from connectors.paging import LinkHeader, PageCapReached
 from connectors.records import BAD_RECORD, Row, epoch_of, iso_of, keep, keep_row, reason, rejected_id
-from kpi_core.model import SCALES, RecordError, SurveyKind, iso_utc, primary_language
+from kpi_core.model import SCALES, RecordError, Status, SurveyKind, iso_utc, primary_language
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +279,12 @@ class FreshdeskConnector(ClientOwner):
         self.max_page = max_page
         self.per_page = min(settings.page_size or MAX_PER_PAGE, MAX_PER_PAGE)
         self.start = f"{settings.start_date.isoformat()}T00:00:00Z"
-        self.survey_questions = _checked_questions(survey_questions or {})
+        configured = {q: (a.kind.value, a.scale) for q, a in settings.survey_questions.items()}
+        self.survey_questions = _checked_questions({**configured, **(survey_questions or {})})
         self.bot_ids = frozenset(settings.bot_agent_ids)
+        self.channels = {**CHANNELS, **settings.source_channels}
+        self.platforms = {**PLATFORMS, **settings.source_platforms}
+        self.merge_notes = tuple(dict.fromkeys((DEFAULT_MERGE_NOTE, *settings.merge_note_texts)))
         self._agents: frozenset[str] | None = None
         self._languages: dict[str, str | None] = {}
         self._all_contacts_read = False
@@ -489,7 +508,7 @@ class FreshdeskConnector(ClientOwner):
 
     def _ticket_fields(self, row: Mapping[str, Any]) -> Row:
         """The columns of a ticket that need no other call."""
-        return ticket_fields(row, self.privacy)
+        return ticket_fields(row, self.privacy, self.channels, self.platforms)
 
     def _ticket_rows(self, row: Row, agents: frozenset[str]) -> Iterator[tuple[str, Row]]:
         """A ticket with its messages and status events (`keep` stores all of them or none)."""
@@ -505,11 +524,18 @@ class FreshdeskConnector(ClientOwner):
             known, seconds = self._time_sheet.seconds_of(ticket_id, new)
             if known:
                 contact["handle_seconds"] = seconds
+        status = contact["status"]
+        conversations = self._conversations(ticket_id)
+        merged, primary = merge_target(status, conversations, self.merge_notes)
+        if merged:
+            contact.update({"status": Status.MERGED, "merged_into": primary})
         yield "contacts", contact
-        yield "messages", first_message(contact, row.get("description_text"), self.bot_ids, self.privacy)
-        for conversation in self._conversations(ticket_id):
+        for message in opening_messages(contact, row["source"], row.get("description_text"), self.bot_ids,
+                                        self.privacy):
+            yield "messages", message
+        for conversation in conversations:
             yield "messages", message_row(ticket_id, conversation, agents, self.bot_ids, self.privacy)
-        for event in status_events(ticket_id, stats):
+        for event in status_events(ticket_id, stats, status, contact["updated_at"]):
             yield "status_events", event
 
     def _conversations(self, ticket_id: str) -> list[dict[str, Any]]:
@@ -601,7 +627,10 @@ def _checked_questions(questions: SurveyQuestions) -> dict[str, tuple[str, str]]
     for question, (kind, scale) in questions.items():
         if kind not in {k.value for k in SurveyKind}:
             raise ConfigError(f"freshdesk: survey question {question!r}: unknown kind {kind!r}")
-        if scale not in SCALES:
+        if scale == FRESHDESK_SCALE.name and kind != SurveyKind.CSAT:
+            raise ConfigError(f"freshdesk: survey question {question!r}: the {scale} scale holds answer codes;"
+                              f" only a csat question uses it")
+        if scale not in SCALES and scale != FRESHDESK_SCALE.name:
             raise ConfigError(f"freshdesk: survey question {question!r}: unknown scale {scale!r}")
         if question == CSAT_QUESTION:
             raise ConfigError(f"freshdesk: {CSAT_QUESTION!r} is always CSAT on the {FRESHDESK_SCALE.name} scale")

@@ -10,19 +10,22 @@ positive answers, 100 neutral and -101..-103 negative. That scale is Freshdesk's
 is declared here (`FRESHDESK_SCALE`), not among kpi_core's neutral scales: its answers are
 stored with `scale = 'freshdesk'` and the `is_positive` this scale gives them, which the KPI
 engine takes as it is for a scale it does not know. Being categorical, it is never rescaled
-onto NPS or CES.
+onto NPS or CES. Only the seven codes are answers: any other number (0, 50, 104) is stored
+with `is_positive` unknown, so it counts in no CSAT figure (catalogue 2c) until the admin
+says what it means.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.base import PersonalKeys, Privacy, scrub
 from connectors.records import flag, opt_iso_time, record_id
 from connectors.records import opt_str as _opt_text
 from kpi_core.model import (
+    RESOLVED_STATUSES,
     Channel,
     Priority,
     RecordError,
@@ -37,9 +40,18 @@ from kpi_core.model import (
 
 SOURCE = "freshdesk"
 OUTBOUND_EMAIL = 10
+BOT_SOURCE = 12
 CSAT_QUESTION = "default_question"
-FRESHDESK_SCALE = Scale("freshdesk", -103, 103, positive_from=101, categorical=True)
+FRESHDESK_SCALE_NAME = "freshdesk"
+FRESHDESK_SCALE = Scale(FRESHDESK_SCALE_NAME, -103, 103, positive_from=101, categorical=True)
 CSAT_SCALE = FRESHDESK_SCALE.name
+# The answer codes of Freshdesk's classic survey: extremely happy 103, very happy 102, happy 101,
+# neutral 100, unhappy -101, very unhappy -102, extremely unhappy -103 (2- and 3-point surveys
+# use subsets). Above neutral is positive (catalogue 2c).
+FRESHDESK_CODES = frozenset({103, 102, 101, 100, -101, -102, -103})
+# The note Freshdesk adds to each secondary ticket of a merge unless the agent writes another
+# (the merge dialog's text, and Freshdesk's own merge tests); the primary's number follows it.
+DEFAULT_MERGE_NOTE = "This ticket is closed and merged into ticket"
 
 STATUSES: dict[int, Status] = {2: Status.OPEN, 3: Status.PENDING, 4: Status.RESOLVED, 5: Status.CLOSED}
 PRIORITIES: dict[int, Priority] = {1: Priority.LOW, 2: Priority.NORMAL, 3: Priority.HIGH, 4: Priority.URGENT}
@@ -107,14 +119,13 @@ def time_entry(row: Mapping[str, Any]) -> tuple[str, float]:
     return _id(row, "ticket_id"), time_entry_seconds(row)
 
 
-def platform_of(source: int, channel: Channel) -> str:
-    return PLATFORMS.get(source, channel.value)
-
-
 def is_positive(kind: str, score: float, scale: str) -> bool | None:
-    """Positivity on Freshdesk's own scale, else on kpi_core's neutral scales."""
+    """Positivity on Freshdesk's own scale (None for a number that is not one of its codes), else on
+    kpi_core's neutral scales."""
     if scale == FRESHDESK_SCALE.name:
-        return FRESHDESK_SCALE.is_positive(score) if kind == SurveyKind.CSAT else None
+        if kind != SurveyKind.CSAT or score not in FRESHDESK_CODES:
+            return None
+        return FRESHDESK_SCALE.is_positive(score)
     return is_positive_response(kind, score, scale)
 
 
@@ -153,13 +164,15 @@ def person_row(row: Mapping[str, Any], privacy: Privacy) -> dict[str, Any]:
     }
 
 
-def ticket_fields(row: Mapping[str, Any], privacy: Privacy) -> dict[str, Any]:
-    """The columns of a ticket that need no other call."""
+def ticket_fields(row: Mapping[str, Any], privacy: Privacy, channels: Mapping[int, Channel] = CHANNELS,
+                  platforms: Mapping[int, str] = PLATFORMS) -> dict[str, Any]:
+    """The columns of a ticket that need no other call (`channels`/`platforms`: the defaults with the admin's)."""
     source = _int(row, "source")
-    channel = CHANNELS.get(source, Channel.OTHER)
+    channel = channels.get(source, Channel.OTHER)
     return {
         "source": SOURCE, "source_id": _id(row, "id"),
-        "channel": channel, "platform": platform_of(source, channel), "status": ticket_status(_int(row, "status")),
+        "channel": channel, "platform": platforms.get(source, channel.value),
+        "status": ticket_status(_int(row, "status")),
         "priority": PRIORITIES.get(_int(row, "priority")) if row.get("priority") is not None else None,
         "created_at": _time(row, "created_at"), "updated_at": _time(row, "updated_at"),
         "requester_id": _opt_id(row, "requester_id"), "assignee_id": _opt_id(row, "responder_id"),
@@ -194,6 +207,25 @@ def first_message(contact: Mapping[str, Any], description: Any, bot_ids: frozens
     }
 
 
+def opening_messages(contact: Mapping[str, Any], source: int, description: Any, bot_ids: frozenset[str],
+                     privacy: Privacy) -> list[dict[str, Any]]:
+    """The messages a ticket's own fields hold: the description, and for a bot ticket the bot's side of it.
+
+    A ticket from source 12 (bot) carries the customer's conversation with the bot in its
+    description until a human writes (reference, Errata): the customer wrote, and the bot
+    answered, before the ticket existed. The description stays the customer's first message
+    (so a human's later answer is a reply to it), and the bot's part of that conversation is a
+    bot message at the same time, at/after the customer's first message: a bot ticket resolved
+    with no human reply is bot-only (catalogue 2c). Its text is in the description already.
+    """
+    first = first_message(contact, description, bot_ids, privacy)
+    if source != BOT_SOURCE or contact["is_outbound"]:
+        return [first]
+    bot = {**first, "source_id": f"{contact['source_id']}:bot", "author_id": None, "author_role": Role.BOT,
+           "body": None}
+    return [first, bot]
+
+
 def message_row(ticket_id: str, row: Mapping[str, Any], agents: frozenset[str], bot_ids: frozenset[str],
                 privacy: Privacy) -> dict[str, Any]:
     """A conversation (reply or note) of a ticket as a message."""
@@ -208,24 +240,82 @@ def message_row(ticket_id: str, row: Mapping[str, Any], agents: frozenset[str], 
 
 
 def author_role(author: str | None, incoming: bool, agents: frozenset[str], bot_ids: frozenset[str]) -> Role:
-    """Customer when it came from outside or from a non-agent; else agent (or a configured bot)."""
+    """A configured bot's (whatever the flags say); else customer when it came from outside or from a non-agent."""
+    if author is not None and author in bot_ids:
+        return Role.BOT  # `bot_agent_ids` marks a bot on every source (catalogue 2c)
     if incoming or author is None:
         return Role.CUSTOMER
-    if author in bot_ids:
-        return Role.BOT
     return Role.AGENT if author in agents else Role.CUSTOMER
 
 
-def status_events(ticket_id: str, stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each resolution and reopen time `stats` shows; the store keeps those of earlier syncs."""
+def status_events(ticket_id: str, stats: Mapping[str, Any], status: Status | None = None,
+                  updated_at: str | None = None) -> list[dict[str, Any]]:
+    """Each resolution and reopen the ticket shows now; the store keeps those of earlier syncs.
+
+    `stats` hold only the latest `resolved_at` / `reopened_at`, so each becomes an event whose
+    id is its kind and time, and the store accumulates the history sync after sync (catalogue
+    §1: the first resolution is the earliest resolved time the store has seen). The ticket's
+    own `status` (when given) fills what `stats` leave out:
+    - resolved or closed with no resolution time in `stats`: resolved when its status last
+      changed (`status_updated_at`, else `updated_at`), so a resolved ticket is never unresolved;
+    - neither resolved nor closed although `stats` show a resolution and no reopen after it: it
+      left the resolved state since, a reopen, at `status_updated_at` (the latest status
+      change, which is that reopen or later), else `updated_at`. Freshdesk documents no rule
+      for when it sets `reopened_at`; this reads a status change the snapshot proves instead of
+      losing it.
+    """
     resolved = _time(stats, "resolved_at") or _time(stats, "closed_at")
     reopened = _time(stats, "reopened_at")
-    events = []
-    for kind, at in ((StatusEventKind.RESOLVED, resolved), (StatusEventKind.REOPENED, reopened)):
-        if at is not None:
-            events.append({"source": SOURCE, "source_id": f"{ticket_id}:{kind.value}:{at}",
-                           "contact_id": ticket_id, "kind": kind, "at": at})
-    return events
+    changed = _time(stats, "status_updated_at") or updated_at
+    times: list[tuple[StatusEventKind, str | None]] = []
+    if status in RESOLVED_STATUSES and resolved is None:
+        resolved = changed
+    times += [(StatusEventKind.RESOLVED, resolved), (StatusEventKind.REOPENED, reopened)]
+    left = status is not None and status not in RESOLVED_STATUSES
+    if left and resolved is not None and (reopened is None or reopened < resolved):
+        times.append((StatusEventKind.REOPENED, changed if changed is not None and changed > resolved else None))
+    return [{"source": SOURCE, "source_id": f"{ticket_id}:{kind.value}:{at}", "contact_id": ticket_id,
+             "kind": kind, "at": at} for kind, at in times if at is not None]
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"\s+")
+
+
+def note_text(row: Mapping[str, Any]) -> str:
+    """A conversation's text (`body_text`, else `body` without its HTML), spaces collapsed."""
+    text = row.get("body_text")
+    if not isinstance(text, str):
+        body = row.get("body")
+        text = _TAGS.sub(" ", body) if isinstance(body, str) else ""
+    return _SPACES.sub(" ", text).strip()
+
+
+def merge_target(status: Status, conversations: Sequence[Any],
+                 merge_notes: tuple[str, ...] = (DEFAULT_MERGE_NOTE,)) -> tuple[bool, str | None]:
+    """(merged, the primary ticket's id when the note names it) of a ticket closed by a merge.
+
+    What the API shows of a merge (`PUT /api/v2/tickets/merge`, which answers 204 with no body):
+    each secondary ticket is closed and gets a note, the caller's `note_in_secondary` or
+    Freshdesk's default, public or private; the conversations move to the primary. The ticket
+    object carries no merged flag and no link to the primary. So a closed ticket is `merged`
+    when an agent's (not incoming) conversation reads as a merge note: one of `merge_notes`
+    (Freshdesk's default text unless the admin lists theirs), followed by the primary's number.
+    A merge note written in other words is not recognised: that ticket counts as a closed one.
+    """
+    if status != Status.CLOSED:
+        return False, None  # a merged ticket is closed; one reopened since is a ticket again
+    wanted = [text.lower() for text in merge_notes]
+    for row in conversations:
+        if not isinstance(row, Mapping) or _bool(row, "incoming"):
+            continue  # an item of another shape is quarantined with its ticket (`message_row`)
+        lowered = note_text(row).lower()
+        for phrase in wanted:
+            at = lowered.find(phrase)
+            if at >= 0:
+                number = re.match(r"\s*#?\s*(\d+)", lowered[at + len(phrase):])
+                return True, number.group(1) if number else None
+    return False, None
 
 
 def survey_rows(row: Mapping[str, Any], questions: Mapping[str, tuple[str, str]],

@@ -42,15 +42,18 @@ Parts: a conversation's parts are fetched only when it is new or changed (its
 (id, `updated_at`) is not in `seen`) and its statistics do not say it has none. Intercom
 returns at most the 500 most recent parts; when `statistics.count_conversation_parts`
 says more exist, the conversation keeps what was returned, is flagged
-`messages_truncated`, and its reply/resolution facts come from `statistics` instead of
-the parts. Deleted conversations vanish from search; one that answers 404 between the
-search and the parts fetch is stored as `deleted`. A conversation deleted after it was
-synced cannot be seen by an incremental read.
+`messages_truncated`, and its reply/resolution facts come from `statistics` (and the parts
+that were returned) instead of the whole history. Deleted conversations vanish from
+search; one that answers 404 between the search and the parts fetch is stored as
+`deleted`. A conversation deleted after it was synced cannot be seen by an incremental read.
 
-Author roles: `admin`/`team` -> agent; `user`/`lead`/`contact` -> customer; `bot` parts
-with `from_ai_agent` or `is_ai_answer` (Fin's answers) -> bot; other `bot` parts are the
-Operator's automated messages (acknowledgements, workflow texts) -> system, so that an
-acknowledgement alone never makes a conversation "bot-only".
+Author roles (catalogue 2c): `user`/`lead`/`contact` -> customer; `admin`/`team` ->
+agent; `bot` authors (Fin, custom bots, Operator), parts whose author is marked
+`from_ai_agent` or `is_ai_answer`, and the admin's `bot_agent_ids` (an integration posting
+through a teammate's seat) -> bot. A bot's greeting before the customer's first message
+never makes a conversation bot-only (the store derives bot-only from what follows the
+customer's first message; a truncated conversation's facts follow the same reading, see
+`normalize._facts_from_statistics`).
 """
 
 from __future__ import annotations
@@ -162,6 +165,8 @@ class IntercomConnector(ClientOwner):
         self.per_page = min(settings.page_size or MAX_PER_PAGE, MAX_PER_PAGE)
         self.start_epoch = int(datetime.combine(settings.start_date, dtime(0), tzinfo=timezone.utc).timestamp())
         self._contacts: dict[str, ContactFacts] = {}
+        # The admin's bot accounts (catalogue 2c: on every source): their parts are the bot's.
+        self.bot_agent_ids = frozenset(str(ident) for ident in settings.bot_agent_ids)
 
     # --- the Connector contract -----------------------------------------------------------
 
@@ -350,7 +355,7 @@ class IntercomConnector(ClientOwner):
         if conversation is None:
             return iter([("contacts", deleted_row(item))])
         facts = requesters.get(first_contact_id(conversation) or "", UNKNOWN_CONTACT)
-        return conversation_records(conversation, parts, facts, self.privacy)
+        return conversation_records(conversation, parts, facts, self.privacy, self.bot_agent_ids)
 
     def _with_parts(self, item: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
         """The conversation and its parts; parts None when it has none; (None, None) when deleted."""

@@ -26,8 +26,15 @@ How the world is rendered, and the vendor behaviours it mimics:
   `statistics.count_conversation_parts` keeps the true count.
 - Deleted world tickets vanish: search never lists them and `GET` answers 404 (Intercom
   has no deleted state to search on).
-- World messages of role `system` (automated acknowledgements) are bot-authored comments
-  without the AI flags; world `bot` messages carry `from_ai_agent` (Fin's answers).
+- World messages of role `system` (automated acknowledgements) are the Operator's comments:
+  bot-authored, without the AI flags; world `bot` messages carry `from_ai_agent` (Fin's
+  answers). Both are the bot's for the catalogue (2c: every `bot` author is a bot), so an
+  acknowledgement after the customer's message on a conversation nobody answered makes it
+  bot-only on Intercom, as the catalogue reads Intercom's data.
+- Statistics: `adjusted_handling_time` is the world ticket's logged handle time (the active
+  time); `handling_time` runs from the first assignment to the last close, waiting included
+  (never less than the active time). A conversation no contact wrote in leaves out
+  `first_contact_reply_at` and `last_contact_reply_at` (not nullable in 2.14).
 - Statistics are null for a conversation without parts created in the last ten minutes
   (Intercom computes them asynchronously).
 - 429 answers carry `X-RateLimit-Reset` (epoch) and no `Retry-After`.
@@ -93,6 +100,7 @@ _STATE = {"new": "open", "open": "open", "pending": "snoozed", "on_hold": "snooz
 _RESOLVED = ("resolved", "closed")
 _DATE_FIELDS = frozenset({"updated_at", "created_at"})
 _STRING_FIELDS = frozenset({"id", "state", "source.type"})
+_CONTACT_TIMES = frozenset({"first_contact_reply_at", "last_contact_reply_at"})
 
 Hook = Callable[[int], None]
 
@@ -354,7 +362,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
         else:
             kind, ident = "bot", str(person.id)
         ai = message.role == "bot"
-        return {"type": kind, "id": ident, "name": "Fin" if ai else person.name, "email": person.email,
+        name = "Fin" if ai else ("Operator" if message.role == "system" else person.name)
+        return {"type": kind, "id": ident, "name": name, "email": person.email,
                 "from_ai_agent": ai, "is_ai_answer": ai and message.id % 2 == 0}
 
     def _status_author(self, ticket: Ticket, change: StatusChange) -> dict[str, Any]:
@@ -378,7 +387,7 @@ class FakeIntercom(IntercomWrites, FakeApi):
         closes, reopens = ticket.resolved_times, _reopen_count(ticket)
         assignments = [c.at for c in ticket.status_changes if c.previous == "new" and c.status == "open"]
         first_close, last_close = (closes[0], closes[-1]) if closes else (None, None)
-        return {
+        stats: dict[str, Any] = {
             "type": "conversation_statistics",
             "time_to_assignment": _since(assignments[0] if assignments else None, ticket.created_at),
             "time_to_admin_reply": _since(first_admin, first_contact),
@@ -400,9 +409,12 @@ class FakeIntercom(IntercomWrites, FakeApi):
             "count_conversation_parts": len(parts),
             "assigned_team_first_response_time_by_team": [],
             "assigned_team_first_response_time_in_office_hours": [],
-            "handling_time": ticket.handle_seconds,
-            "adjusted_handling_time": ticket.handle_seconds // 3 if ticket.handle_seconds else None,
+            "handling_time": _handling_time(ticket, assignments, last_close),
+            "adjusted_handling_time": ticket.handle_seconds,
         }
+        # The contact times are not nullable in 2.14: a conversation no contact wrote in (an outbound message
+        # nobody answered) leaves them out.
+        return {k: v for k, v in stats.items() if v is not None or k not in _CONTACT_TIMES}
 
     def _rating(self, ticket: Ticket) -> dict[str, Any] | None:
         rating = ticket.rating
@@ -664,6 +676,14 @@ def _status_part_type(change: StatusChange) -> str | None:
     if change.status == "open":
         return "assignment" if change.previous == "new" else "open"
     return None
+
+
+def _handling_time(ticket: Ticket, assignments: list[int], last_close: int | None) -> int | None:
+    """`handling_time`: first assignment to last close (waiting included), at least the active time."""
+    if ticket.handle_seconds is None:
+        return None
+    span = last_close - assignments[0] if assignments and last_close is not None else 0
+    return max(span, ticket.handle_seconds)
 
 
 def _reopen_count(ticket: Ticket) -> int:

@@ -20,6 +20,23 @@ Read as the 2.14 specification and the reference's errata say:
 - `platform` comes from `source.type` (catalogue 2c): the Messenger (`conversation`,
   `chat`) is `web_chat`; `whatsapp`, `instagram`, `facebook`, `twitter`, `sms` are
   themselves; anything else is its channel.
+- Outbound (catalogue 1): `source.delivered_as` `admin_initiated`, `automated` or
+  `campaigns_initiated`. `operator_initiated` is a custom bot greeting a visiting customer,
+  so inbound, as `customer_initiated` is. A value the spec does not list (the search index
+  also knows `channel_initiated`) is decided by who wrote the source: a teammate opened it.
+- Bots (catalogue 2c): authors of type `bot` (Fin, custom bots, Operator), parts whose
+  author is marked `from_ai_agent`/`is_ai_answer`, and the admin's `bot_agent_ids` (an
+  integration posting through a teammate's seat) are the bot's.
+- Handle time (catalogue 2c): `statistics.adjusted_handling_time` (active handling without
+  idle periods), never `handling_time` (assignment to close, waiting included). A
+  conversation with no human-agent reply has none (unknown, not 0), whatever is recorded.
+- Merged (catalogue 2c): API 2.14 documents no conversation merge. Later versions
+  (2.16, Preview) document `POST /conversations/{id}/merge`: "the secondary conversation is
+  closed and linked to the primary". Real API data shows a `merged_secondary_conversation`
+  part on the conversation merged away (and `merged_primary_conversation` on the one it went
+  into). A closed conversation with that part is `merged`; `merged_into` is the linked
+  conversation when `linked_objects` names exactly one (else unknown). The primary's merge
+  part is no message, so it is never a reply.
 """
 
 from __future__ import annotations
@@ -80,6 +97,15 @@ REOPENING_PARTS = frozenset({"open", "assign_and_reopen", "snoozed"})
 SPEAKING_PARTS = frozenset({"open", "close", "assignment", "assign_and_reopen"})
 CUSTOMER_AUTHORS = frozenset({"user", "lead", "contact"})
 AGENT_AUTHORS = frozenset({"admin", "team"})
+BOT_AUTHORS = frozenset({"bot"})  # Fin, custom bots, Operator (catalogue 2c)
+# `source.delivered_as` of a conversation a teammate or an automation opened (catalogue 1); the inbound ones.
+OUTBOUND_DELIVERIES = frozenset({"admin_initiated", "automated", "campaigns_initiated"})
+INBOUND_DELIVERIES = frozenset({"customer_initiated", "operator_initiated"})
+# The part Intercom adds to a conversation merged away into another (see the module docstring).
+MERGED_AWAY_PART = "merged_secondary_conversation"
+RATING_SCALE = "1-5"  # conversation_rating.rating (documented)
+UNKNOWN_SCALE = "unknown"  # a rating outside 1-5: its scale is not known
+NO_BOTS: frozenset[str] = frozenset()
 
 VENDOR_SECONDS = ("time_to_assignment", "time_to_admin_reply", "time_to_first_close", "time_to_last_close",
                   "median_time_to_reply", "handling_time", "adjusted_handling_time")
@@ -143,9 +169,12 @@ def person_row(contact: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -
 
 
 def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, Any]] | None,
-                         requester: ContactFacts, privacy: Privacy = DEFAULT_PRIVACY
-                         ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The normalized rows of one conversation: contact, messages, status events, rating."""
+                         requester: ContactFacts, privacy: Privacy = DEFAULT_PRIVACY,
+                         bot_agent_ids: frozenset[str] = NO_BOTS) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The normalized rows of one conversation: contact, messages, status events, rating.
+
+    `bot_agent_ids` are the admin's bot accounts (`[connectors.intercom] bot_agent_ids`): their parts
+    are the bot's, whatever their author type says."""
     cid = record_id(conversation["id"])
     stats = conversation.get("statistics")
     stats = stats if isinstance(stats, dict) else {}
@@ -159,11 +188,22 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
         raise RecordError(f"unknown state {state!r}")
     assignee_id, team_id = assignees(conversation)
     channel, platform = channel_and_platform(source)
+    created_at = epoch_time(conversation["created_at"], "created_at")
+    messages = [_source_message(cid, conversation, source, privacy, bot_agent_ids)]
+    messages += [m for part in ordered if (m := _part_message(cid, part, privacy, bot_agent_ids)) is not None]
+    outbound = is_outbound(source, messages[0]["author_role"])
+    facts = None if complete else _facts_from_statistics(conversation, stats, messages, outbound, created_at)
+    if facts is None:
+        replied = bool(_replies(messages, _customer_start(messages, outbound, created_at)))
+    else:
+        replied = facts["first_agent_reply_at"] is not None
+    merged, merged_into = merged_away(conversation, ordered)
     row: dict[str, Any] = {
         "source": SOURCE, "source_id": cid, "channel": channel, "platform": platform,
-        "status": STATES[state].value,
+        "status": Status.MERGED.value if merged else STATES[state].value,
+        "merged_into": merged_into,
         "priority": "high" if conversation.get("priority") == "priority" else "normal",
-        "created_at": epoch_time(conversation["created_at"], "created_at"),
+        "created_at": created_at,
         "updated_at": epoch_time(conversation["updated_at"], "updated_at"),
         "requester_id": first_contact_id(conversation),
         "assignee_id": assignee_id,
@@ -173,33 +213,63 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
         "ticket_type": _ticket_type(conversation.get("ticket")),
         "tags": _tag_names(conversation.get("tags")),
         "custom": _dict_or_empty(conversation.get("custom_attributes"), "custom_attributes"),
-        "is_outbound": source.get("delivered_as", "customer_initiated") != "customer_initiated",
-        "handle_seconds": _opt_number(stats.get("handling_time")),
+        "is_outbound": outbound,
+        # Active handling only (catalogue 2c); none without a human-agent reply, even where Intercom records some.
+        "handle_seconds": _opt_number(stats.get("adjusted_handling_time")) if replied else None,
         "facts_from_events": complete,
         "messages_truncated": not complete,
         "vendor": _vendor(conversation, stats),
         "raw": privacy.raw({k: v for k, v in conversation.items() if k != "conversation_parts"}),
     }
-    if not complete:
-        row.update(_facts_from_statistics(conversation, stats))
+    if facts is not None:
+        row.update(facts)
     yield "contacts", row
-    yield "messages", _source_message(cid, conversation, source, privacy)
-    for part in ordered:
-        public = _message_visibility(part)
-        if public is None:
-            continue
-        author = _obj(part, "author")
-        yield "messages", {"source": SOURCE, "source_id": record_id(part["id"]), "contact_id": cid,
-                           "author_id": opt_id(author.get("id")), "author_role": author_role(author).value,
-                           "public": public, "created_at": epoch_time(part["created_at"], "created_at"),
-                           "body": privacy.body(part.get("body"))}
+    for message in messages:
+        yield "messages", message
     if complete:
         for kind, event in status_history(ordered):
             yield "status_events", {"source": SOURCE, "source_id": record_id(event["id"]), "contact_id": cid,
                                     "kind": kind.value, "at": epoch_time(event["created_at"], "created_at")}
     rating = conversation.get("conversation_rating")
     if isinstance(rating, dict) and rating.get("rating") is not None:
-        yield "survey_responses", _survey_row(cid, conversation, rating, privacy)
+        survey = _survey_row(cid, conversation, rating, privacy)
+        if survey is not None:
+            yield "survey_responses", survey
+
+
+def is_outbound(source: Mapping[str, Any], source_role: str) -> bool:
+    """Opened by a teammate or an automation (catalogue 1): `delivered_as` `admin_initiated`, `automated`,
+    `campaigns_initiated`; `customer_initiated` and `operator_initiated` (a custom bot greeting a visiting
+    customer) are inbound. A value the 2.14 spec does not list, or none: a source a teammate wrote is outbound."""
+    delivered = source.get("delivered_as")
+    if delivered in OUTBOUND_DELIVERIES:
+        return True
+    if delivered in INBOUND_DELIVERIES:
+        return False
+    return source_role == Role.AGENT.value
+
+
+def merged_away(conversation: Mapping[str, Any], parts: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
+    """(merged, merged into): a closed conversation with a `merged_secondary_conversation` part (see the module
+    docstring), and the conversation it is linked to when `linked_objects` names exactly one."""
+    if conversation.get("state") != "closed" or not any(p.get("part_type") == MERGED_AWAY_PART for p in parts):
+        return False, None
+    listed = _obj(conversation, "linked_objects").get("data")
+    linked = [opt_id(o.get("id")) for o in listed if isinstance(o, dict) and o.get("type") == "conversation"] \
+        if isinstance(listed, list) else []
+    return True, linked[0] if len(linked) == 1 else None
+
+
+def _part_message(cid: str, part: Mapping[str, Any], privacy: Privacy,
+                  bot_agent_ids: frozenset[str]) -> dict[str, Any] | None:
+    public = _message_visibility(part)
+    if public is None:
+        return None
+    author = _obj(part, "author")
+    return {"source": SOURCE, "source_id": record_id(part["id"]), "contact_id": cid,
+            "author_id": opt_id(author.get("id")), "author_role": author_role(author, bot_agent_ids).value,
+            "public": public, "created_at": epoch_time(part["created_at"], "created_at"),
+            "body": privacy.body(part.get("body"))}
 
 
 def _message_visibility(part: Mapping[str, Any]) -> bool | None:
@@ -211,13 +281,16 @@ def _message_visibility(part: Mapping[str, Any]) -> bool | None:
     return True if part_type in SPEAKING_PARTS and isinstance(body, str) and body.strip() else None
 
 
-def author_role(author: Mapping[str, Any]) -> Role:
-    """Who wrote a part (see the module docstring for the bot/Operator split)."""
-    if author.get("from_ai_agent") or author.get("is_ai_answer"):
-        return Role.BOT
+def author_role(author: Mapping[str, Any], bot_agent_ids: frozenset[str] = NO_BOTS) -> Role:
+    """Who wrote a part (catalogue 2c): the AI agent's marks, a `bot` author (Fin, custom bots, Operator) or one
+    of the admin's `bot_agent_ids` -> bot; contacts -> customer; teammates -> agent; anything else -> system."""
     kind = author.get("type")
+    if author.get("from_ai_agent") or author.get("is_ai_answer") or kind in BOT_AUTHORS:
+        return Role.BOT
     if kind in CUSTOMER_AUTHORS:
         return Role.CUSTOMER
+    if bot_agent_ids and str(author.get("id")) in bot_agent_ids:
+        return Role.BOT  # a bot posting through a teammate's seat (never a contact: their ids are another space)
     if kind in AGENT_AUTHORS:
         return Role.AGENT
     return Role.SYSTEM
@@ -249,47 +322,107 @@ def _truncated(returned: int, count: Any) -> bool:
     return count > returned + 1 or (returned >= PARTS_CAP and count > returned)
 
 
-def _facts_from_statistics(conversation: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
-    first_reply = opt_epoch_time(stats.get("first_admin_reply_at"), "statistics.first_admin_reply_at")
+def _customer_start(messages: Sequence[Mapping[str, Any]], outbound: bool, created_at: str) -> str | None:
+    """Where replies may start (catalogue 2c, as kpi_core.derive reads it): the first customer message; an
+    inbound conversation with none stored started at its creation; an outbound one nobody answered, never."""
+    first = min((m["created_at"] for m in messages if m["author_role"] == Role.CUSTOMER.value), default=None)
+    return first or (None if outbound else created_at)
+
+
+def _replies(messages: Sequence[Mapping[str, Any]], start: str | None) -> list[str]:
+    """Times of the public human-agent messages at or after `start`, earliest first (ISO UTC text sorts as time)."""
+    if start is None:
+        return []
+    return sorted(m["created_at"] for m in messages
+                  if m["author_role"] == Role.AGENT.value and m["public"] and m["created_at"] >= start)
+
+
+def _facts_from_statistics(conversation: Mapping[str, Any], stats: Mapping[str, Any],
+                           messages: Sequence[Mapping[str, Any]], outbound: bool, created_at: str) -> dict[str, Any]:
+    """A truncated conversation's facts (only its last 500 parts are returned): `statistics` where it has them,
+    bound by the same readings as a whole history (catalogue 2c), and the parts that were returned where not.
+
+    - Replies follow a customer message: no customer message, no reply; a `first_admin_reply_at` before the
+      first customer message is dropped (the spec says it comes after `first_contact_reply_at`).
+    - `agent_replies` and `customer_messages` are what the returned parts show, plus the first reply (or the
+      first customer message) when it lies among the parts no longer returned: exact when the first reply is
+      returned (every earlier admin message preceded the customer), else a floor (never 0 for a reply seen).
+    - Bot-only needs a bot message at/after the customer's first message: one among the returned parts, or Fin's
+      own record of an answer (`ai_agent.last_answer_type`; Fin answers a customer, it does not greet one). A
+      bot greeting before the customer wrote never makes it bot-only.
+    """
+    customers = sorted(m["created_at"] for m in messages if m["author_role"] == Role.CUSTOMER.value)
+    first_contact = _obj(conversation, "first_contact_reply").get("created_at")
+    first_customer = (opt_epoch_time(stats.get("first_contact_reply_at"), "statistics.first_contact_reply_at")
+                      or (epoch_time(first_contact, "first_contact_reply.created_at") if is_number(first_contact)
+                          else None)
+                      or (customers[0] if customers else None))
+    start = first_customer or (None if outbound else created_at)
+    seen = _replies(messages, start)
+    vendor_reply = opt_epoch_time(stats.get("first_admin_reply_at"), "statistics.first_admin_reply_at")
+    if start is None or (vendor_reply is not None and vendor_reply < start):
+        vendor_reply = None
+    first_reply = vendor_reply or (seen[0] if seen else None)
+    if first_reply is not None and seen and seen[0] < first_reply:
+        first_reply = seen[0]
+    reply_hidden = first_reply is not None and (not seen or first_reply < seen[0])
+    customer_hidden = first_customer is not None and (not customers or first_customer < customers[0])
     first_close = opt_epoch_time(stats.get("first_close_at"), "statistics.first_close_at")
-    bot = bool(conversation.get("ai_agent_participated"))
+    bot = _bot_answered(conversation, messages, start)
     reopens = stats.get("count_reopens")
     return {
-        "first_customer_message_at": opt_epoch_time(stats.get("first_contact_reply_at"),
-                                                    "statistics.first_contact_reply_at"),
+        "first_customer_message_at": first_customer,
         "first_agent_reply_at": first_reply,
         "first_resolved_at": first_close,
         "last_resolved_at": opt_epoch_time(stats.get("last_close_at"), "statistics.last_close_at"),
         "reopens": reopens if isinstance(reopens, int) and not isinstance(reopens, bool) else None,
-        "agent_replies": None,  # only the last 500 parts are visible: a count would be a guess
-        "customer_messages": None,
+        "agent_replies": len(seen) + reply_hidden,
+        "customer_messages": len(customers) + customer_hidden,
         "has_bot_message": bot,
-        "is_bot_only": bool(first_close and not first_reply and bot),
+        "is_bot_only": bool(first_close and first_reply is None and bot),
         "last_activity_at": epoch_time(conversation["updated_at"], "updated_at"),
     }
 
 
+def _bot_answered(conversation: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], start: str | None) -> bool:
+    """A bot message at or after the customer's start, among the returned parts or by Fin's own record."""
+    if start is None:
+        return False
+    if any(m["author_role"] == Role.BOT.value and m["created_at"] >= start for m in messages):
+        return True
+    if not conversation.get("ai_agent_participated"):
+        return False
+    ai_agent = conversation.get("ai_agent")
+    return not isinstance(ai_agent, dict) or ai_agent.get("last_answer_type") is not None
+
+
 def _source_message(cid: str, conversation: Mapping[str, Any], source: Mapping[str, Any],
-                    privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+                    privacy: Privacy = DEFAULT_PRIVACY, bot_agent_ids: frozenset[str] = NO_BOTS) -> dict[str, Any]:
     author = _obj(source, "author")
     return {"source": SOURCE, "source_id": f"{cid}:source", "contact_id": cid,
-            "author_id": opt_id(author.get("id")), "author_role": author_role(author).value,
+            "author_id": opt_id(author.get("id")), "author_role": author_role(author, bot_agent_ids).value,
             "public": True, "created_at": epoch_time(conversation["created_at"], "created_at"),
             "body": privacy.body(source.get("body"))}
 
 
 def _survey_row(cid: str, conversation: Mapping[str, Any], rating: Mapping[str, Any],
-                privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
+                privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any] | None:
+    """The conversation rating as a CSAT response, answered at `updated_at` (`created_at` is the request).
+
+    Documented ratings are 1-5. A number outside 1-5 is kept on the scale `unknown` (nobody can tell whether it
+    is positive: it counts in no CSAT KPI and `status` lists it until the admin states its scale) rather than
+    quarantining the whole conversation; a rating that is no number at all is no response."""
     score = rating["rating"]
-    if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
-        raise RecordError("conversation_rating.rating should be a whole number 1..5")
+    if not is_number(score):
+        return None
+    scale = RATING_SCALE if 1 <= score <= 5 else UNKNOWN_SCALE
     answered = rating.get("updated_at") or rating.get("created_at")
     contact = _obj(rating, "contact")
     teammate = _obj(rating, "teammate")
     return {
-        "source": SOURCE, "source_id": cid, "kind": SurveyKind.CSAT.value, "score": float(score), "scale": "1-5",
-        "is_positive": is_positive_response(SurveyKind.CSAT, score, "1-5"),
-        "created_at": epoch_time(answered, "conversation_rating.created_at"), "contact_id": cid,
+        "source": SOURCE, "source_id": cid, "kind": SurveyKind.CSAT.value, "score": float(score), "scale": scale,
+        "is_positive": is_positive_response(SurveyKind.CSAT, score, scale),
+        "created_at": epoch_time(answered, "conversation_rating.updated_at"), "contact_id": cid,
         "requester_id": opt_id(contact.get("id")) or first_contact_id(conversation),
         "agent_id": opt_id(teammate.get("id")) or assignees(conversation)[0],
         "comment": privacy.comment(rating.get("remark")), "raw": privacy.raw(dict(rating)),

@@ -5,8 +5,10 @@ csat_survey_responses. People
 come first because a comment does not say who wrote it: the store takes its author's role
 from `people`. Two kinds of author show on the comment itself and are marked here:
 `via.channel == "rule"` (a trigger or automation: role `system`) and
-`via.channel == "answer_bot"` (the AI agent, whose user is an ordinary agent seat: role `bot`),
-whatever form `via` takes (object, display name, via id; see `normalize.via_channel`).
+`via.channel` `answer_bot`/`ai_agent` and their variants (the AI agent, whose user is an ordinary
+agent seat: role `bot`), whatever form `via` takes (object, display name, via id; see
+`normalize.via_channel`); so are authors the admin lists in `bot_agent_ids` (role `bot`). A Talk
+voice comment is the customer's call, answered by the agent it names (`normalize._call_rows`).
 
 Where Zendesk surprises:
 - Tickets and users use the cursor export; its `after_cursor` is the bookmark, also on the
@@ -45,6 +47,7 @@ from connectors.zendesk.normalize import (
     PERSONAL,
     ROLES,
     TICKET_EXTRA_DROP,
+    call_seconds,
     contact_row,
     event_rows,
     group_row,
@@ -95,6 +98,9 @@ class ZendeskConnector(ClientOwner):
         self.start_iso = f"{settings.start_date.isoformat()}T00:00:00Z"
         self.export_size = min(settings.page_size or EXPORT_MAX, EXPORT_MAX)
         self.list_size = min(settings.page_size or LIST_MAX, LIST_MAX)
+        # Agent seats a bot posts through (catalogue 2c: bot_agent_ids applies to every source).
+        self.bot_ids = frozenset(settings.bot_agent_ids)
+        self.handle_field = None if settings.handle_time_field is None else str(settings.handle_time_field)
         # (user id, role) already stored in this run: a sideloaded user seen again adds nothing.
         self._roles_sent: set[tuple[str, str]] = set()
         self._readers: dict[str, Callable[[str | None], Iterator[Page]]] = {
@@ -257,7 +263,7 @@ class ZendeskConnector(ClientOwner):
     def _users_page(self, body: Mapping[str, Any]) -> Page:
         page = Page()
         for user in _items(body, "users"):
-            keep_row(page, "user", user, "people", lambda u: person_row(u, self.privacy))
+            keep_row(page, "user", user, "people", lambda u: person_row(u, self.privacy, self.bot_ids))
         self._roles_sent.update((r["source_id"], r["role"]) for r in page.records.get("people", ()))
         return page
 
@@ -272,8 +278,9 @@ class ZendeskConnector(ClientOwner):
         users = {u.get("id"): u for u in _items(body, "users", required=False) if isinstance(u, dict)}
         orgs = {o.get("id"): o for o in _items(body, "organizations", required=False) if isinstance(o, dict)}
         for user in users.values():
-            if (str(user.get("id")), ROLES.get(str(user.get("role")))) not in self._roles_sent:
-                keep_row(page, "user", user, "people", person_role_row)
+            role = "bot" if str(user.get("id")) in self.bot_ids else ROLES.get(str(user.get("role")))
+            if (str(user.get("id")), role) not in self._roles_sent:
+                keep_row(page, "user", user, "people", lambda u: person_role_row(u, self.bot_ids))
         self._roles_sent.update((r["source_id"], r["role"]) for r in page.records.get("people", ()))
         # List endpoints sideload `metric_sets` top-level, keyed by ticket_id; the export puts a
         # `metric_set` on each ticket. Both are read.
@@ -281,13 +288,43 @@ class ZendeskConnector(ClientOwner):
                        if isinstance(m, dict)}
         for ticket in _items(body, "tickets"):
             keep_row(page, "ticket", ticket, "contacts",
-                     lambda t: contact_row(t, users, orgs, self.start_iso, self.ticket_drop, metric_sets))
+                     lambda t: contact_row(t, users, orgs, self.start_iso, self.ticket_drop, metric_sets,
+                                           self.handle_field, self.bot_ids))
+        if self.settings.talk_call_durations:
+            self._add_call_durations(page)
         return page
+
+    def _add_call_durations(self, page: Page) -> None:
+        """Talk handle time of the page's resolved voice tickets: their answered calls' summed duration.
+
+        The duration is on each call's voice comment, which only the ticket's comments show with its
+        `data` (the ticket and its metric set carry none), and a contact row is written whole from the
+        ticket export: so each resolved voice ticket without a time-tracking value costs one
+        `/tickets/{id}/comments` call (more past 100 comments) in the sync that sees it change. Open
+        tickets wait until resolved (handle time is anchored on the first resolution); a ticket gone
+        meanwhile (404) keeps what the store has.
+        """
+        for row in page.records.get("contacts", ()):
+            if (row["channel"] != "phone" or row["status"] not in ("resolved", "closed")
+                    or row.get("handle_seconds") is not None):
+                continue
+            path = f"/api/v2/tickets/{row['source_id']}/comments"
+            comments: list[Any] = []
+            try:
+                for body in self._list_pages(path, {"page[size]": self.list_size}, "comments"):
+                    comments.extend(body["comments"])
+            except FatalApiError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            seconds = call_seconds(comments)
+            if seconds is not None:
+                row["handle_seconds"] = seconds
 
     def _events_page(self, body: Mapping[str, Any]) -> Page:
         page = Page()
         for event in _items(body, "ticket_events"):
-            keep(page, "ticket_event", event, lambda e: event_rows(e, self.privacy))
+            keep(page, "ticket_event", event, lambda e: event_rows(e, self.privacy, self.bot_ids))
         return page
 
     # --- pagination -----------------------------------------------------------------------

@@ -23,6 +23,8 @@ Served under `/api/v2`, every path also with a `.json` suffix (reference §1):
   `via` and `via_reference_id`. Without `include=comment_events` comments show only as one
   `Comment` child event with `comment_present`/`comment_public`; with it, each comment is a
   child event of its own (the comment object: `via` an object, `audit_id`).
+- `GET /tickets/{id}/comments`: a ticket's comments, oldest first (cursor list), which the connector
+  reads for the Talk call durations of resolved voice tickets (the sandbox's calls record none).
 - `GET /groups`, `GET /satisfaction_ratings` (legacy CSAT) and `GET /guide/survey_responses`
   (new CSAT): cursor lists (`page[size]` ≤ 100, `page[after]`, `meta.has_more`). An account
   has legacy ratings, new responses, or both (`csat_mode="both"`: ratings offered before
@@ -182,6 +184,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
             (f"/api/v2/groups{J}", self.list_groups),
             (f"/api/v2/satisfaction_ratings{J}", self.list_satisfaction_ratings),
             (f"/api/v2/guide/survey_responses{J}", self.list_survey_responses),
+            (rf"/api/v2/tickets/(?P<id>\d+)/comments{J}", self.list_ticket_comments),
         ]
         for pattern, handler in routes:
             self.route("GET", pattern, handler)
@@ -458,6 +461,23 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         return FakeResponse(200, {"survey_responses": responses,
                                   **self._list_meta("guide/survey_responses", cursor, lo + size < hi, size)})
 
+    def list_ticket_comments(self, request: FakeRequest, match: Any) -> FakeResponse:
+        """A ticket's comments, oldest first (cursor pagination); 404 for a ticket deleted or unknown."""
+        t = self.data.tickets.get(int(match.group("id")))
+        if t is None or t.deleted:
+            raise HttpError(404, "Not found", "RecordNotFound")
+        size = self._page_size(request, "page[size]", LIST_MAX, LIST_MAX)
+        after = request.arg("page[after]")
+        lo = decode_cursor(after)[1] + 1 if after else 0
+        chunk = t.messages[lo:lo + size]
+        requester = self.data.people[t.requester_id]
+        audit_of = {stamp: audit_id for stamp, audit_id, _ in _audits_of(t)}
+        comments = [_comment(m, t, requester, audit_of[m.created_at]) for m in chunk]
+        cursor = encode_cursor(0, lo + len(chunk) - 1) if chunk else None
+        return FakeResponse(200, {"comments": comments, "count": len(t.messages),
+                                  **self._list_meta(f"tickets/{t.id}/comments", cursor,
+                                                    lo + size < len(t.messages), size)})
+
     def _list_meta(self, path: str, after: str | None, has_more: bool, size: int) -> dict[str, Any]:
         next_url = self._url(path, **{"page[size]": size, "page[after]": after}) if has_more else None
         return {"meta": {"has_more": has_more, "after_cursor": after, "before_cursor": None},
@@ -661,10 +681,15 @@ def _status_event(c: StatusChange, via: str) -> dict[str, Any]:
 
 def _comment_event(m: Message, t: Ticket, requester: Person, audit_id: int) -> dict[str, Any]:
     """With include=comment_events the child event is the comment itself (its `via` an object)."""
-    return {"id": m.id, "event_type": "Comment", "type": "Comment", "author_id": m.author_id, "body": m.body,
+    return {**_comment(m, t, requester, audit_id), "event_type": "Comment", "via_reference_id": None}
+
+
+def _comment(m: Message, t: Ticket, requester: Person, audit_id: int) -> dict[str, Any]:
+    """A comment as the Ticket Comments API shows it (the world's messages are written comments, none a
+    Talk `VoiceComment`: the sandbox's voice tickets record no call, hence no Talk handle time)."""
+    return {"id": m.id, "type": "Comment", "author_id": m.author_id, "body": m.body,
             "html_body": f"<p>{m.body}</p>", "plain_body": m.body, "public": m.public, "attachments": [],
-            "audit_id": audit_id, "via": _comment_via(m, t, requester), "via_reference_id": None,
-            "created_at": iso(m.created_at)}
+            "audit_id": audit_id, "via": _comment_via(m, t, requester), "created_at": iso(m.created_at)}
 
 
 def _minutes(seconds: int | None) -> dict[str, int | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from connectors.settings import ConnectorSettings, has_secret
 
@@ -16,6 +16,12 @@ class ZendeskSettings(ConnectorSettings):
     oauth_token: SecretStr | None = None
     csat: Literal["auto", "legacy", "survey_responses", "none"] = "auto"
     include_ai_agent_tickets: bool = True
+    # Handle time (catalogue 2c: what the source records). A time-tracking app's ticket field holding
+    # the seconds spent (the Time Tracking app's "Total time spent (sec)"), by field id; it wins over Talk.
+    handle_time_field: int | None = Field(default=None, ge=1)
+    # Talk call durations of resolved voice tickets, read from each one's comments (one call per such
+    # ticket changed since the last sync); off: phone tickets without the field above have no handle time.
+    talk_call_durations: bool = True
 
     @model_validator(mode="after")
     def _check_account(self) -> ZendeskSettings:

@@ -10,6 +10,9 @@ stale, KPI by KPI, on up to two worker processes for a large store:
 - a period that can still change with time alone (FCR windows, unanswered contacts turning
   into service-level misses, idle chats): service level, abandonment and FCR;
 - backlog of every stored period: moved by the changed contacts (see `backlog.py`).
+Frozen periods (catalogue 2c, see `values.py`) are never redone, `--full` and a settings change
+included; `rebuild_history` (the explicit `compute --full --rebuild-history`) unfreezes them
+and recomputes them from what the store holds.
 Then, in one transaction with the values, the read-together diagnostics of the periods it
 touched are evaluated again and stored.
 """
@@ -52,6 +55,8 @@ class ComputeSummary:
     periods_partly: int = 0
     values_written: int = 0
     diagnostics: int = 0
+    periods_frozen: int = 0  # stored periods left as they are: their values are final
+    periods_unfrozen: int = 0  # with rebuild_history: frozen periods recomputed
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,8 +74,12 @@ def default_range(ctx: Context, since: date | None, until: date | None) -> tuple
 
 def compute(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
             *, grains: list[str] | None = None, segments: list[list[str]] | None = None,
-            now: datetime | None = None, full: bool = False, workers: int | None = None) -> ComputeSummary:
+            now: datetime | None = None, full: bool = False, workers: int | None = None,
+            rebuild_history: bool = False) -> ComputeSummary:
     """Bring stored KPI values and diagnostics up to date; see the module docstring.
+
+    `rebuild_history` (implies `full`) also recomputes the frozen periods, from what the store holds
+    now, and forgets the purge boundary: meant for a store re-synced in full after a purge.
 
     Three steps: refresh the facts and take the changed days (committed, so that worker processes
     can read them), evaluate what went stale (large evaluations on `workers` processes, default
@@ -85,11 +94,11 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
     if ctx.conn.in_transaction:
         workers = 1  # inside the caller's transaction our facts stay uncommitted: other connections cannot see them
     with parallel.workers_for(ctx.conn, workers) as pool:  # started first: they warm up meanwhile
-        return _compute(ctx, since, until, grains, segments, full, pool, started)
+        return _compute(ctx, since, until, grains, segments, full or rebuild_history, rebuild_history, pool, started)
 
 
 def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, segments: list[list[str]] | None,
-             full: bool, pool: parallel.Workers | None, started: float) -> ComputeSummary:
+             full: bool, rebuild_history: bool, pool: parallel.Workers | None, started: float) -> ComputeSummary:
     summary = ComputeSummary()
     wanted_grains = [Grain(g) for g in (grains or ctx.settings.periods)]
     wanted_segs = [parse(s, ctx.settings) for s in (segments if segments is not None else ctx.settings.segments)]
@@ -104,6 +113,8 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
         seq = values.changes_seq(ctx)
     log.debug("kpis: facts refreshed (%s contacts) after %.2fs", refreshed.contacts, time.perf_counter() - started)
     stored = values.computed(ctx)
+    fixed = {} if rebuild_history else values.frozen(ctx.conn)
+    summary.periods_frozen = sum(len(periods) for periods in fixed.values())
     combos: dict[Grain, dict[str, Segmentation]] = defaultdict(dict)
     for grain in wanted_grains:
         for seg in wanted_segs:
@@ -115,7 +126,8 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
         plan: dict[tuple[Period, frozenset[str]], list[Segmentation]] = defaultdict(list)
         for seg in segs.values():
             have = stored.get((grain, seg.key), {})
-            work = _stale(ctx, have, dirty, redo_all, fingerprint)
+            kept = fixed.get((grain, seg.key), set())
+            work = _stale(ctx, {p: at for p, at in have.items() if p not in kept}, dirty, redo_all, fingerprint)
             if grain in wanted_grains and seg.key in {s.key for s in wanted_segs}:
                 for period in P.periods_between(grain, since, until):
                     if period not in have:
@@ -127,6 +139,8 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
     log.debug("kpis: %s periods evaluated after %.2fs", summary.periods_computed + summary.periods_partly,
               time.perf_counter() - started)
     with ctx.writing():
+        if rebuild_history:
+            summary.periods_unfrozen = values.unfreeze(ctx.conn)
         touched: dict[Grain, set[Period]] = {}
         for grain, batches in found.items():
             for segs_of_batch, todo, what, evaluated in batches:
@@ -134,7 +148,8 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
             plan = plans[grain]
             for seg in combos[grain].values():
                 redone = {p for (p, what), segs_of in plan.items() if ALL in what and seg in segs_of}
-                untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone]
+                kept = fixed.get((grain, seg.key), set())
+                untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone and p not in kept]
                 summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched, seq)
             touched[grain] = {p for p, _ in plan}
 
@@ -254,6 +269,11 @@ def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | 
     first, last = wanted[0].previous(), wanted[-1].previous()
     grain = wanted[0].grain
     return kpi_rows(store, settings, grain.value, first.start, last.end, by, kpi_ids, now=stamp)
+
+
+def frozen_history(store: Store) -> list[tuple[str, str, int, str, str]]:
+    """Per stored (grain, segmentation): how many periods are frozen, the first start and the last end."""
+    return values.frozen_summary(store.db.conn)
 
 
 def import_inputs(store: Store, csv_path: str | Path) -> int:

@@ -11,7 +11,7 @@ is this CSAT answer positive). The ids are public names: never rename one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
@@ -141,6 +141,16 @@ HOURS: Final = 1 / 3600
 # Row conditions shared by several KPIs.
 ANSWERABLE = "f.start_epoch IS NOT NULL AND f.bot_only = 0"  # bot-only and never-customer-written left out
 LIVE = "f.channel IN ('chat', 'messaging', 'phone')"
+# The customer wrote (catalogue 2c): an outbound contact nobody answered has no start and counts only in the KPIs of
+# COUNTS_UNANSWERED_OUTBOUND.
+CUSTOMER_WROTE = "f.start_epoch IS NOT NULL"
+COUNTS_UNANSWERED_OUTBOUND: Final = frozenset(
+    {"ticket_volume", "channel_mix_pct", "backlog", "interactions_per_order", "cost_per_interaction"})
+# Abandonment is decided once, abandon_after after the customer's first message (catalogue 2c), so a closed
+# period keeps its value when a late reply arrives; until then a contact without a reply is undecided.
+ABANDONABLE = (f"{LIVE} AND f.outbound = 0 AND f.bot_only = 0"
+               " AND (f.frt_s IS NOT NULL OR f.start_epoch + :abandon_s <= :now)")
+NOT_ANSWERED_IN_TIME = "f.frt_s IS NULL OR f.frt_s > :abandon_s"
 WINDOW_PASSED = "f.first_resolved_epoch + :window_s <= :now"
 # The requester's next customer-started contact came later than the window (or never).
 NO_RETURN = "(f.next_contact_epoch IS NULL OR f.next_contact_epoch > f.first_resolved_epoch + :window_s)"
@@ -158,10 +168,11 @@ def _survey_kpis() -> list[Kpi]:
             " a source's coded scale: its positive codes; else the top 20 % of the scale)",
             Anchor.RESPONSE, "%", Direction.HIGHER, 90.0,
             Group.SATISFACTION, Ratio("sum(" + _csat("{pos}") + ")", "count(" + _csat("{pos}") + ")")),
-        Kpi("csat_responses", "CSAT responses", "count of CSAT responses", Anchor.RESPONSE, "count", None, None,
-            Group.SATISFACTION, Count("count(" + _csat("1") + ")")),
+        Kpi("csat_responses", "CSAT responses", "count of CSAT responses whose positivity is known", Anchor.RESPONSE,
+            "count", None, None, Group.SATISFACTION, Count("count(" + _csat("{pos}") + ")")),
         Kpi("csat_response_rate_pct", "CSAT coverage", "resolved contacts with a CSAT response / resolved contacts",
-            Anchor.FIRST_RESOLVED, "%", Direction.HIGHER, None, Group.SATISFACTION, Share("f.csat_n > 0", "1")),
+            Anchor.FIRST_RESOLVED, "%", Direction.HIGHER, None, Group.SATISFACTION,
+            Share("f.csat_classified > 0", "1")),
         Kpi("nps", "Net Promoter Score", "% promoters (9-10) - % detractors (0-6) of NPS responses",
             Anchor.RESPONSE, "score", Direction.HIGHER, 50.0, Group.SATISFACTION,
             Ratio("sum(CASE WHEN s.kind = 'nps' THEN ({nps} >= 9) - ({nps} <= 6) END)",
@@ -194,8 +205,8 @@ def _speed_kpis() -> list[Kpi]:
             Anchor.FIRST_RESOLVED, "hours", Direction.LOWER, 12.0, Group.SPEED, Percentile("f.res_s", 1, 2, HOURS)),
         Kpi("full_resolution_time_avg", "Average full resolution time", "mean of last_resolved_at - created_at",
             Anchor.LAST_RESOLVED, "hours", Direction.LOWER, None, Group.SPEED, Mean("f.full_res_s", HOURS)),
-        Kpi("handle_time_avg", "Average handle time", "mean of handle_seconds where known (live channels without"
-            " a record: last_resolved_at - first_agent_reply_at)", Anchor.FIRST_RESOLVED, "minutes",
+        Kpi("handle_time_avg", "Average handle time", "mean of handle_seconds where known (chat and messaging"
+            " without a record: the first live session)", Anchor.FIRST_RESOLVED, "minutes",
             Direction.LOWER, None, Group.SPEED, Mean("f.handle_s", MINUTES)),
     ]
     return out + _business_hours_variants(out)
@@ -256,11 +267,10 @@ def _coverage_kpis() -> list[Kpi]:
         Kpi("response_rate_pct", "Response rate", "contacts with an agent reply / contacts (bot-only resolved"
             " left out of both)", Anchor.CREATED, "%", Direction.HIGHER, 98.0, Group.COVERAGE,
             Share(f"{ANSWERABLE} AND f.replied = 1", ANSWERABLE)),
-        Kpi("abandonment_rate_pct", "Abandonment rate", "live-channel contacts resolved or idle past abandon_after"
-            " with no agent reply and not bot-only / live-channel contacts", Anchor.CREATED, "%",
-            Direction.LOWER, 5.0, Group.COVERAGE,
-            Share("f.replied = 0 AND f.bot_only = 0 AND (f.first_resolved_at IS NOT NULL"
-                  " OR f.activity_epoch <= :now - :abandon_s)", LIVE)),
+        Kpi("abandonment_rate_pct", "Abandonment rate", "customer-initiated live-channel contacts with no human"
+            " reply within abandon_after of the first message / customer-initiated live-channel contacts (bot-only"
+            " left out; still inside abandon_after = left out)", Anchor.CREATED, "%",
+            Direction.LOWER, 5.0, Group.COVERAGE, Share(NOT_ANSWERED_IN_TIME, ABANDONABLE)),
         Kpi("language_coverage", "Language coverage", "distinct languages among contacts that got an agent reply"
             " (und not counted)", Anchor.CREATED, "count", Direction.HIGHER, None, Group.COVERAGE,
             Distinct("CASE WHEN f.replied = 1 AND f.language != 'und' THEN f.language END")),
@@ -289,14 +299,36 @@ def _hidden_kpis() -> list[Kpi]:
     return [
         Kpi("csat_of_resolved_pct", "CSAT of contacts resolved in the period", "positive CSAT responses /"
             " classified CSAT responses, over contacts first resolved in the period", Anchor.FIRST_RESOLVED, "%",
-            Direction.HIGHER, None, Group.SATISFACTION, Ratio("sum(f.csat_pos)", "sum(f.csat_classified)"),
+            Direction.HIGHER, None, Group.SATISFACTION,
+            Ratio(f"sum(CASE WHEN {CUSTOMER_WROTE} THEN f.csat_pos END)",
+                  f"sum(CASE WHEN {CUSTOMER_WROTE} THEN f.csat_classified END)"),
             hidden=True, target_of="csat_pct"),
     ]
 
 
-KPIS: Final[tuple[Kpi, ...]] = tuple(
+def _scoped(kpi: Kpi) -> Kpi:
+    """The KPI with outbound contacts nobody answered left out of its contact rows (catalogue 2c).
+
+    Survey KPIs lose them in the engine's join (their answers go with the contact), the requester-based
+    measures (repeat contacts, language coverage, retention) and utilization in the engine's own fetches."""
+    m = kpi.measure
+    if kpi.id in COUNTS_UNANSWERED_OUTBOUND or kpi.anchor is Anchor.RESPONSE:
+        return kpi
+    scoped: Measure = m
+    if isinstance(m, Share):
+        scoped = Share(m.num, f"({m.den}) AND {CUSTOMER_WROTE}")
+    elif isinstance(m, Mean):
+        scoped = Mean(f"CASE WHEN {CUSTOMER_WROTE} THEN {m.expr} END", m.factor)
+    elif isinstance(m, Percentile):
+        scoped = Percentile(f"CASE WHEN {CUSTOMER_WROTE} THEN {m.expr} END", m.num, m.den, m.factor)
+    elif isinstance(m, InputRatio) and m.aggregate == "count(*)":
+        scoped = InputRatio(m.input, f"count(CASE WHEN {CUSTOMER_WROTE} THEN 1 END)", m.input_on_top)
+    return replace(kpi, measure=scoped)
+
+
+KPIS: Final[tuple[Kpi, ...]] = tuple(_scoped(kpi) for kpi in (
     _speed_kpis() + _resolution_kpis() + _survey_kpis() + _cost_kpis() + _coverage_kpis() + _hidden_kpis()
-)
+))
 BY_ID: Final[dict[str, Kpi]] = {kpi.id: kpi for kpi in KPIS}
 # The catalogue's public ids, in catalogue order (business-hours twins and hidden figures excluded).
 CATALOGUE_IDS: Final[tuple[str, ...]] = (

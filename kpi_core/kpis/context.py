@@ -69,8 +69,11 @@ class Context:
         )
 
     def facts_fingerprint(self) -> str:
-        """Changes when the settings that shape the per-contact facts change (markets, schedules)."""
+        """Changes when the settings that shape the per-contact facts change (markets, schedules, the gap that
+        ends a live session)."""
         return _digest({
+            "abandon_after": self.settings.abandon_after.total_seconds(),
+            "csat_scales": self.settings.csat_scales,
             "markets": [m.model_dump() for m in self.settings.markets],
             "default_market": self.settings.default_market,
             "fcr_window_days": self.settings.fcr_window_days,

@@ -23,6 +23,7 @@ from typing import Any
 
 from kpi_core.kpis import periods as P
 from kpi_core.kpis.catalogue import (
+    CUSTOMER_WROTE,
     Anchor,
     Count,
     Distinct,
@@ -152,7 +153,8 @@ class _Evaluation:
         return {**self.ctx.params(), "lo": P.day_text(lo), "hi": P.day_text(hi), **extra}
 
     def _fill(self, sql: str) -> str:
-        return (sql.replace("{sl}", self.ctx.targets.service_level_sql()).replace("{pos}", positive_sql("s"))
+        positive = positive_sql("s", self.ctx.settings.csat_scales)
+        return (sql.replace("{sl}", self.ctx.targets.service_level_sql()).replace("{pos}", positive)
                 .replace("{nps}", nps_sql("s")).replace("{ces}", ces_sql("s")))
 
     def _range(self, column: str, lo: date, hi: date) -> str:
@@ -180,7 +182,10 @@ class _Evaluation:
             src = ("survey_responses s LEFT JOIN kpi_facts f ON f.source = s.source AND f.source_id = s.contact_id"
                    + people + fact_joins(seg))
             dims = survey_dims(seg, self.ctx.market_of_person())
-            return src, "s.created_at", "coalesce(f.is_deleted, 0) = 0", dims
+            # An answer goes with its contact: left out with a deleted or merged one, and with an outbound
+            # contact nobody answered (catalogue 2c).
+            keep = f"coalesce(f.is_deleted, 0) = 0 AND (f.id IS NULL OR {CUSTOMER_WROTE})"
+            return src, "s.created_at", keep, dims
         return "kpi_facts f" + fact_joins(seg), _FACT_ANCHORS[anchor], "f.is_deleted = 0", fact_dims(seg)
 
     def _rows(self, anchor: Anchor, seg: Segmentation, columns: list[str], extra_where: str = ""
@@ -340,7 +345,9 @@ class _Evaluation:
         out: dict[str, dict[str, Table]] = defaultdict(lambda: defaultdict(dict))
         following = self._following()
         active: dict[str, set[str]] | None = None
-        for seg_key, groups in self._collect(Anchor.CREATED, columns, "", retention, gather, only_back=only_retention):
+        # Outbound contacts nobody answered are no one's contact here (catalogue 2c).
+        for seg_key, groups in self._collect(Anchor.CREATED, columns, CUSTOMER_WROTE, retention, gather,
+                                             only_back=only_retention):
             if retention and active is None:
                 active = self._active_requesters(None if only_retention else starters)
             for (p, vals), box in groups.items():
@@ -619,7 +626,8 @@ class _Evaluation:
         with_agent = Segmentation(seg.dims + (() if "agent" in seg.dims else ("agent",)), seg.custom_keys)
         at = with_agent.dims.index("agent")
         handle: dict[Key, dict[str, float]] = defaultdict(dict)
-        for p, vals, row in self._rows(Anchor.FIRST_RESOLVED, with_agent, ["sum(f.handle_s)"], "f.agent IS NOT NULL"):
+        for p, vals, row in self._rows(Anchor.FIRST_RESOLVED, with_agent, ["sum(f.handle_s)"],
+                                       f"f.agent IS NOT NULL AND {CUSTOMER_WROTE}"):
             own = vals if "agent" in seg.dims else vals[:at] + vals[at + 1:]
             handle[(p, own)][vals[at]] = row[0] or 0.0
         if not seg.dims:

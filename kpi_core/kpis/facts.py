@@ -28,9 +28,9 @@ from kpi_core.kpis.scales import positive_sql
 from kpi_core.store import utc_now
 
 COLUMNS = (
-    "source", "source_id", "is_deleted", "channel", "agent", "grp", "language", "market", "priority",
-    "ticket_type", "tags", "custom", "requester", "created_at", "first_resolved_at", "last_resolved_at", "replied",
-    "start_epoch", "first_resolved_epoch", "activity_epoch", "frt_s", "res_s", "full_res_s", "handle_s",
+    "source", "source_id", "is_deleted", "channel", "platform", "outbound", "agent", "grp", "language", "market",
+    "priority", "ticket_type", "tags", "custom", "requester", "created_at", "first_resolved_at", "last_resolved_at",
+    "replied", "start_epoch", "first_resolved_epoch", "activity_epoch", "frt_s", "res_s", "full_res_s", "handle_s",
     "agent_replies", "reopens", "bot_only", "csat_n", "csat_classified", "csat_pos", "transitions",
     "next_contact_epoch", "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
 )
@@ -76,6 +76,26 @@ def _next_contact_sql(epoch: Callable[[str], str], window_s: int) -> str:
     return f"CASE WHEN {candidate} THEN (SELECT n FROM (SELECT {epoch(f'({later})')} AS n) WHERE n <= {within}) END"
 
 
+def _live_session_sql(epoch: Callable[[str], str], gap_s: int) -> str:
+    """Handle time of a chat or messaging contact without a record (catalogue 2c): its first live session.
+
+    From the first human-agent reply to the last customer or public human-agent message before the first
+    resolution (notes and bot messages do not count), cut at the first gap longer than `gap_s`
+    (`abandon_after`): the agent handled the conversation while both sides kept writing, not while it waited."""
+    role = "coalesce(m.author_role, p.role)"
+    said = (f"SELECT {epoch('m.created_at')} AS t FROM messages m LEFT JOIN people p ON p.source = m.source"
+            f" AND p.source_id = m.author_id WHERE m.source = c.source AND m.contact_id = c.source_id"
+            f" AND ({role} = 'customer' OR ({role} = 'agent' AND m.public = 1))"
+            f" AND m.created_at >= c.first_agent_reply_at"
+            f" AND (c.first_resolved_at IS NULL OR m.created_at <= c.first_resolved_at)")
+    gaps = f"SELECT t, t - lag(t) OVER (ORDER BY t) AS gap FROM ({said})"
+    # Big gaps up to each message: the session is the messages before the first one.
+    cuts = (f"SELECT t, sum(CASE WHEN gap > {gap_s} THEN 1 ELSE 0 END) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING)"
+            f" AS cut FROM ({gaps})")
+    end = f"SELECT max(t) FROM ({cuts}) WHERE cut = 0"
+    return f"max(0, ({end}) - {epoch('c.first_agent_reply_at')})"
+
+
 def _country_sql() -> str:
     return ("coalesce(c.country, (SELECT p.country FROM people p WHERE p.source = c.source"
             " AND p.source_id = c.requester_id), (SELECT o.country FROM organizations o WHERE o.source = c.source"
@@ -94,9 +114,15 @@ def select_sql(ctx: Context, keys: str | None) -> str:
                 if keys else "contacts c")
     surveys = (f"{keys} k CROSS JOIN survey_responses s ON s.source = k.source AND s.contact_id = k.source_id"
                if keys else "survey_responses s")
-    start = "CASE WHEN coalesce(c.is_outbound, 0) = 1 THEN c.first_customer_message_at ELSE c.created_at END"
+    # The customer's side starts with their first message: outbound contacts have none until answered; an inbound
+    # one opened by a bot's greeting (Intercom's operator_initiated) starts when the visitor wrote.
+    start = ("CASE WHEN coalesce(c.is_outbound, 0) = 1 THEN c.first_customer_message_at"
+             " ELSE max(c.created_at, coalesce(c.first_customer_message_at, c.created_at)) END")
     resolved = "(c.first_resolved_at IS NOT NULL OR c.status IN ('resolved', 'closed'))"
-    live = "c.channel IN ('chat', 'messaging', 'phone')"
+    live = "c.channel IN ('chat', 'messaging')"  # phone without a record: unknown (catalogue 2c)
+    # A reply counts only once the customer wrote (catalogue 2c): an outbound contact nobody answered has none.
+    replied = f"c.first_agent_reply_at IS NOT NULL AND ({start}) IS NOT NULL"
+    abandon_s = int(ctx.settings.abandon_after.total_seconds())
     schedule = ctx.hours.assignment_sql("grp", "market")
     spans = (("start_epoch", "reply_epoch"), ("created_epoch", "first_resolved_epoch"),
              ("created_epoch", "last_resolved_epoch"))
@@ -106,24 +132,25 @@ def select_sql(ctx: Context, keys: str | None) -> str:
     return f"""
     WITH sv AS (
       SELECT source, contact_id, count(*) AS n, count(pos) AS classified, coalesce(sum(pos), 0) AS positive
-      FROM (SELECT s.source, s.contact_id, {positive_sql('s')} AS pos FROM {surveys}
+      FROM (SELECT s.source, s.contact_id, {positive_sql('s', ctx.settings.csat_scales)} AS pos FROM {surveys}
             WHERE s.kind = 'csat' AND s.contact_id IS NOT NULL)
       GROUP BY source, contact_id),
     base AS (
       SELECT c.source, c.source_id, (c.status IN ('deleted', 'merged')) AS is_deleted, c.channel,
+        coalesce(c.platform, c.channel) AS platform, coalesce(c.is_outbound, 0) AS outbound,
         CASE WHEN c.assignee_id IS NOT NULL THEN c.source || ':' || c.assignee_id END AS agent,
         CASE WHEN c.group_id IS NOT NULL THEN c.source || ':' || c.group_id END AS grp,
         coalesce(c.language, 'und') AS language, {market} AS market, c.priority, c.ticket_type,
         coalesce(c.tags, '[]') AS tags, c.custom,
         CASE WHEN c.requester_id IS NOT NULL THEN c.source || ':' || c.requester_id END AS requester,
-        c.created_at, c.first_resolved_at, c.last_resolved_at, (c.first_agent_reply_at IS NOT NULL) AS replied,
+        c.created_at, c.first_resolved_at, c.last_resolved_at, ({replied}) AS replied,
         {ep(start)} AS start_epoch, {ep('c.first_resolved_at')} AS first_resolved_epoch,
         {ep('coalesce(c.last_activity_at, c.created_at)')} AS activity_epoch,
-        max(0, {ep('c.first_agent_reply_at')} - {ep(start)}) AS frt_s,
+        CASE WHEN {replied} THEN max(0, {ep('c.first_agent_reply_at')} - {ep(start)}) END AS frt_s,
         max(0, {ep('c.first_resolved_at')} - {ep('c.created_at')}) AS res_s,
         max(0, {ep('c.last_resolved_at')} - {ep('c.created_at')}) AS full_res_s,
-        coalesce(c.handle_seconds, CASE WHEN {live} THEN max(0, {ep('c.last_resolved_at')}
-          - {ep('c.first_agent_reply_at')}) END) AS handle_s,
+        coalesce(c.handle_seconds, CASE WHEN {live} AND {replied} THEN ({_live_session_sql(ep, abandon_s)}) END)
+          AS handle_s,
         coalesce(c.agent_replies, 0) AS agent_replies, coalesce(c.reopens, 0) AS reopens,
         ({resolved} AND c.first_agent_reply_at IS NULL AND coalesce(c.agent_replies, 0) = 0
           AND (coalesce(c.is_bot_only, 0) = 1 OR coalesce(c.has_bot_message, 0) = 1)) AS bot_only,
@@ -236,8 +263,8 @@ def _refresh_some(ctx: Context) -> int:
     return int(changed)
 
 
-CHANGE_COLUMNS = ("source", "source_id", "is_deleted", "channel", "agent", "grp", "language", "market", "priority",
-                  "tags", "custom", "created_at", "first_resolved_at", "transitions")
+CHANGE_COLUMNS = ("source", "source_id", "is_deleted", "channel", "platform", "agent", "grp", "language", "market",
+                  "priority", "tags", "custom", "created_at", "first_resolved_at", "transitions")
 
 
 def _record_changes(conn: sqlite3.Connection) -> None:

@@ -33,7 +33,8 @@ def write(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Perio
 
 
 def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) -> None:
-    """Compute and store the periods of `wanted` that are missing or were computed under other settings.
+    """Compute and store the periods of `wanted` that are missing or were computed under other settings;
+    frozen periods stay as they are, whatever settings they were computed under (catalogue 2c).
 
     The facts are refreshed only when they were never built (or under other settings): otherwise the
     stored values and the ones computed here both reflect the last `compute`, and the changes since
@@ -41,7 +42,8 @@ def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) 
     """
     fingerprint = ctx.values_fingerprint()
     have = values.computed(ctx, grain, seg.key).get((grain, seg.key), {})
-    missing = [p for p in wanted if p not in have or have[p][1] != fingerprint]
+    fixed = values.frozen(ctx.conn, grain, seg.key).get((grain, seg.key), set())
+    missing = [p for p in wanted if p not in fixed and (p not in have or have[p][1] != fingerprint)]
     if not missing:
         return
     with ctx.writing():

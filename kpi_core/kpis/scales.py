@@ -9,6 +9,8 @@ a scale it does not know (a vendor's own, declared in its connector) it takes th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kpi_core.model import SCALES, Scale
 
 
@@ -16,12 +18,41 @@ def _inside(score: str, scale: Scale) -> str:
     return f"{score} BETWEEN {scale.low} AND {scale.high}"
 
 
-def positive_sql(alias: str = "s") -> str:
-    """1 when the CSAT answer is positive, 0 when not, NULL when it cannot be classified."""
-    score = f"{alias}.score"
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def scale_sql(alias: str = "s", stated: Mapping[str, str] | None = None) -> str:
+    """The scale an answer is read on: the one the admin stated for its source's scale
+    (`[kpis] csat_scales`, "source:scale" -> scale), else the scale the connector stored."""
+    if not stated:
+        return f"{alias}.scale"
+    cases = " ".join(f"WHEN {_text(seen)} THEN {_text(scale)}" for seen, scale in sorted(stated.items()))
+    return f"coalesce(CASE {alias}.source || ':' || {alias}.scale {cases} END, {alias}.scale)"
+
+
+def _numeric_range(score: str, scale: str) -> str:
+    """Positivity on a scale named "low-high" that SCALES does not list (Zendesk's 1-3 or 1-10, say): its
+    top 20 % of points, rounded up, as catalogue 2b/2c say for every other numeric scale; NULL when the
+    name is not such a range or the score lies outside it."""
+    low = f"CAST(substr({scale}, 1, instr({scale}, '-') - 1) AS INTEGER)"
+    high = f"CAST(substr({scale}, instr({scale}, '-') + 1) AS INTEGER)"
+    top = f"(({high} - {low}) * 20 + 99) / 100"
+    ranged = f"{scale} GLOB '[0-9]*-[0-9]*' AND {scale} NOT GLOB '*[^0-9-]*' AND {low} < {high}"
+    return f"CASE WHEN {ranged} AND {score} BETWEEN {low} AND {high} THEN ({score} >= {high} - {top} + 1) END"
+
+
+def positive_sql(alias: str = "s", stated: Mapping[str, str] | None = None) -> str:
+    """1 when the CSAT answer is positive, 0 when not, NULL when it cannot be classified.
+
+    Known scales by their rule; a connector's own coded scale by the `is_positive` it stored; any other
+    "low-high" scale by its top 20 %. What is left (a scale nobody can read) stays NULL: such answers count
+    in no CSAT KPI, and `status` lists them so the admin can state their scale."""
+    score, scale = f"{alias}.score", scale_sql(alias, stated)
     cases = [f"WHEN '{s.name}' THEN CASE WHEN {_inside(score, s)} THEN ({score} >= {s.positive_from!r}) END"
              for s in SCALES.values()]
-    return f"(CASE {alias}.scale {' '.join(cases)} ELSE {alias}.is_positive END)"
+    return (f"(CASE {scale} {' '.join(cases)} ELSE coalesce({alias}.is_positive,"
+            f" {_numeric_range(score, scale)}) END)")
 
 
 def _rescaled(alias: str, target_low: int, target_high: int) -> str:

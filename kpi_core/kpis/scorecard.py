@@ -19,7 +19,7 @@ from kpi_core.kpis.catalogue import BY_ID, Direction, Group, Kpi
 _UNITS = {"minutes": "min", "hours": "h", "%": "%", "count": "", "ratio": "", "score": "", "1-7": "/ 7"}
 _STATUS = {"ok": "ok", "breach": "BREACH", "no_data": "no data", "info": ""}
 CSV_COLUMNS = ("kpi", "period_start", "period_end", "segment", "value", "unit", "numerator", "denominator", "n",
-               "target", "status")
+               "target", "status", "partial")
 
 
 def _number(value: float, unit: str) -> str:
@@ -117,7 +117,8 @@ def rows_to_json(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line per value; the segment as `dim=value;dim=value`."""
+    """One line per value; the segment as `dim=value;dim=value`; `partial` is "true" for a period computed after a
+    retention purge from what it left (docs/privacy.md)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -128,7 +129,7 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         writer.writerow([row["kpi"], row["period_start"], row["period_end"], segment,
                          *("" if row[c] is None else row[c]
                            for c in ("value", "unit", "numerator", "denominator", "n")),
-                         target_text, row["status"]])
+                         target_text, row["status"], "true" if row.get("partial") else ""])
     return buffer.getvalue()
 
 

@@ -71,8 +71,9 @@ def json_path(key: str) -> str:
 
 def fact_dims(seg: Segmentation) -> list[str]:
     """SQL per dimension over `kpi_facts f` (and `tg`, the tag row, when splitting by tag)."""
-    columns = {"source": "f.source", "channel": "f.channel", "agent": "f.agent", "group": "f.grp",
-               "language": "f.language", "market": "f.market", "priority": "f.priority", "tag": "tg.value"}
+    columns = {"source": "f.source", "channel": "f.channel", "platform": "f.platform", "agent": "f.agent",
+               "group": "f.grp", "language": "f.language", "market": "f.market", "priority": "f.priority",
+               "tag": "tg.value"}
     return [columns.get(d) or f"json_extract(f.custom, {json_path(seg.custom_key(d))})" for d in seg.dims]
 
 

@@ -4,17 +4,24 @@
 segmentation, period, KPI and segment; `kpi_computed` records each (grain, segmentation,
 period) that was computed, when, and under which settings fingerprint. Targets and status
 are applied on reading, so changing a target needs no recompute.
+
+History is kept (catalogue 2c): a `frozen` period is final. `write` skips it, and triggers of
+migration m022 skip any other write to it, so no compute, settings change or reader can move
+it; only `unfreeze` (the explicit `compute --rebuild-history`) reopens it. `purge` and
+`forget` freeze (see privacy.py). A period that starts before the latest purge's cutoff and is
+computed afterwards rests on what the purge left: it is marked `partial`.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, KPIS, Kpi
-from kpi_core.kpis.context import Context, get_meta
+from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.engine import Segment, Value
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.targets import status, target_json
@@ -29,13 +36,16 @@ def segment_json(segment: Segment | Mapping[str, Any]) -> str:
 
 def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], values: list[Value],
           kpi_ids: list[str] | None = None, touch: bool = True) -> int:
-    """Replace the stored values of these periods (all KPIs, or only `kpi_ids`) with `values`.
+    """Replace the stored values of these periods (all KPIs, or only `kpi_ids`) with `values`; frozen
+    periods are skipped (their values are final).
 
     A full write records the period as computed under the current settings; `touch` also moves
     its computed_at (the clock that decides when a period has settled).
     """
     conn, now = ctx.conn, ctx.now_iso
-    periods = list(periods)
+    fixed = frozen(conn, grain, by_key).get((grain, by_key), set())
+    periods = [p for p in periods if p not in fixed]
+    values = [v for v in values if v.period not in fixed]
     only = f" AND kpi IN ({', '.join('?' for _ in kpi_ids)})" if kpi_ids else ""
     for p in periods:
         conn.execute(
@@ -45,18 +55,100 @@ def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], va
         "INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(grain.value, by_key, v.period.start.isoformat(), v.period.end.isoformat(), v.kpi, segment_json(v.segment),
           v.value, v.numerator, v.denominator, v.n, now) for v in values])
-    keys = [(grain.value, by_key, p.start.isoformat(), p.end.isoformat()) for p in periods]
-    if not kpi_ids:
+    _record(ctx, [(grain.value, by_key, p.start.isoformat(), p.end.isoformat()) for p in periods], not kpi_ids, touch)
+    return len(values)
+
+
+def _record(ctx: Context, keys: list[tuple[str, str, str, str]], full: bool, touch: bool) -> None:
+    """Note the written periods in kpi_computed: when, under which settings, and whether they are partial."""
+    conn, now = ctx.conn, ctx.now_iso
+    boundary = purge_boundary(conn)
+    if full:
         fingerprint, seq = ctx.values_fingerprint(), changes_seq(ctx)
         conn.executemany(
-            "INSERT INTO kpi_computed VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (grain, by_key, period_start, period_end)"
+            "INSERT INTO kpi_computed (grain, by_key, period_start, period_end, computed_at, fingerprint, backlog_seq,"
+            " partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (grain, by_key, period_start, period_end)"
             " DO UPDATE SET computed_at = excluded.computed_at, fingerprint = excluded.fingerprint,"
-            " backlog_seq = excluded.backlog_seq", [(*k, now, fingerprint, seq) for k in keys])
-    elif touch:
+            " backlog_seq = excluded.backlog_seq, partial = excluded.partial",
+            [(*k, now, fingerprint, seq, int(_before(k[2], boundary))) for k in keys])
+        return
+    if touch:
         conn.executemany("UPDATE kpi_computed SET computed_at = ? WHERE grain = ? AND by_key = ? AND period_start = ?"
                          " AND period_end = ?", [(now, *k) for k in keys])
-    return len(values)
+    # Some KPIs redone from what a purge left make the period partial; a later full write keeps it so.
+    conn.executemany("UPDATE kpi_computed SET partial = 1 WHERE grain = ? AND by_key = ? AND period_start = ?"
+                     " AND period_end = ?", [k for k in keys if _before(k[2], boundary)])
+
+
+# --- history: frozen and partial periods --------------------------------------------------------
+
+# kpi_meta key: the latest cutoff (ISO timestamp) before which a purge deleted contacts.
+PURGE_BOUNDARY = "purge_boundary"
+# A period "starts before" a cutoff timestamp when its first midnight does.
+_STARTS_BEFORE = "period_start || 'T00:00:00Z' < ?"
+
+
+def _before(period_start: str, boundary: str | None) -> bool:
+    return boundary is not None and period_start + "T00:00:00Z" < boundary
+
+
+def purge_boundary(conn: sqlite3.Connection) -> str | None:
+    return get_meta(conn, PURGE_BOUNDARY)
+
+
+def move_purge_boundary(conn: sqlite3.Connection, cutoff: str) -> None:
+    """Record a purge's cutoff (the boundary only moves forward: earlier purges left older periods partial too)."""
+    current = purge_boundary(conn)
+    if current is None or cutoff > current:
+        set_meta(conn, PURGE_BOUNDARY, cutoff)
+
+
+def frozen(conn: sqlite3.Connection, grain: Grain | None = None, by_key: str | None = None
+           ) -> dict[tuple[Grain, str], set[Period]]:
+    """The frozen periods of every stored (grain, segmentation), or of one."""
+    sql = "SELECT grain, by_key, period_start, period_end FROM kpi_computed WHERE frozen = 1"
+    args: list[Any] = []
+    if grain is not None:
+        sql += " AND grain = ? AND by_key = ?"
+        args = [grain.value, by_key]
+    out: dict[tuple[Grain, str], set[Period]] = {}
+    for g, by, start, end in conn.execute(sql, args):
+        out.setdefault((Grain(g), by), set()).add(Period(date.fromisoformat(start), date.fromisoformat(end), Grain(g)))
+    return out
+
+
+def freeze_before(conn: sqlite3.Connection, cutoff: str, today: date) -> int:
+    """Freeze the stored periods that contain or precede `cutoff` and have ended; returns how many."""
+    return conn.execute(f"UPDATE kpi_computed SET frozen = 1 WHERE frozen = 0 AND {_STARTS_BEFORE}"
+                        " AND period_end <= ?", [cutoff, today.isoformat()]).rowcount
+
+
+def freeze_containing(conn: sqlite3.Connection, days_table: str, today: date) -> int:
+    """Freeze the stored periods that have ended and contain one of the days ('YYYY-MM-DD') in `days_table`."""
+    return conn.execute(
+        f"UPDATE kpi_computed SET frozen = 1 WHERE frozen = 0 AND period_end <= ? AND EXISTS"
+        f" (SELECT 1 FROM {days_table} d WHERE d.day >= kpi_computed.period_start AND d.day < kpi_computed.period_end)",
+        [today.isoformat()]).rowcount
+
+
+def frozen_summary(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, str]]:
+    """Per stored (grain, segmentation): how many periods are frozen, the first start and the last end."""
+    return [tuple(row) for row in conn.execute(
+        "SELECT grain, by_key, count(*), min(period_start), max(period_end) FROM kpi_computed WHERE frozen = 1"
+        " GROUP BY grain, by_key ORDER BY grain, by_key")]
+
+
+def unfreeze(conn: sqlite3.Connection) -> int:
+    """Reopen every frozen period and forget the purge boundary (the store is taken to hold everything again)."""
+    conn.execute("DELETE FROM kpi_meta WHERE key = ?", [PURGE_BOUNDARY])
+    return conn.execute("UPDATE kpi_computed SET frozen = 0 WHERE frozen = 1").rowcount
+
+
+def partial(conn: sqlite3.Connection, grain: Grain, by_key: str) -> set[tuple[str, str]]:
+    """(period_start, period_end) of the partial periods of one stored (grain, segmentation)."""
+    return {(s, e) for s, e in conn.execute(
+        "SELECT period_start, period_end FROM kpi_computed WHERE grain = ? AND by_key = ? AND partial = 1",
+        [grain.value, by_key])}
 
 
 def changes_seq(ctx: Context) -> int:
@@ -99,7 +191,8 @@ def is_settled(ctx: Context, period: Period, computed_at: datetime) -> bool:
 
 def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids: list[str] | None,
          business_hours: bool) -> list[dict[str, Any]]:
-    """Stored values as the interface's JSON objects, with target and status applied now."""
+    """Stored values as the interface's JSON objects, with target and status applied now; rows of a partial
+    period carry `"partial": true`."""
     wanted = (set(kpi_ids) if kpi_ids
               else {k.id for k in KPIS if not k.hidden and (business_hours or not k.business_hours)})
     rows: list[dict[str, Any]] = []
@@ -111,6 +204,10 @@ def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids
             [grain.value, by_key, p.start.isoformat(), p.end.isoformat(), *sorted(wanted)]
         ):
             rows.append(as_row(ctx, BY_ID[kpi_id], p, json.loads(segment), value, num, den, n))
+    marked = partial(ctx.conn, grain, by_key)
+    for row in rows:
+        if (row["period_start"], row["period_end"]) in marked:
+            row["partial"] = True  # only when true: the interface changes only by adding
     rows.sort(key=lambda r: (r["period_start"], r["period_end"], _ORDER[r["kpi"]], json.dumps(r["segment"])))
     return rows
 

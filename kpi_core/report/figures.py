@@ -120,11 +120,23 @@ LANGUAGE_NAMES: Final = {
 }
 
 
+# Platforms as their makers spell them (catalogue 2c's ids); others show the id with spaces.
+PLATFORM_NAMES: Final = {
+    "whatsapp": "WhatsApp", "instagram": "Instagram", "facebook": "Facebook Messenger", "tiktok": "TikTok",
+    "line": "LINE", "wechat": "WeChat", "telegram": "Telegram", "viber": "Viber", "sms": "SMS",
+    "twitter": "X (Twitter)", "apple_messages": "Apple Messages", "google_rcs": "Google RCS",
+    "marketplace": "Marketplace", "web_chat": "Web chat", "mobile_app": "Mobile app", "web_form": "Web form",
+    "email": "E-mail", "api": "API", "phone": "Phone",
+}
+
+
 def segment_label(dimension: str, value: Any) -> str:
     if value is None:
         return {"agent": "unassigned", "group": "no group"}.get(dimension, "none")
     if dimension == "language":
         return "unknown" if value == "und" else f"{LANGUAGE_NAMES.get(value, value)} ({value})"
+    if dimension == "platform":
+        return PLATFORM_NAMES.get(value, str(value).replace("_", " "))
     return str(value).replace("_", " ") if dimension == "channel" else str(value)
 
 

@@ -39,6 +39,9 @@ GROUPS: Final = (("coverage", "Volume and coverage"), ("speed", "Speed"), ("reso
                  ("satisfaction", "Satisfaction"), ("cost", "Cost and capacity"))
 LANGUAGE_KPIS: Final = ("ticket_volume", "response_rate_pct", "first_response_time_median", "csat_pct",
                         "csat_responses")
+# Per platform (WhatsApp, Instagram, web chat ...): how fast and how well each app or network is served.
+PLATFORM_KPIS: Final = ("ticket_volume", "response_rate_pct", "first_response_time_median", "abandonment_rate_pct",
+                        "csat_pct")
 AGENT_KPIS: Final = ("ticket_volume", "first_response_time_median", "one_touch_resolution_pct", "csat_pct",
                      "csat_responses", "agent_utilization_pct")
 CHANNEL_KPIS: Final = ("ticket_volume", "first_response_time_median", "response_rate_pct")
@@ -104,6 +107,7 @@ class ReportData:
     overall: list[dict[str, Any]] = field(default_factory=list)
     by_channel: list[dict[str, Any]] = field(default_factory=list)
     languages: list[SegmentRow] = field(default_factory=list)
+    platforms: list[SegmentRow] = field(default_factory=list)
     agents: list[SegmentRow] = field(default_factory=list)
     agent_columns: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -143,6 +147,7 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
     data.by_channel = rows("channel", CHANNEL_KPIS, win.first_start)
     _scorecard(data, win)
     data.languages = _segment_table(rows("language", LANGUAGE_KPIS, win.current.start), "language", win)
+    data.platforms = _segment_table(rows("platform", PLATFORM_KPIS, win.current.start), "platform", win)
     data.agents = _segment_table(rows("agent", AGENT_KPIS, win.current.start), "agent", win)
     data.agent_columns = [k for k in AGENT_KPIS if k != "agent_utilization_pct"
                           or any(a.cells.get(k) and a.cells[k].row["value"] is not None for a in data.agents)]
