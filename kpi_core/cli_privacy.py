@@ -55,11 +55,18 @@ def cmd_purge(args: argparse.Namespace) -> int:
     """Delete contacts idle for longer than [privacy] retention_days, after computing and freezing their KPI values."""
     settings = settings_from(args)
     store = store_from(settings)
+    days = settings.privacy.retention_days
     try:
+        if args.dry_run:
+            plan = privacy.purge_plan(store, settings)
+            out(f"purge --dry-run: retention {days} days: contacts with no activity since {plan.cutoff}")
+            out(f"would delete {plan.contacts:,} contacts (created from {plan.oldest or '-'}) with their messages,"
+                f" events and survey answers, and {plan.loose_answers:,} older survey answers tied to no contact;"
+                " the KPI values of the periods they belong to would be computed and frozen first. Nothing changed.")
+            return EXIT_OK
         result = privacy.purge(store, settings)
     finally:
         store.close()
-    days = settings.privacy.retention_days
     out(f"purge: retention {days} days: contacts with no activity since {result.cutoff}")
     if result.computed_since is None:
         out("nothing is past retention (nothing deleted)")
@@ -97,5 +104,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                                     " with --email: only that helpdesk")
     p.add_argument("--requester", help="the person's id in that helpdesk")
     p.add_argument("--email", help="the person's e-mail address, matched by keyed hash across every helpdesk")
-    sub.add_parser("purge", parents=[common], help=cmd_purge.__doc__)
+    p = sub.add_parser("purge", parents=[common], help=cmd_purge.__doc__)
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted; change nothing")
 

@@ -246,6 +246,25 @@ def retention_cutoff(settings: Settings, now: datetime | None = None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class PurgePlan:
+    """What a purge would delete now (`purge --dry-run`): nothing is computed, frozen or deleted."""
+
+    cutoff: str
+    contacts: int
+    loose_answers: int
+    oldest: str | None
+
+
+def purge_plan(store: Store, settings: Settings, now: datetime | None = None) -> PurgePlan:
+    cutoff = retention_cutoff(settings, now)
+    contacts, oldest = store.db.execute(f"SELECT count(*), min(created_at) FROM contacts WHERE {_EXPIRED}",
+                                        [cutoff]).fetchone()
+    loose = store.db.execute("SELECT count(*) FROM survey_responses WHERE contact_id IS NULL AND created_at < ?",
+                             [cutoff]).fetchone()[0]
+    return PurgePlan(cutoff, int(contacts), int(loose), oldest)
+
+
 def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purge:
     """Delete contacts idle for longer than retention_days (after computing their KPI values), and their records.
 

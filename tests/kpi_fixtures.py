@@ -7,9 +7,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from connectors.base import Connector
 from kpi_core.kpis.api import kpi_rows
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store, open_store
+from kpi_core.sync import sync_source
 
 # The default "now" of the tests: well after March 2026 has settled (FCR windows passed).
 NOW = datetime(2026, 4, 20, 12, 0, tzinfo=timezone.utc)
@@ -82,6 +84,17 @@ class Data:
                 store.upsert(table, rows)
         store.db.conn.commit()
         return store
+
+
+def sync_cleanly(store: Store, connector: Connector) -> Store:
+    """The real sync of a hand-built account served over loopback: it must succeed with nothing quarantined."""
+    try:
+        result = sync_source(store, connector)
+    finally:
+        connector.close()
+    assert result.ok, result.error
+    assert store.count("quarantine") == 0
+    return store
 
 
 def make_store(tmp_path: Path, data: Data | None = None, name: str = "kpi.sqlite") -> Store:

@@ -354,6 +354,12 @@ def test_purge_removes_what_is_past_retention_after_storing_its_kpi_values(
                                  " < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-60 days')"))
     assert len(gone) > 50 and len(gone) < len(created)
 
+    values_before = rows(store, "SELECT count(*) FROM kpi_values")
+    assert main(["purge", "--dry-run", "--config", str(config)]) == 0
+    assert f"would delete {len(gone):,} contacts" in capsys.readouterr().out
+    assert rows(store, f"SELECT count(*) FROM contacts WHERE {expired}") == [(len(gone),)]  # a dry run changes nothing
+    assert rows(store, "SELECT count(*) FROM kpi_values") == values_before
+
     assert main(["purge", "--config", str(config)]) == 0
     printed = capsys.readouterr().out
     assert re.search(rf"contacts\s+{len(gone)}\n", printed) and "retention 60 days" in printed

@@ -18,7 +18,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import pytest
-from kpi_fixtures import row, rows, value
+from kpi_fixtures import row, rows, sync_cleanly, value
 from pydantic import SecretStr
 from test_fake_conformance import operation_of
 
@@ -28,7 +28,6 @@ from connectors.intercom.settings import IntercomSettings
 from connectors.sandbox.server import FakeRequest, FakeResponse, HttpError
 from connectors.sandbox.world import World
 from kpi_core.store import Store
-from kpi_core.sync import sync_source
 
 APRIL = (date(2026, 4, 1), date(2026, 5, 1))
 Sync = Callable[..., Store]
@@ -241,13 +240,7 @@ def sync(store: Store, served_by: HandBuilt) -> Sync:
         served_by.serve(conversations, contacts)
         settings = IntercomSettings(base_url=served_by.base_url, access_token=SecretStr(TOKEN),
                                     start_date=date(2026, 1, 1), bot_agent_ids=list(bot_agent_ids))
-        connector = IntercomConnector(settings)
-        try:
-            result = sync_source(store, connector)
-        finally:
-            connector.close()
-        assert result.ok, result.error
-        assert store.count("quarantine") == 0
+        sync_cleanly(store, IntercomConnector(settings))
         assert served_by.served
         for served in served_by.served:
             op = operation_of("intercom", served.method, served.path)

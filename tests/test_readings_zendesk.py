@@ -21,13 +21,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
+from kpi_fixtures import row, sync_cleanly, ts, value
 from pydantic import SecretStr
 
 from connectors.zendesk.connector import ZendeskConnector
 from connectors.zendesk.settings import ZendeskSettings
 from kpi_core.store import Store
-from kpi_core.sync import sync_source
-from tests.kpi_fixtures import row, ts, value
 
 AGENT, AGENT_2, BOT_SEAT = 700, 701, 750  # BOT_SEAT: an integration bot posting through an agent seat
 TIME_FIELD = 360000123  # the Time Tracking app's "Total time spent (sec)" ticket field
@@ -221,14 +220,7 @@ def serve() -> Iterator[Any]:
 def synced(store: Store, serve: Any, account: Account, **options: Any) -> Store:
     settings = ZendeskSettings(base_url=serve(account), email="admin@acme.example", api_token=SecretStr("token"),
                                start_date=date(2026, 1, 1), bot_agent_ids=[str(BOT_SEAT)], **options)
-    connector = ZendeskConnector(settings)
-    try:
-        result = sync_source(store, connector)
-    finally:
-        connector.close()
-    assert result.ok, result.error
-    assert not store.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    return store
+    return sync_cleanly(store, ZendeskConnector(settings))
 
 
 # --- replies follow a customer message; outbound nobody answered --------------------------------------
