@@ -118,7 +118,8 @@ def test_scorecard_groups_targets_status_and_change(tmp_path: Path) -> None:
     assert format_scorecard([]).startswith("No KPI values")
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv(march))))
     assert parsed[0].keys() == {"kpi", "period_start", "period_end", "segment", "value", "unit", "numerator",
-                                "denominator", "n", "target", "status"}
+                                "denominator", "n", "target", "status", "partial"}
+    assert {r["partial"] for r in parsed} == {""}  # no purge: nothing is partial
     assert any(r["segment"] == "channel=chat" and r["kpi"] == "first_response_time_median" for r in parsed)
 
 
