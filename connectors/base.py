@@ -48,6 +48,14 @@ class RetryableApiError(SyncError):
         self.retry_after = retry_after
 
 
+class Unreachable(SyncError):
+    """No answer at all: the host name does not resolve, the connection is refused or times out."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(message)
+        self.host = host  # host[:port], as the URL names it
+
+
 class MalformedResponse(SyncError):
     """A response whose body is not the JSON the endpoint documents (e.g. a truncated page)."""
 
@@ -97,13 +105,20 @@ class PrivacyChoices(Protocol):
     store_phones: bool
     store_message_bodies: bool
     store_survey_comments: bool
+    # Agents' and bots' display names (the account's own staff); customers' names follow store_names.
+    store_agent_names: bool
 
     def hash_key_bytes(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
 class Privacy:
-    """What one connector keeps of personal data: the keys scrubbed from raw JSON, the columns it fills."""
+    """What one connector keeps of personal data: the keys scrubbed from raw JSON, the columns it fills.
+
+    `agent_names`: agents' and bots' display names go into `people.name` (`staff`), a switch of
+    its own because agents are the account's staff, not its customers. It fills the column
+    only: the raw JSON keeps no name unless `names` is on too.
+    """
 
     drop: frozenset[str]
     names: bool = False
@@ -112,6 +127,7 @@ class Privacy:
     bodies: bool = False
     comments: bool = False
     hash_key: bytes | None = field(default=None, repr=False)
+    agent_names: bool = False
 
     @classmethod
     def choose(cls, keys: PersonalKeys, choices: PrivacyChoices | None = None) -> Privacy:
@@ -124,8 +140,10 @@ class Privacy:
                           (choices.store_survey_comments, keys.comments)):
             if on:
                 kept |= group
-        return cls(keys.every() - kept, choices.store_names, choices.store_emails, choices.store_phones,
-                   choices.store_message_bodies, choices.store_survey_comments, choices.hash_key_bytes())
+        return cls(keys.every() - kept, names=choices.store_names, emails=choices.store_emails,
+                   phones=choices.store_phones, bodies=choices.store_message_bodies,
+                   comments=choices.store_survey_comments, hash_key=choices.hash_key_bytes(),
+                   agent_names=choices.store_agent_names)
 
     def raw(self, payload: Any) -> Any:
         return scrub(payload, self.drop)
@@ -139,6 +157,13 @@ class Privacy:
             "phone": phone if self.phones and isinstance(phone, str) else None,
             "email_hash": email_hash(address, self.hash_key) if address and self.hash_key else None,
         }
+
+    def staff(self, name: Any, email: Any, phone: Any) -> dict[str, str | None]:
+        """`person` for an agent or bot: their display name is kept when `agent_names` is on as well."""
+        row = self.person(name, email, phone)
+        if self.agent_names and isinstance(name, str) and name.strip():
+            row["name"] = name.strip()
+        return row
 
     def body(self, text: Any) -> str | None:
         return text if self.bodies and isinstance(text, str) else None
@@ -252,6 +277,37 @@ class Reconcilable(Protocol):
     """
 
     def rewind_cursor(self, stream: StreamSpec, cursor: str | None, since: datetime) -> str | None:
+        ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What one cheap authenticated call told about a connector's settings (`Checkable.check`).
+
+    `problem` is one sentence an admin can act on (a rejected token, a missing permission or
+    plan, an unreachable host, a wrong account name), None when the credentials work.
+    `identity` says whom the credentials act as; `warning` what works but limits the KPIs.
+    Neither ever holds a secret.
+    """
+
+    host: str  # host[:port] the connector talks to
+    problem: str | None = None
+    identity: str | None = None
+    warning: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class Checkable(Protocol):
+    """Optional: a connector that can test its settings online (`check-config --online`).
+
+    `check()` makes one cheap authenticated call (the vendor's "who am I" endpoint) and
+    reports what it found; it never raises for what the API answers, and never syncs.
+    """
+
+    def check(self) -> CheckResult:
         ...
 
 

@@ -8,7 +8,10 @@
 - When the rate-limit headers say few calls remain, the client waits for the window to
   reset before the next call, so a long sync does not run into a wall of 429s.
 - Messages and logs carry the method and the URL *path* only: no query string, header or
-  body, so no token can leak through them.
+  body, so no token can leak through them. Connection errors name the host they could not reach.
+- Every wait (a retry's backoff, `Retry-After`, a rate-limit pause) ends early when the
+  caller's stop event is set (`stopping_waits`): it raises `WaitInterrupted`, so SIGTERM
+  never waits out a 50-second `Retry-After`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import email.utils
 import gc
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +40,7 @@ from connectors.base import (
     PermissionDenied,
     RetryableApiError,
     SyncError,
+    Unreachable,
 )
 from connectors.base import CallCounts as CallCounts  # defined with the contract; re-exported for old imports
 
@@ -51,6 +56,10 @@ class ApiResponse:
     headers: Mapping[str, str]
     data: Any
     path: str
+
+
+class WaitInterrupted(Exception):
+    """A wait of the client was cut short by the stop event: the caller stops, nothing failed."""
 
 
 def _header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -98,7 +107,7 @@ class HttpClient:
         max_wait: float = 120.0,
         backoff_base: float = 0.5,
         low_remaining: int = 2,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -107,7 +116,8 @@ class HttpClient:
         self.max_wait = max_wait
         self.backoff_base = backoff_base
         self.low_remaining = low_remaining
-        self.sleep = sleep
+        # Connectors hand down `time.sleep` as their default: it becomes the interruptible one too.
+        self.sleep = interruptible_sleep if sleep is None or sleep is time.sleep else sleep
         self.counts = CallCounts()
         self._pause_until = 0.0
         self.session = requests.Session()
@@ -141,21 +151,40 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         idempotent: bool = True,
+        attempts: int | None = None,
     ) -> ApiResponse:
-        """Send one request, retrying only what is safe to retry. Returns parsed JSON."""
+        """Send one request, retrying only what is safe to retry. Returns parsed JSON.
+
+        `attempts` caps the tries below `max_attempts` (a quick check need not wait out every backoff).
+        """
+        tries = min(attempts or self.max_attempts, self.max_attempts) if idempotent else 1
         retrying = Retrying(
             retry=retry_if_exception_type((RetryableApiError, requests.ConnectionError, requests.Timeout)),
             wait=self._wait,
-            stop=stop_after_attempt(self.max_attempts if idempotent else 1),
-            sleep=self.sleep,
+            stop=stop_after_attempt(tries),
+            sleep=self._pause,
             reraise=True,
             before_sleep=self._before_sleep,
         )
         try:
             return retrying(self._send, method, path, params, json_body)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SyncError(f"{self.name}: {method} {self._path(path)}: cannot reach the server"
-                            f" ({type(exc).__name__})") from None
+            raise Unreachable(self._unreachable(method, path, exc), urlsplit(self.url(path)).netloc) from None
+
+    def _unreachable(self, method: str, path: str, exc: BaseException) -> str:
+        """A connection failure as one line naming the source, the host and what went wrong."""
+        host = urlsplit(self.url(path)).netloc or self.base_url
+        problem = _connection_problem(exc, self.timeout)
+        return f"{self.name}: {method} {self._path(path)}: cannot reach {host} ({problem})"
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, unless the stop event is (or becomes) set: then raise WaitInterrupted."""
+        stop = _stop_event.get()
+        if stop is not None and stop.is_set():
+            raise WaitInterrupted(f"{self.name}: stopped instead of waiting {seconds:.1f}s")
+        self.sleep(seconds)
+        if stop is not None and stop.is_set():
+            raise WaitInterrupted(f"{self.name}: stopped while waiting {seconds:.1f}s")
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any) -> ApiResponse:
         self._respect_pause()
@@ -208,7 +237,12 @@ class HttpClient:
         self.counts.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning("%s (retry %d in %.1fs)", _describe(exc), state.attempt_number, wait)
+        where = state.args
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)) and len(where) >= 2:
+            text = self._unreachable(where[0], where[1], exc)
+        else:
+            text = _describe(exc, self.name)
+        log.warning("%s (retry %d in %.1fs)", text, state.attempt_number, wait)
         _announce_wait(wait)
 
     def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
@@ -231,7 +265,7 @@ class HttpClient:
             self.counts.slowdowns += 1
             log.info("%s: %d calls left in the rate-limit window; waiting %.1fs", self.name, self.low_remaining, delay)
             _announce_wait(delay)
-            self.sleep(delay)
+            self._pause(delay)
 
     @staticmethod
     def _path(url: str) -> str:
@@ -276,10 +310,50 @@ def _announce_wait(seconds: float) -> None:
         callback(seconds)
 
 
-def _describe(exc: BaseException | None) -> str:
+def _describe(exc: BaseException | None, name: str) -> str:
     if isinstance(exc, SyncError):
         return str(exc)
-    return type(exc).__name__ if exc else "error"
+    return f"{name}: {exc}" if exc else f"{name}: error"
+
+
+def _connection_problem(exc: BaseException, timeout: float) -> str:
+    """What a connection failure was, in words: never the exception's class name."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "the TLS handshake failed: check the URL and the server's certificate"
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or "Failed to resolve" in text \
+            or "Temporary failure in name resolution" in text:
+        return "the host name does not resolve: check the subdomain, domain or base_url"
+    if "Connection refused" in text:
+        return "connection refused: nothing listens there"
+    if "Connection reset" in text or "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the connection was closed by the server"
+    return "the connection failed"
+
+
+# Set by `stopping_waits` in this thread: the event whose setting ends any wait of a client.
+_stop_event: ContextVar[threading.Event | None] = ContextVar("stop_event", default=None)
+
+
+@contextmanager
+def stopping_waits(stop: threading.Event | None) -> Iterator[None]:
+    """Within the block, a client's waits end (raising WaitInterrupted) as soon as `stop` is set."""
+    token = _stop_event.set(stop)
+    try:
+        yield
+    finally:
+        _stop_event.reset(token)
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """The default sleep: `time.sleep`, or a wait on this thread's stop event when there is one."""
+    stop = _stop_event.get()
+    if stop is None:
+        time.sleep(seconds)
+    else:
+        stop.wait(seconds)
 
 
 def _vendor_message(resp: requests.Response) -> str:

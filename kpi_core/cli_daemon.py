@@ -91,9 +91,12 @@ def _print_cycle(cycle: CycleResult) -> None:
     for r in cycle.syncs:
         if r.ok:
             state = "stopped early (resumes next time)" if r.stopped else "ok"
-            out(f"{r.source}: {state}: {r.records:,} records in {r.pages:,} pages, {r.api_calls:,} API calls")
+            stored = f"; {r.contacts_stored:,} records (tickets and conversations) stored" \
+                if r.contacts_stored is not None else ""
+            out(f"{r.source}: {state}: read {r.records:,} items in {r.pages:,} pages with {r.api_calls:,} API calls"
+                + stored)
         else:
-            err(f"{r.source}: FAILED: {r.error}")
+            err(f"{r.source}: FAILED: {(r.error or 'unknown error').removeprefix(r.source + ': ')}")
     if cycle.computed is not None:
         (out if cycle.computed else err)(f"compute: {'ok' if cycle.computed else 'FAILED'}")
     if cycle.pushed is not None:

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
-from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows
+from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, err, out, settings_from, store_from
+from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows, refresh
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.inputs import InputsError
 from kpi_core.kpis.periods import PeriodError
 from kpi_core.kpis.reasons import top_reasons
-from kpi_core.kpis.scorecard import format_diagnostics, format_reasons, format_scorecard, rows_to_csv, rows_to_json
+from kpi_core.kpis.scorecard import (
+    PIVOT_KPIS,
+    format_diagnostics,
+    format_pivot,
+    format_reasons,
+    format_scorecard,
+    rows_to_csv,
+    rows_to_json,
+)
 from kpi_core.kpis.segments import SegmentError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -42,7 +51,7 @@ def _list(value: str | None) -> list[str] | None:
 @command("compute")
 def cmd_compute(args: argparse.Namespace) -> int:
     """(Re)compute the KPI values and diagnostics into the store (only what changed since last time)."""
-    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    since, until = date_range(args)
     if args.rebuild_history and not args.full:
         raise UsageError("--rebuild-history recomputes every stored value, frozen ones included: give it with --full")
     with _engine(args) as (settings, store):
@@ -50,7 +59,8 @@ def cmd_compute(args: argparse.Namespace) -> int:
             _announce_rebuild(frozen_history(store))
         summary = compute(store, settings, since, until, full=args.full, rebuild_history=args.rebuild_history)
     out(f"computed {summary.periods_computed:,} periods in full and {summary.periods_partly:,} in part"
-        f" ({summary.values_written:,} values, {summary.diagnostics:,} diagnostics firing) from"
+        f" ({summary.values_written:,} values; {summary.diagnostics_now:,} diagnostics firing this month:"
+        " `helpdesk-kpi diagnose`) from"
         f" {summary.contacts_refreshed:,} refreshed contacts in {summary.seconds:.1f}s")
     if summary.periods_frozen:
         out(f"{summary.periods_frozen:,} frozen periods kept as they were (history is kept after a purge or forget;"
@@ -71,21 +81,58 @@ def _announce_rebuild(frozen: list[tuple[str, str, int, str, str]]) -> None:
         " missing from the recomputed values, and they are no longer marked partial.")
 
 
+def bring_up_to_date(store: Store, settings: Settings) -> None:
+    """Before reading: recompute what the store changed since the last `compute` (syncs, imports, settings).
+
+    A store this command may not write (read-only, or held by a long compute elsewhere) is read as it is, with a
+    warning that the values are those of the last compute."""
+    try:
+        refresh(store, settings)
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc) and "locked" not in str(exc):
+            raise
+        why = "is read-only" if "readonly" in str(exc) else "is busy (another process is writing to it)"
+        err(f"warning: {settings.store.path} {why}: the KPI values shown are those of the last `compute`, without"
+            " the changes stored since")
+
+
 @command("kpis")
 def cmd_kpis(args: argparse.Namespace) -> int:
-    """Print KPI values: the scorecard (default), JSON or CSV; default period: the current month."""
-    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    """Print KPI values: the scorecard (default), a pivot by segment (--by), JSON or CSV; default: this month."""
+    since, until = date_range(args)
     by, kpi_ids = _list(args.by), _list(args.kpi)
     with _engine(args) as (settings, store):
+        bring_up_to_date(store, settings)
+        if args.format == "table" and by:
+            columns = kpi_ids or list(PIVOT_KPIS)
+            rows = kpi_rows(store, settings, args.period, since, until, by, sorted({*columns, "ticket_volume"}))
+            out(_mark_partial(format_pivot(rows, by, columns).rstrip("\n"), rows))
+            if not kpi_ids:
+                out(f"(columns: {', '.join(PIVOT_KPIS)}; --kpi ID[,ID] picks others)")
+            return EXIT_OK
         rows = kpi_rows(store, settings, args.period, since, until, by, kpi_ids)
+        before = previous_rows(store, settings, args.period, since, until, by, kpi_ids)
         if args.format == "json":
-            out(rows_to_json(rows))
+            out(rows_to_json(_with_previous_values(rows, before)))
         elif args.format == "csv":
             out(rows_to_csv(rows).rstrip("\n"))
         else:
-            before = previous_rows(store, settings, args.period, since, until, by, kpi_ids)
-            out(_mark_partial(format_scorecard(rows, before).rstrip("\n"), rows))
+            frt = "first_response_time_median"
+            channels = (kpi_rows(store, settings, args.period, since, until, ["channel"], [frt])
+                        if not kpi_ids or frt in kpi_ids else None)
+            out(_mark_partial(format_scorecard(rows, before, channels).rstrip("\n"), rows))
     return EXIT_OK
+
+
+def _with_previous_values(rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's `compared_with` gains the value it is compared with (null when there is none)."""
+    index = {(r["kpi"], json.dumps(r["segment"], sort_keys=True), r["period_start"], r["period_end"]): r["value"]
+             for r in before}
+    for row in rows:
+        compared = row["compared_with"]
+        compared["value"] = index.get((row["kpi"], json.dumps(row["segment"], sort_keys=True),
+                                       compared["period_start"], compared["period_end"]))
+    return rows
 
 
 PARTIAL_NOTE = ("* partial: computed after a retention purge from what it left; contacts deleted before the purge"
@@ -99,7 +146,8 @@ def _mark_partial(table: str, rows: list[dict[str, Any]]) -> str:
         return table
     lines = []
     for line in table.split("\n"):
-        if any(line.startswith(f"KPI scorecard  {start} .. {end} ") for start, end in partial):
+        if any(line.startswith(("KPI scorecard  ", "KPIs by ")) and f"{start} .. {end} " in line
+               for start, end in partial):
             line += "  |  PARTIAL*"
         lines.append(line)
     return "\n".join([*lines, "", PARTIAL_NOTE])
@@ -108,8 +156,9 @@ def _mark_partial(table: str, rows: list[dict[str, Any]]) -> str:
 @command("diagnose")
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Print the read-together diagnostics that fire (default: the current month)."""
-    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    since, until = date_range(args)
     with _engine(args) as (settings, store):
+        bring_up_to_date(store, settings)
         found = diagnose(store, settings, since, until, args.period)
     out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json"
         else format_diagnostics(found).rstrip())
@@ -119,8 +168,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 @command("reasons")
 def cmd_reasons(args: argparse.Namespace) -> int:
     """Print the top contact reasons (tags, ticket type or a custom field) with share and change."""
-    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    since, until = date_range(args)
     with _engine(args) as (settings, store):
+        bring_up_to_date(store, settings)
         found = top_reasons(store, settings, since, until, args.by, args.top)
     out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else format_reasons(found).rstrip())
     return EXIT_OK
@@ -159,20 +209,21 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--by", help="segment by FIELD[,FIELD]: source, channel, agent, group, language, market,"
                                 " priority, tag or custom.FIELD")
     p.add_argument("--kpi", help="only these KPI ids, comma-separated")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
 
     p = sub.add_parser("diagnose", parents=[common], help=cmd_diagnose.__doc__)
     _range(p)
-    p.add_argument("--period", choices=("day", "week", "month", "quarter"), default="month")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--period", choices=("day", "week", "month", "quarter"), default="month",
+                   help="the grain of the periods looked at (default: month)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
     p = sub.add_parser("reasons", parents=[common], help=cmd_reasons.__doc__)
     _range(p)
     p.add_argument("--by", help="tag, ticket_type or custom.FIELD (default: [kpis.reasons] by)")
     p.add_argument("--top", type=int, help="how many reasons (default: [kpis.reasons] top)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
     p = sub.add_parser("inputs", parents=[common], help=cmd_inputs.__doc__)
-    p.add_argument("action", choices=("import",))
+    p.add_argument("action", choices=("import",), help="import: read a CSV file into the store")
     p.add_argument("file", help="CSV with kind,start,end,value[,agent][,segment]")
 

@@ -7,7 +7,17 @@ from typing import Any
 
 from connectors import registry
 from kpi_core import privacy
-from kpi_core.cli_common import EXIT_OK, UsageError, command, err, helpdesk_names, out, settings_from, store_from
+from kpi_core.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    command,
+    err,
+    helpdesk_names,
+    out,
+    settings_from,
+    store_from,
+)
 
 
 @command("forget")
@@ -33,18 +43,19 @@ def cmd_forget(args: argparse.Namespace) -> int:
     finally:
         store.close()
     who = ", ".join(f"{p.source} {p.id}" + (f" ({p.role})" if p.role else "") for p in people)
-    if not people:
-        out("no person with that address is stored (nothing deleted)")
-    else:
-        out(f"forget {who}:")
-        _print_counts(deletion)
+    if not people or deletion.total == 0:
+        # Nothing matched what was asked to erase: a mistyped id must not read as a success.
+        asked = f"{args.source} requester {args.requester}" if args.requester else "that address"
+        err(f"forget: nothing is stored for {asked}: nothing deleted (check the id and --source)")
+        return EXIT_FAILED
+    out(f"forget {who}:")
+    _print_counts(deletion)
     for note in deletion.notes:
         out(f"note: {note}")
     _print_wal(deletion, settings.store.path)
-    if people:
-        out(f"KPI values were kept: they are aggregates and name no one. {_periods(deletion.frozen)} they fall in"
+    out(f"KPI values were kept: they are aggregates and name no one. {_periods(deletion.frozen)} they fall in"
             " had ended and are now frozen (final); the running periods were recomputed without them.")
-    sources = sorted({p.source for p in people}) or [args.source or "the helpdesk"]
+    sources = sorted({p.source for p in people})
     out(f"A later sync brings back only what {', '.join(sources)} still holds: delete the person there too,"
         " or the next sync stores their tickets again.")
     return EXIT_OK

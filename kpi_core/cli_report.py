@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kpi_core.cli_common import EXIT_OK, UsageError, command, out, parse_date, settings_from, store_from
+from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, out, settings_from, store_from
+from kpi_core.cli_kpis import bring_up_to_date
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.periods import PeriodError
 from kpi_core.kpis.segments import SegmentError
@@ -18,12 +19,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kpi_core.report import write_report  # late: matplotlib and Jinja2 load only for this command
 
     settings = settings_from(args)
-    since, until = parse_date(args.since, "--since"), parse_date(args.until, "--until")
+    since, until = date_range(args)
     target = Path(args.out)
     if target.is_dir():
         raise UsageError(f"--out {target}: is a directory; give a file name such as report.html")
+    if not target.parent.is_dir():  # a typo in the path must not create folders silently
+        raise UsageError(f"--out {target}: the folder {target.parent} does not exist; create it first")
     store = store_from(settings)
     try:
+        bring_up_to_date(store, settings)  # the report shows what the store holds now, not the last compute
         result = write_report(store, settings, target, period=args.period, since=since, until=until)
     except (PeriodError, SegmentError, UnknownKpi) as exc:
         raise UsageError(str(exc)) from None

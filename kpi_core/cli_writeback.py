@@ -8,19 +8,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import SyncError, Writer
+from connectors.http import WaitInterrupted, stopping_waits
 from connectors.registry import build_writer, writable
 from kpi_core.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
+    Interrupted,
     UsageError,
     command,
+    confirm,
     err,
+    graceful_stop,
     helpdesk_names,
     out,
+    reported_here,
     settings_from,
-    stop_on_signals,
     store_from,
 )
+from kpi_core.kpis.api import refresh
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 from kpi_core.writeback import fields
@@ -37,13 +42,21 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise UsageError("write-back is disabled ([writeback] enabled = false); --dry-run shows what it would write")
     store = store_from(settings)
     try:
-        # SIGTERM/SIGINT end a push after the request in hand, whose result is recorded.
-        report = push(store, settings, sources=names, dry_run=args.dry_run, stop=stop_on_signals())
+        refresh(store, settings)  # the values pushed are those of the store now, not of the last compute
+        # SIGTERM/SIGINT end a push after the request in hand, whose result is recorded; a wait
+        # (Retry-After) ends at once. The refusals are printed below, not logged too.
+        with reported_here("kpi_core.writeback", verbose=args.verbose), graceful_stop() as stop, stopping_waits(stop):
+            report = push(store, settings, sources=names, dry_run=args.dry_run, stop=stop)
+    except (Interrupted, WaitInterrupted):
+        err("push interrupted: what was written is recorded; the next push sends the rest")
+        return EXIT_FAILED
     finally:
         store.close()
     if args.dry_run:
         _print_plans(report)
     _print_report(report)
+    if report.stopped:
+        return EXIT_FAILED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -63,7 +76,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
                 continue
             writer = build_writer(helpdesk, enabled[helpdesk])
             try:
-                all_ok &= _fields_of(store, settings, helpdesk, writer, args.create)
+                all_ok &= _fields_of(store, settings, helpdesk, writer, args.create, args.yes)
             except SyncError as exc:
                 err(str(exc))
                 all_ok = False
@@ -74,7 +87,7 @@ def cmd_fields(args: argparse.Namespace) -> int:
     return EXIT_OK if all_ok else EXIT_FAILED
 
 
-def _fields_of(store: Store, settings: Settings, helpdesk: str, writer: Writer, create: bool) -> bool:
+def _fields_of(store: Store, settings: Settings, helpdesk: str, writer: Writer, create: bool, yes: bool) -> bool:
     mapped = fields.check(store, settings, helpdesk, writer, refresh=True)
     out(f"{helpdesk}:")
     rows = [("mapping", "metric", "field", "in the helpdesk", "status")]
@@ -96,6 +109,9 @@ def _fields_of(store: Store, settings: Settings, helpdesk: str, writer: Writer, 
         for m in missing:
             spec = fields.spec_for(m)
             out(f"    {spec.object} field {spec.key!r}: {spec.type} (for {m.metric.name})")
+        if not confirm(f"  create these {len(missing)} fields in {helpdesk}?", yes=yes):
+            out(f"  {helpdesk}: nothing created")
+            return False
     created = fields.create_missing(store, helpdesk, writer, mapped)
     for c in created:
         (out if c.field else err)(f"  {c.message}")
@@ -177,7 +193,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help=f"only this helpdesk ({helpdesk_names(writable())})")
     p.add_argument("--dry-run", action="store_true", help="print the plan as a table and send nothing")
     p = sub.add_parser("fields", parents=[common], help=cmd_fields.__doc__)
-    p.add_argument("--source", help="only this helpdesk")
+    p.add_argument("--source", help=f"only this helpdesk ({helpdesk_names(writable())})")
     p.add_argument("--create", action="store_true",
-                   help="create the missing fields with the right type, where the helpdesk's API allows it")
+                   help="show the missing fields, ask, then create them with the right type where the helpdesk's"
+                        " API allows it")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="with --create: create without asking (needed when no terminal can answer, as in cron)")
 

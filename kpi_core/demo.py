@@ -7,6 +7,9 @@ scorecard → `demo-report.html`.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +28,15 @@ from kpi_core.writeback import demo as writeback_demo
 Say = Callable[[str], None]
 
 
-def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: Path = Path("demo-report.html")) -> int:
+def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: Path = Path("demo-report.html"),
+        port: int = 0) -> int:
     """Start the sandbox, sync every helpdesk, compute, push, show the KPIs. Returns an exit code."""
     workdir.mkdir(parents=True, exist_ok=True)
     say(f"Generating a sandbox of {tickets:,} tickets across {_titles(fake_names())}...")
     sandbox = Sandbox.generate(seed=seed, tickets=tickets)
-    urls = sandbox.start()
+    # Consecutive ports, so that `helpdesk-kpi sandbox --port N` serves this config again after the demo.
+    first_port = port or _free_ports(len(sandbox.fakes))
+    urls = sandbox.start("127.0.0.1", first_port)
     try:
         for name, url in urls.items():
             say(f"  fake {name} at {url}")
@@ -43,10 +49,58 @@ def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: 
         finally:
             store.close()
         say(f"Config: {workdir / 'helpdesk-kpi.toml'}   Store: {settings.store.path}")
-        say("Try: helpdesk-kpi kpis --by channel --config " + str(workdir / "helpdesk-kpi.toml"))
+        for line in closing_hints(workdir / "helpdesk-kpi.toml", seed=seed, tickets=tickets, port=first_port):
+            say(line)
         return 0 if ok and all(r.ok for r in results) else 1
     finally:
         sandbox.stop()
+
+
+def closing_hints(config: Path, *, seed: int, tickets: int, port: int) -> list[str]:
+    """What to try next, as commands that work when pasted into the same shell."""
+    exe = executable()
+    return [
+        "",
+        "Read the stored KPIs (no sandbox needed):",
+        f"  {exe} kpis --by channel --config {config}",
+        f"  {exe} report --out report.html --config {config}",
+        "The sandbox stopped with the demo. To sync or push with this config again, start the same sandbox in"
+        " another terminal (Ctrl-C stops it):",
+        f"  {exe} sandbox --seed {seed} --tickets {tickets} --port {port}",
+        f"  {exe} sync --config {config}",
+    ]
+
+
+def executable() -> str:
+    """How to call helpdesk-kpi from here: the script beside this Python (.venv/bin), else the one on PATH."""
+    beside = Path(sys.executable).parent / "helpdesk-kpi"
+    if beside.is_file():
+        try:
+            return str(beside.relative_to(Path.cwd()))
+        except ValueError:
+            return str(beside)
+    on_path = shutil.which("helpdesk-kpi")
+    return "helpdesk-kpi" if on_path else f"{sys.executable} -m kpi_core.cli"
+
+
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (0, any free ports, if none is found)."""
+    for _ in range(20):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count <= 65535 and all(_free(first + i) for i in range(count)):
+            return first
+    return 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _titles(names: tuple[str, ...]) -> str:
@@ -85,7 +139,8 @@ def _compute_push_report(store: Store, settings: Settings, report: Path, say: Sa
     rows = kpis.kpi_rows(store, settings, "month", None, None)
     previous = kpis.previous_rows(store, settings, "month", None, None)
     say("")
-    say(format_scorecard(rows, previous))
+    channels = kpis.kpi_rows(store, settings, "month", None, None, ["channel"], ["first_response_time_median"])
+    say(format_scorecard(rows, previous, channels))
     found = diagnose(store, settings, None, None)
     overall = [d for d in found if not d["segment"]]
     if overall:

@@ -7,6 +7,11 @@ give the vendor's own figures (a truncated conversation, say) leaves the flag of
 the facts itself. Until the first message of a flagged contact arrives, the vendor's
 figures stay in place.
 
+What counts (catalogue 2c): replies and bot messages follow the customer's side of the
+contact — its first customer message, or its creation for an inbound contact with none
+stored. An agent message that opens an outbound contact, or any sent before the customer
+wrote, is no reply; a bot's greeting or private note does not make a contact bot-only.
+
 When: a stored page only notes the contacts it touched in `derive_pending`, in the page's
 own transaction; `settle` derives the noted contacts in batches and clears them, each batch
 in one transaction. A sync settles when it ends (and along the way once many are noted), the

@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from connectors import registry
 from connectors.plugin import WriteLevel
 from kpi_core.kpis import facts, values
+from kpi_core.kpis import periods as P
 from kpi_core.kpis.api import compute
 from kpi_core.kpis.context import get_meta, set_meta
 from kpi_core.model import email_hash
@@ -124,8 +125,8 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
                          [(p.source, p.id, int(p.role in (None, "customer"))) for p in people])
         conn.execute("INSERT OR IGNORE INTO temp.gone_contacts SELECT c.source, c.source_id FROM contacts c"
                      " JOIN temp.gone_people g ON g.source = c.source AND g.source_id = c.requester_id")
-        _note_gone_days(conn)
-        deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment))
+        _note_gone_days(conn, settings.kpis.timezone)
+        deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment, settings))
         _delete_traces(conn, deletion)
     if first is not None:
         compute(store, settings, since=first, now=moment)  # the running periods, without them
@@ -151,9 +152,10 @@ def _first_day_of(conn: sqlite3.Connection, people: Sequence[Person]) -> date | 
     return date.fromisoformat(found[:10]) if found else None
 
 
-def _note_gone_days(conn: sqlite3.Connection, loose_before: str | None = None) -> None:
+def _note_gone_days(conn: sqlite3.Connection, zone: str, loose_before: str | None = None) -> None:
     """temp.gone_days: the days the KPI values of the gone records are anchored on (creation, first and last
-    resolution, survey answers; with `loose_before`, also unattached answers older than it, which go too)."""
+    resolution, survey answers; with `loose_before`, also unattached answers older than it, which go too), as
+    dates in `[kpis] timezone`, the dates periods are stored by (a UTC day can touch two local ones)."""
     gone = "(c.source, c.source_id) IN (SELECT source, source_id FROM temp.gone_contacts)"
     anchors = " UNION ".join(f"SELECT substr(c.{column}, 1, 10) FROM contacts c WHERE {gone} AND c.{column} IS NOT NULL"
                              for column in facts.ANCHOR_COLUMNS)
@@ -163,6 +165,9 @@ def _note_gone_days(conn: sqlite3.Connection, loose_before: str | None = None) -
     if loose_before is not None:
         answers += " OR (s.contact_id IS NULL AND s.created_at < :loose)"
     conn.execute(f"INSERT OR IGNORE INTO temp.gone_days {anchors} UNION {answers}", {"loose": loose_before})
+    utc_days = [date.fromisoformat(day) for (day,) in conn.execute("SELECT day FROM temp.gone_days")]
+    conn.executemany("INSERT OR IGNORE INTO temp.gone_days VALUES (?)",
+                     [(day.isoformat(),) for day in P.local_days(utc_days, zone)])
 
 
 def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
@@ -296,8 +301,8 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
             " JOIN people p ON p.source = c.source AND p.source_id = c.requester_id AND p.role = 'customer'"
             " WHERE NOT EXISTS (SELECT 1 FROM contacts o WHERE o.source = c.source AND o.requester_id = c.requester_id"
             " AND (o.source, o.source_id) NOT IN (SELECT source, source_id FROM temp.gone_contacts))")
-        _note_gone_days(conn, loose_before=result.cutoff)
-        result.frozen = _freeze_for_purge(conn, result.cutoff, _today(moment))
+        _note_gone_days(conn, settings.kpis.timezone, loose_before=result.cutoff)
+        result.frozen = _freeze_for_purge(conn, _local_text(result.cutoff, settings), _today(moment, settings))
         values.move_purge_boundary(conn, result.cutoff)
         _delete(conn, result, "survey_responses", "contact_id IS NULL AND created_at < ?", [result.cutoff])
         _delete_traces(conn, result)
@@ -311,8 +316,15 @@ def _freeze_for_purge(conn: sqlite3.Connection, cutoff: str, today: date) -> int
     return values.freeze_before(conn, cutoff, today) + values.freeze_containing(conn, "temp.gone_days", today)
 
 
-def _today(moment: datetime) -> date:
-    return moment.astimezone(timezone.utc).date()
+def _today(moment: datetime, settings: Settings) -> date:
+    return P.today_in(moment, settings.kpis.timezone)
+
+
+def _local_text(instant: str, settings: Settings) -> str:
+    """A UTC timestamp as the wall-clock time of `[kpis] timezone`, in the same text form: stored periods start at
+    local midnights, so "starts before the cutoff" compares local times."""
+    moment = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return moment.astimezone(P.zone_of(settings.kpis.timezone)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # A contact's last sign of life: its last activity, else its last update, else its creation.

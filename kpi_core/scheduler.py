@@ -13,6 +13,13 @@ Jobs (APScheduler 3.x, UTC, one thread pool):
 - `reconcile`: daily at `reconcile_at` UTC, moves each source's cursors back by
   `reconcile_lookback` (connectors offering `rewind_cursor`) and syncs again, so whatever
   an incremental export missed is read again; upserts keep it free of duplicates.
+- `report`: every `[schedule] report_every` (off when unset), the first run at start,
+  writes the HTML report to `[schedule] report_path`: a temp file in the same folder, then
+  a rename, so a reader never sees half a page. It has the store alone (`WriterGate`), as
+  a compute does, because it first brings the stored values up to date and computes the
+  periods the store lacks; drawing the charts happens after, beside the syncs. `run --once`
+  writes it too when the file is missing or older than `report_every`, so a cron job keeps
+  the same pace.
 
 Each job runs one at a time: `max_instances=1`, and a sync job pauses its own trigger
 while it runs and sets its next run when it ends, so a slow job never stacks up behind
@@ -33,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from apscheduler.events import (
@@ -69,7 +77,7 @@ ComputeStep = Callable[[Store], Iterable[KpiValue] | None]
 # counts by helpdesk, e.g. {"<helpdesk>": {"written": 12, "unchanged": 30, "failed": 0}}.
 # It must check `stop` between writes and return early when it is set.
 
-COMPUTE, PUSH, RECONCILE = "compute", "push", "reconcile"
+COMPUTE, PUSH, RECONCILE, REPORT = "compute", "push", "reconcile", "report"
 MAX_BACKOFF = timedelta(hours=1)
 STOP_GRACE = 8.0  # seconds the busy jobs get to commit and return after a stop; under the 10 s promised
 HEARTBEAT = 30.0  # seconds between state-file refreshes while idle
@@ -86,6 +94,21 @@ def utc_now() -> datetime:
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def report_target(settings: Settings) -> Path:
+    """Where the daemon writes the report: `[schedule] report_path`, a relative path taken from the store's folder."""
+    path = Path(settings.schedule.report_path).expanduser()
+    return path if path.is_absolute() else settings.store.path.parent / path
+
+
+def report_due(target: Path, every: timedelta, now: datetime) -> bool:
+    """`run --once`: the report is due when the file is missing or older than `every`."""
+    try:
+        written = datetime.fromtimestamp(target.stat().st_mtime, timezone.utc)
+    except OSError:
+        return True
+    return now - written >= every
 
 
 def backoff_delay(failures: int, every: timedelta) -> timedelta:
@@ -115,11 +138,13 @@ class CycleResult:
     syncs: list[SourceResult] = field(default_factory=list)
     computed: bool | None = None  # None: not run (nothing changed, or no compute step)
     pushed: bool | None = None
+    reported: bool | None = None  # None: not run (no report_every, or the report is not due yet)
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.syncs) and self.computed is not False and self.pushed is not False
+        return (all(r.ok for r in self.syncs) and self.computed is not False and self.pushed is not False
+                and self.reported is not False)
 
 
 @dataclass
@@ -258,6 +283,7 @@ class Daemon:
         self.store_path = settings.store.path
         self.sources = settings.enabled_connectors()
         self.every = settings.schedule.sync_every
+        self.report_every = settings.schedule.report_every
         self.compute_step = compute
         self.push_step = push
         self.metrics = metrics or Metrics()
@@ -293,7 +319,13 @@ class Daemon:
                 cycle.computed = self._compute_body().ok
             if changed and not self.stop.is_set() and self.push_step is not None and cycle.computed is not False:
                 cycle.pushed = self._push_body().ok
-            cycle.errors = [f"{r.source}: {r.error}" for r in cycle.syncs if not r.ok]
+            if (self.report_every is not None and not self.stop.is_set()
+                    and report_due(report_target(self.settings), self.report_every, utc_now())):
+                report = self._report_body()
+                cycle.reported = report.ok
+                if not report.ok:
+                    cycle.errors.append(f"report: {report.error}")
+            cycle.errors = [f"{r.source}: {r.error}" for r in cycle.syncs if not r.ok] + cycle.errors
             return cycle
         finally:
             self._finish_state()
@@ -303,7 +335,7 @@ class Daemon:
         self._prepare()
         scheduler = BackgroundScheduler(
             timezone=timezone.utc,
-            executors={"default": ThreadPoolExecutor(len(self.sources) + 3)},
+            executors={"default": ThreadPoolExecutor(len(self.sources) + (4 if self.report_every else 3))},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         now = utc_now()
@@ -315,6 +347,10 @@ class Daemon:
         hour, minute = (int(part) for part in self.settings.schedule.reconcile_at.split(":"))
         scheduler.add_job(self._reconcile_job, CronTrigger(hour=hour, minute=minute, timezone=timezone.utc),
                           id=RECONCILE, name=RECONCILE, misfire_grace_time=RECONCILE_GRACE)
+        if self.report_every is not None:
+            report_every = max(1, int(self.report_every.total_seconds()))
+            scheduler.add_job(self._report_job, IntervalTrigger(seconds=report_every, timezone=timezone.utc),
+                              id=REPORT, name=REPORT, next_run_time=now, misfire_grace_time=report_every)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
@@ -324,6 +360,9 @@ class Daemon:
             log.info("daemon started (pid %d): %s every %s; reconciliation daily at %s UTC over %s",
                      os.getpid(), ", ".join(self.sources), _age(self.every), self.settings.schedule.reconcile_at,
                      _age(self.settings.schedule.reconcile_lookback))
+            if self.report_every is not None:
+                log.info("the report is written to %s every %s", report_target(self.settings),
+                         _age(self.report_every))
             self._write_state()
             while not self.stop.wait(HEARTBEAT):
                 self._write_state()
@@ -482,6 +521,47 @@ class Daemon:
         self._push.begin()
         self._push_body()
 
+    def _report_job(self) -> None:
+        """The scheduled report: pauses its trigger while it runs (a slow one never queues up behind itself)."""
+        assert self.report_every is not None
+        at = utc_now() + self.report_every  # should anything below fail, the job still runs again
+        try:
+            self._pause(REPORT)
+            started = utc_now()
+            self._report_body()
+            at = max(started + self.report_every, utc_now())
+        finally:
+            self._next_run[REPORT] = at
+
+    def _report_body(self) -> JobRun:
+        """Write the HTML report to `[schedule] report_path`, replacing the last one in one step."""
+        # Late: matplotlib and Jinja2 cost a second to import, paid only by daemons that write reports.
+        from kpi_core.report import gather, render_html, write_page
+
+        target = report_target(self.settings)
+        with self._job(REPORT, kind=REPORT) as run:
+            if not target.parent.is_dir():
+                run.fail(f"[schedule] report_path: the folder {target.parent} does not exist")
+                log.error("report: %s", run.error)
+                return run
+            started = time.perf_counter()
+            # Alone: gathering computes the periods the store lacks, in one transaction like a compute.
+            with self._gate.alone(self.stop) as entered:
+                if not entered:
+                    run.stopped = True
+                    return run
+                with store_at(self.store_path) as store:
+                    kpi_api.refresh(store, self.settings)  # what synced since the last compute shows too
+                    data = gather(store, self.settings)
+            try:
+                size = write_page(render_html(data), target)
+            except OSError as exc:
+                run.fail(f"[schedule] report_path: cannot write {target}: {exc.strerror or exc}")
+                log.error("report: %s", run.error)
+                return run
+            log.info("report: %s written (%s bytes) in %.1fs", target, f"{size:,}", time.perf_counter() - started)
+        return run
+
     def _push_body(self) -> JobRun:
         assert self.push_step is not None
         with self._job(PUSH, kind=PUSH) as run:
@@ -547,6 +627,7 @@ class Daemon:
             jobs = [sync_job_id(name) for name in self.sources] + [RECONCILE]
             jobs += [COMPUTE] if self.compute_step else []
             jobs += [PUSH] if self.push_step else []
+            jobs += [REPORT] if self.report_every is not None else []
             for job_id in jobs:
                 self._update(job_id)
             for name in self.sources:

@@ -15,6 +15,7 @@ import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -159,6 +160,12 @@ class KpiSettings(Section):
     inputs: list[BusinessInputSettings] = Field(default_factory=list)
     reasons: ReasonSettings = Field(default_factory=ReasonSettings)
     currency: str = ""
+    # A value resting on fewer contacts than this carries status `low_n`: shown, judged by no target, firing no
+    # diagnostic (catalogue 4; 1 keeps every status).
+    min_n: int = Field(default=20, ge=1)
+    # Period boundaries fall at midnight here, dates on the command line are dates here, and shown times are in
+    # it (catalogue 2): an IANA zone such as "Europe/Berlin".
+    timezone: str = "UTC"
     # The scale of CSAT answers nobody could classify, stated by the admin: "source:scale seen" -> a scale
     # ("1-5", "good_bad", ... or any "low-high" range). `status` lists the scales seen without one.
     csat_scales: dict[str, str] = Field(default_factory=dict)
@@ -169,6 +176,16 @@ class KpiSettings(Section):
     @classmethod
     def _check_targets(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_targets(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as \"Europe/Berlin\" or \"UTC\"") from None
+        return value
 
     @field_validator("csat_scales")
     @classmethod
@@ -201,6 +218,14 @@ class ScheduleSettings(Section):
     push_every: timedelta = timedelta(minutes=15)
     reconcile_at: str = "03:00"
     reconcile_lookback: timedelta = timedelta(days=7)
+    # The daemon writes the HTML report this often to report_path (off when report_every is not set).
+    report_every: timedelta | None = None
+    report_path: str = "helpdesk-kpi-report.html"
+
+    @field_validator("report_every", mode="before")
+    @classmethod
+    def _parse_report_every(cls, value: Any) -> timedelta | None:
+        return None if value in (None, "", 0) else parse_duration(value)
 
     _parse_durations = field_validator("sync_every", "push_every", "reconcile_lookback", mode="before")(
         classmethod(lambda cls, v: parse_duration(v))
@@ -253,6 +278,9 @@ class PrivacySettings(Section):
     store_phones: bool = False
     store_message_bodies: bool = False  # message bodies, subjects and ticket descriptions
     store_survey_comments: bool = False
+    # Agents' display names: the account's own staff, not its customers, so kept by default (a lead reads the
+    # agent table by name); off stores agents by id only.
+    store_agent_names: bool = True
     retention_days: int = Field(default=730, ge=1)  # contacts idle longer than this are purged
     # Key of the keyed hash that stands in for an e-mail address (cross-helpdesk identity,
     # survey imports, erasure by address). Give it through the environment.

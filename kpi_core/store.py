@@ -547,7 +547,10 @@ def open_store(path: str | Path) -> Store:
     """Open (creating if needed) the store at `path`, owner-only, WAL, schema up to date."""
     path = Path(path)
     if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create its folder {path.parent}: {exc.strerror}") from None
     old_umask = os.umask(0o077)  # WAL and SHM files are created later by SQLite itself
     try:
         try:
@@ -571,11 +574,25 @@ def open_store(path: str | Path) -> Store:
             migrations.apply(db)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{path}: not a helpdesk-kpi store or damaged: {exc}") from exc
+            raise StoreError(_open_problem(path, exc)) from exc
     finally:
         os.umask(old_umask)
     _restrict_permissions(path)
     return Store(db)
+
+
+def _open_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """Why a store could not be opened, in words an admin can act on."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_READONLY") or "readonly" in str(exc):
+        # SQLite writes the WAL and its index beside the file even to read, and migrates on open.
+        return (f"{path}: the store is read-only: helpdesk-kpi needs to write the file and create files in"
+                f" {path.parent} (its journal); check their permissions and that the disk is not mounted read-only")
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"{path}: the store cannot be opened: check that {path.parent} exists and can be written"
+    if name in ("SQLITE_FULL", "SQLITE_IOERR") or name.startswith("SQLITE_IOERR"):
+        return f"{path}: the store cannot be written ({exc}): check the disk"
+    return f"{path}: not a helpdesk-kpi store, or damaged ({exc})"
 
 
 def _refuse_newer_schema(db: Database, path: Path) -> None:

@@ -5,13 +5,13 @@ They are read from where the admin's config says they live:
   (`[[surveys.mappings]]`, applied to the store after each sync of that helpdesk);
 - a Freshdesk custom-survey question (mapped by the Freshdesk connector itself);
 - a CSV export of the survey tool (`helpdesk-kpi surveys import`), re-importable without
-  duplicates: a row's id (or, without one, its content) is its key.
+  duplicates: a row's id (or, without one, its content) is its key. UTF-8 (with or without
+  BOM) and UTF-16, separated by `,`, `;` or tab (`kpi_core.csv_files`).
 Every response keeps its own scale; positives are derived with the catalogue's rule.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kpi_core.csv_files import CsvFileError, number_text, read_text
 from kpi_core.model import SCALES, RecordError, email_hash, is_positive_response, iso_utc
 from kpi_core.settings import SurveyMapping
 from kpi_core.store import Store, utc_now
@@ -26,6 +27,10 @@ from kpi_core.store import Store, utc_now
 log = logging.getLogger(__name__)
 
 _TIME_COLUMNS = ("responded_at", "created_at", "submitted_at", "date", "timestamp")
+
+
+class SurveyFileError(ValueError):
+    """A survey file that cannot be imported at all (unreadable, no score column, unknown scale)."""
 
 
 @dataclass
@@ -40,20 +45,24 @@ def import_csv(store: Store, path: Path, *, kind: str, scale: str, source: str =
                hash_key: bytes | None = None) -> ImportResult:
     """Store the answers of a survey tool's CSV export; returns what was stored and skipped."""
     if scale not in SCALES:
-        raise RecordError(f"{path}: unknown scale {scale!r}; one of {', '.join(SCALES)}")
+        raise SurveyFileError(f"--scale {scale}: unknown scale; one of {', '.join(SCALES)}")
     result = ImportResult()
     rows: list[dict[str, Any]] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "score" not in {c.strip().lower() for c in reader.fieldnames}:
-            raise RecordError(f"{path}: no 'score' column (columns: {', '.join(reader.fieldnames or [])})")
-        for line_no, raw in enumerate(reader, start=2):
-            result.rows += 1
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-            try:
-                rows.append(_survey_row(store, row, kind=kind, scale=scale, source=source, hash_key=hash_key))
-            except RecordError as exc:
-                result.skipped.append(f"{path}:{line_no}: {exc}")
+    try:
+        table = read_text(path)
+    except CsvFileError as exc:
+        raise SurveyFileError(str(exc)) from None
+    reader = table.reader()
+    if reader.fieldnames is None or "score" not in {c.strip().lower() for c in reader.fieldnames}:
+        raise SurveyFileError(f"{path}: no 'score' column (columns: {', '.join(reader.fieldnames or []) or 'none'})")
+    for raw in reader:
+        result.rows += 1
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        row["score"] = number_text(row.get("score", ""), table.separator)
+        try:
+            rows.append(_survey_row(store, row, kind=kind, scale=scale, source=source, hash_key=hash_key))
+        except RecordError as exc:
+            result.skipped.append(f"{path}:{reader.line_num}: {exc}")
     with store.db.atomic():
         result.stored = store.upsert("survey_responses", rows)
     result.matched_people = sum(1 for r in rows if r.get("requester_id"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from connectors.base import Connector, Page, SyncError
-from connectors.http import announcing_waits
+from connectors.http import WaitInterrupted, announcing_waits, stopping_waits
 from connectors.registry import build_connector
 from kpi_core.collector import fewer_collections
 from kpi_core.model import RecordError
@@ -53,6 +53,13 @@ class SourceResult:
     error: str | None = None
     stopped: bool = False
     warnings: list[str] = field(default_factory=list)  # the connector's page warnings, each once
+    quarantined: int = 0  # records set aside as unreadable during this run
+    contacts_stored: int | None = None  # the source's contacts in the store afterwards (`status`'s "records")
+
+    @property
+    def finished(self) -> bool:
+        """Read to the end: neither failed nor stopped early."""
+        return self.ok and not self.stopped
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -125,7 +132,8 @@ def sync_source(
         store.clear_cursors(name)
     batch = _Batch(store, name, run_id, connector, progress, on_progress)
     try:
-        with fewer_collections(), announcing_waits(lambda _seconds: batch.flush()):
+        # A stop also ends any wait of the client (a 429's Retry-After, a backoff) at once.
+        with fewer_collections(), announcing_waits(lambda _seconds: batch.flush()), stopping_waits(stop):
             for stream in connector.streams():
                 progress.stream = stream.name
                 batch.stream, batch.stream_records = stream.name, 0
@@ -135,6 +143,7 @@ def sync_source(
                         for record_id, reason in page.rejected:
                             log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
                             store.quarantine(name, stream.name, record_id, reason)
+                            result.quarantined += 1
                         for warning in page.warnings:
                             text = f"{stream.name}: {warning}"
                             if text not in result.warnings:
@@ -146,7 +155,7 @@ def sync_source(
                 finally:
                     batch.flush()  # the pages read before a stop or an error are kept, with their cursor
                 result.by_stream[stream.name] = batch.stream_records
-    except StopRequested:
+    except (StopRequested, WaitInterrupted):
         result.stopped = True
     except (SyncError, RecordError) as exc:
         result.ok = False
@@ -154,6 +163,7 @@ def sync_source(
         log.error("%s: sync failed: %s", name, exc)
     store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
+    result.contacts_stored = store.count("contacts", name)
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
     store.finish_run(run_id, status, connector.api_calls, result.error, warnings=result.warnings)
     return result
@@ -242,8 +252,13 @@ def _rewind(store: Store, connector: Connector, since: datetime) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """One line for an operator: SyncErrors already say where; anything else also says what."""
-    return str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+    """One line for an operator: SyncErrors and record errors already say where; anything else is
+    an unexpected problem (its details and traceback are in the log, or with -v)."""
+    if isinstance(exc, (SyncError, RecordError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}"
+    return f"unexpected error: {exc or 'no detail'} (run with -v for the details)"
 
 
 def sync_all(

@@ -29,6 +29,7 @@ from connectors.sandbox import Sandbox
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse
 from connectors.sandbox.world import Ticket
 from kpi_core.model import RECORD_TYPES, iso_utc
+from kpi_core.settings import PrivacySettings
 from kpi_core.store import Store, store_at
 from kpi_core.sync import SourceResult, rewind_source, sync_source
 
@@ -325,6 +326,26 @@ def test_nothing_personal_or_secret_is_stored_or_logged_by_default(name: str, fa
     secrets = [str(fake.connector_settings()[k]) for k in secret_keys(name, fake)]
     assert secrets and not [s for s in secrets if leaked(data, s) or s in caplog.text]
     assert no_sleep.waits and "retry" in caplog.text
+
+
+@pytest.mark.parametrize("agent_names", [True, False], ids=["agent-names-on", "agent-names-off"])
+def test_agents_names_follow_their_own_switch_and_customers_stay_nameless(name: str, fake: FakeApi, store: Store,
+                                                                         agent_names: bool) -> None:
+    """`[privacy] store_agent_names` (issue 16): agents' and bots' display names in people.name; customers'
+    names only with `store_names`, which stays off here."""
+    section = settings(name, fake)
+    section.with_privacy(PrivacySettings(store_agent_names=agent_names))
+    built = registry.build_connector(name, section)
+    try:
+        assert sync_source(store, built).ok
+    finally:
+        built.close()
+    staff = {str(p.id): p.name for p in fake.world.sources[name].people.values() if p.role != "customer"}
+    stored = dict(store.db.execute("SELECT source_id, name FROM people WHERE role IN ('agent', 'bot')").fetchall())
+    assert stored and set(stored) <= set(staff)
+    assert stored == ({i: staff[i] for i in stored} if agent_names else dict.fromkeys(stored))
+    assert store.db.execute("SELECT count(*) FROM people WHERE role = 'customer' AND name IS NOT NULL"
+                            " OR email IS NOT NULL OR phone IS NOT NULL").fetchone()[0] == 0
 
 
 # --- reconciliation ----------------------------------------------------------------------------------

@@ -375,7 +375,7 @@ def test_an_outage_and_timeouts_are_survived(sandbox: Sandbox, tmp_path: Path, d
     code, _ = daemon.stop()
     assert code == 0
     log = daemon.output()
-    assert "cannot reach the server" in log
+    assert "zendesk: GET /api/v2/" in log and f"cannot reach 127.0.0.1:{port}" in log
     assert "Traceback" not in log
     assert_same_rows(snapshot(store), reference_snapshot(sandbox, tmp_path))
 

@@ -28,6 +28,7 @@ from openapi_schema_validator import OAS30ReadValidator
 
 from connectors.sandbox import Sandbox
 from connectors.sandbox.server import ServedResponse
+from kpi_core.online_check import check_sources
 from kpi_core.settings import load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
@@ -252,7 +253,8 @@ def example_problems(example_file: dict[str, Any], body: Any) -> list[str]:
 
 
 def _scenario(tmp: Path, name: str, **fake_options: Any) -> list[ServedResponse]:
-    """Full sync, demo write-back (field reads and creation, a push), changes, incremental sync, push again."""
+    """The online check, full sync, demo write-back (field reads and creation, a push), changes, incremental sync,
+    push again."""
     box = Sandbox.generate(seed=11, tickets=60, names=(name,), **fake_options)
     box.start()
     fake = box[name]
@@ -263,6 +265,7 @@ def _scenario(tmp: Path, name: str, **fake_options: Any) -> list[ServedResponse]
         settings = load_settings(config)
         store = open_store(settings.store.path)
         try:
+            assert all(check.ok for check in check_sources(settings))  # `check-config --online`: the "who am I" call
             sync_all(store, settings)
             demo.prepare_fields(box, settings)
             demo.run(store, settings, lambda _: None, lambda _: None)
@@ -341,6 +344,7 @@ def test_the_scenario_reaches_the_operations_that_matter(served: dict[str, list[
         "zendesk PUT /api/v2/tickets/update_many",
         "freshdesk GET /api/v2/tickets", "freshdesk GET /api/v2/tickets/{id}/conversations",
         "freshdesk PUT /api/v2/tickets/{id}",
+        "intercom GET /me", "zendesk GET /api/v2/users/me", "freshdesk GET /api/v2/agents/me",
     }
     assert must <= reached, f"not reached: {sorted(must - reached)}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.base import AuthError, FatalApiError, PermissionDenied, RetryableApiError, SyncError
-from connectors.http import HttpClient, wait_hint
+from connectors.http import HttpClient, WaitInterrupted, stopping_waits, wait_hint
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse
 from connectors.sandbox.world import World
 
@@ -153,8 +154,21 @@ def test_unreachable_server_is_a_sync_error_after_the_retries(api: PingApi) -> N
     sleeps = Sleeps()
     with pytest.raises(SyncError) as caught:
         HttpClient("ping", url, sleep=sleeps, max_attempts=2, timeout=2).get("/ping")
-    assert "cannot reach the server" in str(caught.value) and len(sleeps.waits) == 1
+    host = url.split("://", 1)[1].rstrip("/")
+    assert f"ping: GET /ping: cannot reach {host} (connection refused" in str(caught.value)
+    assert "Error" not in str(caught.value) and len(sleeps.waits) == 1
     api.start()
+
+
+def test_a_stop_ends_a_retry_after_wait_at_once(api: PingApi) -> None:
+    api.fail(429, headers={"Retry-After": "30"}, times=3)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with stopping_waits(stop), pytest.raises(WaitInterrupted):
+        HttpClient("ping", api.base_url).get("/ping")  # the default sleep: interruptible
+    assert time.monotonic() - started < 2.0
+    assert len(api.calls()) == 1
 
 
 def test_every_call_is_counted_retries_included(api: PingApi) -> None:

@@ -119,7 +119,7 @@ def test_purge_freezes_history_through_push_sync_compute_full_and_a_settings_cha
     moved_backlog = stored(store, f"kpi = 'backlog' AND NOT {FROZEN} AND period_end <= date('now')")
     assert any(v != before[k] for k, v in moved_backlog.items() if k in before), "open contacts were purged"
 
-    cli(config, "fields", "--create")
+    cli(config, "fields", "--create", "--yes")
     cli(config, "push")
     cli(config, "sync")
     cli(config, "compute")
@@ -237,7 +237,7 @@ def test_what_is_first_asked_for_after_a_purge_is_marked_partial(
     cli(config, "kpis", "--period", "week", "--by", "priority", "--since", first, "--until",
         (date.fromisoformat(first) + timedelta(days=7)).isoformat())
     table = capsys.readouterr().out
-    assert f"KPI scorecard  {first} .." in table and "PARTIAL*" in table and "* partial: computed after" in table
+    assert f"KPIs by priority  {first} .." in table and "PARTIAL*" in table and "* partial: computed after" in table
     store.close()
 
 

@@ -118,7 +118,8 @@ def test_scorecard_groups_targets_status_and_change(tmp_path: Path) -> None:
     assert format_scorecard([]).startswith("No KPI values")
     parsed = list(csv.DictReader(io.StringIO(rows_to_csv(march))))
     assert parsed[0].keys() == {"kpi", "period_start", "period_end", "segment", "value", "unit", "numerator",
-                                "denominator", "n", "target", "status", "partial"}
+                                "denominator", "n", "target", "status", "partial", "compared_start", "compared_end",
+                                "to_date"}
     assert {r["partial"] for r in parsed} == {""}  # no purge: nothing is partial
     assert any(r["segment"] == "channel=chat" and r["kpi"] == "first_response_time_median" for r in parsed)
 
@@ -142,7 +143,9 @@ def test_cli_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     found = json.loads(capsys.readouterr().out)
     assert found == [{"kpi": "first_response_time_median", "period_start": "2026-03-01", "period_end": "2026-04-01",
                       "segment": {"channel": "chat"}, "value": 1.0, "unit": "minutes", "numerator": None,
-                      "denominator": None, "n": 1, "target": 2.0, "status": "ok"}]
+                      "denominator": None, "n": 1, "target": 2.0, "status": "low_n",  # 1 contact < min_n 20
+                      "compared_with": {"period_start": "2026-02-01", "period_end": "2026-03-01", "to_date": False,
+                                        "value": None}}]
     assert cli.main(["kpis", "--config", config, "--since", "2026-03-01", "--until", "2026-04-01"]) == 0
     assert "KPI scorecard" in capsys.readouterr().out
     assert cli.main(["kpis", "--config", config, "--kpi", "csat_percent"]) == 2

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from html import unescape as html_unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,8 @@ import pytest
 
 from connectors.sandbox import Sandbox
 from kpi_core import cli
-from kpi_core.kpis.api import compute, kpi_rows
+from kpi_core.kpis.api import compute, kpi_rows, previous_rows
+from kpi_core.report import write_report
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
@@ -123,9 +128,25 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
             store.close()
     finally:
         sandbox.stop()
+    name_agents(settings.store.path)
     report = workdir / "report.html"
     assert cli.main(["report", "--config", str(config), "--out", str(report)]) == 0
     yield Synced(config, settings, report)
+
+
+def name_agents(store_path: Path) -> None:
+    """Agents with a display name, but one without (as a helpdesk may leave it), whether or not the connectors
+    store names yet: the report shows the name where there is one and the id where there is none."""
+    conn = sqlite3.connect(store_path)
+    try:
+        # The assignee of the newest contact: an agent of the report's (current) month.
+        latest = conn.execute("SELECT source, assignee_id FROM contacts WHERE assignee_id IS NOT NULL"
+                              " ORDER BY created_at DESC LIMIT 1").fetchone()
+        with conn:
+            conn.execute("UPDATE people SET name = 'Agent ' || source_id WHERE role = 'agent' AND name IS NULL")
+            conn.execute("UPDATE people SET name = NULL WHERE source = ? AND source_id = ?", latest)
+    finally:
+        conn.close()
 
 
 def engine_rows(synced: Synced, by: str | None = None, kpi_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -286,6 +307,155 @@ def test_report_agrees_with_the_kpis_command(synced: Synced, capsys: pytest.Capt
     printed = json.loads(capsys.readouterr().out)
     page = read_page(synced.report)
     assert_same_figures({**page.rows("scorecard"), **page.rows("channel-mix")}, printed)
+
+
+# --- what a support lead reads: names, their own time zone, honest axes and comparisons ---------------
+
+
+def variant(synced: Synced, tmp_path: Path, extra_toml: str, sql: str | None = None) -> Path:
+    """The synced sandbox under other settings: a copy of its store (so its values stay as the module expects)
+    and a config with `extra_toml` appended; `sql` changes the copy first."""
+    source = sqlite3.connect(synced.settings.store.path)
+    copy = sqlite3.connect(tmp_path / "store.sqlite")
+    try:
+        source.backup(copy)
+        if sql:
+            with copy:
+                copy.execute(sql)
+    finally:
+        source.close()
+        copy.close()
+    text = synced.config.read_text().replace(str(synced.settings.store.path), str(tmp_path / "store.sqlite"))
+    config = tmp_path / "helpdesk-kpi.toml"
+    config.write_text(text + "\n" + extra_toml + "\n")
+    return config
+
+
+def agent_rows(report: Path) -> dict[str | None, str]:
+    """The agent table's first column by segment value (the helpdesk id): the text a reader sees."""
+    html = report.read_text(encoding="utf-8")
+    section = html[html.index('<section id="agents"'):html.index("</section>", html.index('<section id="agents"'))]
+    found = re.findall(r'<tr data-segment-value="([^"]*)"><th scope="row">(.*?)</th>', section)
+    return {json.loads(html_unescape(value)): " ".join(html_unescape(re.sub(r"<[^>]+>", " ", label)).split())
+            for value, label in found}
+
+
+def agent_heading(report: Path) -> tuple[str, str]:
+    html = report.read_text(encoding="utf-8")
+    found = re.search(r'<h2 id="agents-h" data-agent-names="(\w+)">(.*?)</h2>', html, re.DOTALL)
+    assert found, "the agents heading"
+    return found[1], " ".join(re.sub(r"<[^>]+>", "", found[2]).split())
+
+
+def test_agents_are_shown_by_name_with_their_helpdesk_id(synced: Synced) -> None:
+    with sqlite3.connect(synced.settings.store.path) as conn:
+        names = {f"{s}:{i}": n for s, i, n in conn.execute("SELECT source, source_id, name FROM people"
+                                                              " WHERE role IN ('agent', 'bot')")}
+    shown = agent_rows(synced.report)
+    assert len(shown) >= 3
+    for agent, label in shown.items():
+        if agent is None:
+            assert label == "unassigned"
+        elif names.get(agent):
+            assert label == f"{names[agent]} {agent}", "the name, and the id beside it (names can repeat)"
+        else:
+            assert label == agent, "no name stored: the id alone"
+    assert any(names.get(a) for a in shown if a) and any(a and not names.get(a) for a in shown)
+    state, heading = agent_heading(synced.report)
+    assert state == "stored" and "name, with its helpdesk id" in heading and "never stored" not in heading
+
+
+@pytest.mark.parametrize("extra, sql, state, says", [
+    ("[privacy]\nstore_agent_names = false", None, "off",
+     "agent names are not stored, [privacy] store_agent_names is off"),
+    ("", "UPDATE people SET name = NULL", "missing", "no agent name is stored yet"),
+])
+def test_without_stored_names_the_agent_table_says_why_it_shows_ids(
+        synced: Synced, tmp_path: Path, extra: str, sql: str | None, state: str, says: str) -> None:
+    config = variant(synced, tmp_path, extra, sql)
+    out = tmp_path / "r.html"
+    assert cli.main(["report", "--config", str(config), "--out", str(out)]) == 0
+    shown = agent_rows(out)
+    assert shown and all(label == (agent or "unassigned") for agent, label in shown.items())
+    found, heading = agent_heading(out)
+    assert found == state and says in heading
+
+
+def test_times_and_periods_are_in_the_accounts_time_zone(synced: Synced, tmp_path: Path) -> None:
+    config = variant(synced, tmp_path, '[kpis]\ntimezone = "America/New_York"')
+    settings = load_settings(config)
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)  # still 30 November in New York
+    store = open_store(settings.store.path)
+    try:
+        result = write_report(store, settings, tmp_path / "ny.html", now=now)
+    finally:
+        store.close()
+    assert result.data.window.current.start == date(2026, 11, 1), "the account's today picks the period"
+    html = (tmp_path / "ny.html").read_text(encoding="utf-8")
+    assert "(dates in America/New_York, end exclusive)" in html
+    assert "generated <span data-generated=\"2026-12-01T03:00:00Z\">2026-11-30 22:00 America/New_York</span>" in html
+    assert "month (America/New_York)" in html  # the charts' x axes
+    assert "All dates and times are in America/New_York" in html
+    page = read_page(tmp_path / "ny.html")
+    for row in (e for e in page.elements if e.tag == "tr" and "data-source" in e.attrs):
+        assert "America/New_York" in "".join(row.text) and " UTC" not in "".join(row.text)
+
+
+def chart_ticks(html: str, chart_id: str) -> list[str]:
+    part = html.split(f'<figure class="chart" id="{chart_id}"')[1].split("</figure>")[0]
+    return re.findall(r"<text[^>]*>([^<]*)</text>", part)
+
+
+def test_percentage_axes_start_at_zero(synced: Synced) -> None:
+    html = synced.report.read_text(encoding="utf-8")
+    for chart in ("chart-csat", "chart-one-touch-fcr", "chart-coverage"):
+        ticks = chart_ticks(html, chart)
+        assert "0 %" in ticks and "100 %" in ticks, (chart, ticks)
+    assert "0" in chart_ticks(html, "chart-resolution"), "a linear duration axis starts at 0 too"
+
+
+def test_trends_start_at_the_first_period_with_data(synced: Synced, tmp_path: Path) -> None:
+    with sqlite3.connect(synced.settings.store.path) as conn:
+        first = conn.execute("SELECT min(created_at) FROM contacts").fetchone()[0]
+    first_month = first[:7]
+    out = tmp_path / "year.html"  # asked for a year: the months before the data began are left out
+    assert cli.main(["report", "--config", str(synced.config), "--out", str(out), "--since",
+                     f"{int(first[:4]) - 1}{first[4:10]}"]) == 0
+    for report in (synced.report, out):
+        html = report.read_text(encoding="utf-8")
+        for chart in ("chart-volume", "chart-csat", "chart-resolution"):
+            assert chart_ticks(html, chart)[0] == first_month, (report.name, chart)
+    html = out.read_text(encoding="utf-8")
+    assert f"from {first_month} (the first with data)" in html
+
+
+def test_a_running_period_is_compared_with_the_same_days_of_the_previous_one(synced: Synced, tmp_path: Path) -> None:
+    html = synced.report.read_text(encoding="utf-8")
+    days = datetime.now(timezone.utc).day
+    if days == 1 or (datetime.now(timezone.utc) + timedelta(days=1)).day == 1:
+        pytest.skip("on the first and last day of a month the engine compares whole months")
+    first = (datetime.now(timezone.utc).date().replace(day=1) - timedelta(days=1)).replace(day=1)
+    span = f"{first.isoformat()} to {first.replace(day=days).isoformat()}"
+    assert f"compared with {span} (the same days)" in html
+    assert html.count('data-caveat="like-for-like"') == 2, "at a glance, and beside the contact reasons"
+    assert "Change (same days)" in html
+
+    store = open_store(synced.settings.store.path)
+    try:
+        before = previous_rows(store, synced.settings, "month", None, None, "tag", ["ticket_volume"])
+    finally:
+        store.close()
+    assert before and all(r["to_date"] for r in before)
+    engine = {r["segment"]["tag"]: int(r["value"] or 0) for r in before if list(r["segment"]) == ["tag"]}
+    reasons = [e for e in read_page(synced.report).elements if "data-reason" in e.attrs]
+    assert reasons, "the sandbox's contacts carry tags"
+    for row in reasons:  # the -75 % of a whole month against six days is gone: the same days on both sides
+        assert int(row.attrs["data-previous-volume"]) == engine.get(row.attrs["data-reason"], 0)
+
+    ended = tmp_path / "ended.html"  # a period that has ended is compared whole with whole
+    this_month = datetime.now(timezone.utc).date().replace(day=1).isoformat()
+    assert cli.main(["report", "--config", str(synced.config), "--out", str(ended), "--until", this_month]) == 0
+    assert "data-caveat=" not in ended.read_text(encoding="utf-8")
 
 
 # --- a real browser: no console error, no network request, a screenshot ---------------------------

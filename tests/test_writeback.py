@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import re
+import tomllib
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,11 +60,14 @@ MAPPINGS = [
     ("freshdesk", "contact", "csat_pct_90d", "cf_kpi_csat_pct", "number"),
     ("freshdesk", "company", "repeat_contacts_30d", "cf_kpi_repeats_30d", "integer"),
 ]
+ROOT = Path(__file__).resolve().parent.parent
+# The note example shipped in config.example.toml, exactly as an admin copies it (issue 16, item 3).
+SHIPPED_NOTE = tomllib.loads((ROOT / "config.example.toml").read_text())["writeback"]["notes"][0]
 NOTES = [
-    ("zendesk", "repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days, last CSAT {last_csat}."),
+    (SHIPPED_NOTE["helpdesk"], SHIPPED_NOTE["rule"], SHIPPED_NOTE["template"]),
     ("zendesk", "detractor", "Detractor (NPS {last_nps}): route to a senior agent."),
     ("intercom", "sla_breached", "Missed the first-reply target ({first_response_minutes} min)."),
-    ("freshdesk", "repeat_contact", "Repeat contact, {contacts_30d} in 30 days."),
+    ("freshdesk", "repeat_contact", "Repeat contact, {previous_contact_ago} after {previous_contact_id}."),
     ("freshdesk", "sla_breached", "SLA missed; agent touches so far: {agent_touches}."),
 ]
 OPEN = {"new", "open", "pending", "on_hold"}
@@ -130,7 +134,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "SELECT source, source_id, agent_replies, first_agent_reply_at FROM contacts")}
     for fake in sandbox.fakes.values():
         fake.clear_log()
-    fields_exit = cli.main(["fields", "--create", "--config", str(config)])
+    fields_exit = cli.main(["fields", "--create", "--yes", "--config", str(config)])
     created = {name: list(fake.calls()) for name, fake in sandbox.fakes.items()}
     for fake in sandbox.fakes.values():
         fake.clear_log()
@@ -402,6 +406,75 @@ def test_notes_go_once_per_rule_on_open_contacts_and_are_private(world: Any, hel
         note = world_tickets[int(cid)].messages[-1]
         assert note.public is False and note.role == "agent"
         assert "n/a" in note.body or any(ch.isdigit() for ch in note.body)
+
+
+def test_the_shipped_note_example_writes_notes_that_agree_with_the_ticket(world: Any) -> None:
+    """The example of config.example.toml names the previous contact of the same customer, opened within the
+    FCR window before this one, how long before in words, and the latest CSAT in words on its own scale."""
+    assert (SHIPPED_NOTE["helpdesk"], SHIPPED_NOTE["rule"]) == ("zendesk", "repeat_contact")
+    store, window = world["store"], world["settings"].kpis.fcr_window_days * 86400
+    sent = notes_sent(world, "zendesk")
+    repeat_notes = [(cid, body["ticket"]["comment"]["body"]) for cid, body in sent
+                    if body["ticket"]["comment"]["body"].startswith("Repeat contact")]
+    assert repeat_notes
+    pattern = re.compile(r"Repeat contact: this customer's previous contact #(\d+) was opened (\d+) (day|hour|minute)s?"
+                         r" before this one\. Their latest CSAT: (good|bad|no answer yet|\d of \d+)\.")
+    unit = {"day": 86400, "hour": 3600, "minute": 60}
+    for cid, text in repeat_notes:
+        found = pattern.fullmatch(text)
+        assert found, text
+        previous, count, per = found.group(1), int(found.group(2)), unit[found.group(3)]
+        this = _contact(store, cid)
+        before = _contact(store, previous)
+        assert before["requester_id"] == this["requester_id"], text
+        gap = _epoch(this["created_at"]) - _epoch(before["created_at"])
+        assert 0 <= gap <= window and count * per <= gap < (count + 1) * per, (text, gap)
+        # No customer-started contact of the same requester lies between the two.
+        between = store.db.execute(
+            "SELECT count(*) FROM kpi_facts WHERE source = 'zendesk' AND requester = ? AND start_epoch IS NOT NULL"
+            " AND is_deleted = 0 AND created_at > ? AND created_at < ?",
+            [f"zendesk:{this['requester_id']}", before["created_at"], this["created_at"]]).fetchone()[0]
+        assert between == 0, text
+        assert found.group(4) == _latest_csat_words(store, this["requester_id"]), text
+    assert "CSAT 1" not in " ".join(text for _, text in repeat_notes)
+
+
+def _contact(store: Store, contact_id: str) -> dict[str, Any]:
+    return dict(next(store.db.query("SELECT * FROM contacts WHERE source = 'zendesk' AND source_id = ?",
+                                    [contact_id])))
+
+
+def _latest_csat_words(store: Store, requester: str) -> str:
+    rows = list(store.db.query(
+        "SELECT s.score, s.scale FROM survey_responses s LEFT JOIN contacts c ON c.source = s.source"
+        " AND c.source_id = s.contact_id WHERE s.source = 'zendesk' AND s.kind = 'csat'"
+        " AND coalesce(s.requester_id, c.requester_id) = ? AND coalesce(c.status, '') NOT IN ('deleted', 'merged')"
+        " ORDER BY s.created_at DESC, s.source_id DESC LIMIT 1", [requester]))
+    if not rows:
+        return "no answer yet"
+    score, scale = rows[0]["score"], rows[0]["scale"]
+    if scale == "good_bad":
+        return "good" if score >= 1 else "bad"
+    return f"{int(score)} of {scale.split('-')[1]}"
+
+
+def test_note_values_read_as_people_write_them() -> None:
+    from kpi_core.writeback.metrics import ContactRecord, ago, csat_words
+    from kpi_core.writeback.planner import render
+
+    assert [csat_words(1, "good_bad", 1), csat_words(0, "good_bad", 0), csat_words(4, "1-5", 1),
+            csat_words(8, "0-10", 0), csat_words(2, "1-3", 0), csat_words(103, "freshdesk", 1),
+            csat_words(100, "freshdesk", 0)] == ["good", "bad", "4 of 5", "8 of 10", "2 of 3", "positive",
+                                                 "not positive"]
+    assert [ago(59), ago(3600 * 5 + 59), ago(86400 * 2 + 7200), ago(86400)] == \
+        ["1 minute", "5 hours", "2 days", "1 day"]
+    contact = ContactRecord("9", "open", "7", "2026-01-01T00:00:00Z",
+                            {"first_response_minutes": 1234.56, "resolution_hours": 2.345, "repeat_contact": True},
+                            {"previous_contact_id": "#8", "previous_contact_ago": "2 days"})
+    text = render("{first_response_minutes} min, {resolution_hours} h, repeat {repeat_contact}, after"
+                  " {previous_contact_id} ({previous_contact_ago}); CSAT {last_csat}, {csat_pct_90d} %", contact,
+                  {"last_csat": 1, "csat_pct_90d": 83.33333}, {"last_csat": "good"})
+    assert text == "1235 min, 2.3 h, repeat yes, after #8 (2 days); CSAT good, 83.3 %"
 
 
 def _requester(store: Store, helpdesk: str, contact_id: str) -> str | None:

@@ -231,7 +231,7 @@ def test_fields_shows_mapped_fields_and_explains_what_the_api_cannot_create(make
     assert s.cli("fields") == 1
     printed = capsys.readouterr().out
     assert "missing: to create as checkbox" in printed and "missing: to create as number" in printed
-    assert s.cli("fields", "--create") == 1  # the conversation attribute is left to the admin
+    assert s.cli("fields", "--create", "--yes") == 1  # the conversation attribute is left to the admin
     out, err = capsys.readouterr()
     assert "will create:" in out and "created float field 'kpi_csat'" in out
     assert "Create attribute: name 'kpi_one_touch', format boolean (True/false)" in err

@@ -59,6 +59,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from connectors.base import (
+    CheckResult,
     ConfigError,
     FatalApiError,
     MalformedResponse,
@@ -68,6 +69,7 @@ from connectors.base import (
     StreamSpec,
     SyncError,
 )
+from connectors.freshdesk.check import check
 from connectors.freshdesk.client import client
 from connectors.freshdesk.normalize import CHANNELS as CHANNELS  # explicit re-export
 from connectors.freshdesk.normalize import (
@@ -296,6 +298,10 @@ class FreshdeskConnector(ClientOwner):
 
     def streams(self) -> Sequence[StreamSpec]:
         return STREAMS
+
+    def check(self) -> CheckResult:
+        """One call to `GET /api/v2/agents/me`: do the credentials work? (`check-config --online`)"""
+        return check(self.client, self.settings)
 
     def rewind_cursor(self, stream: StreamSpec, cursor: str | None, since: datetime) -> str | None:
         """A bookmark from which `read` re-reads every change at or after `since` (None: full lists)."""

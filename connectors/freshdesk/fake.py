@@ -1,7 +1,7 @@
 """A fake Freshdesk API v2 over the world's `freshdesk` slice.
 
 Endpoints (all under `/api/v2`): `GET /tickets`, `/tickets/{id}/conversations`,
-`/tickets/{id}/time_entries`, `/time_entries`, `/surveys/satisfaction_ratings`, `/agents`,
+`/tickets/{id}/time_entries`, `/time_entries`, `/surveys/satisfaction_ratings`, `/agents`, `/agents/me`,
 `/groups`, `/companies`, `/contacts`, `/contacts/{id}`.
 
 How the world is rendered, and the vendor behaviours it mimics (reference §3):
@@ -154,7 +154,8 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
         ("contact", "csat_pct_90d", "cf_kpi_csat_pct_90d"),
         ("company", "contacts_30d", "cf_kpi_contacts_30d"),
     )
-    demo_notes = (("repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days."),)
+    demo_notes = (("repeat_contact", "Repeat contact: this customer's previous contact {previous_contact_id} was opened"
+                                     " {previous_contact_ago} before this one."),)
     """Freshdesk v2 over `world.sources["freshdesk"]`; `max_page` lowers the 300-page cap for tests."""
 
     name = "freshdesk"
@@ -176,6 +177,7 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
         self.route("GET", f"{API}/time_entries", self._validated(self._time_entries))
         self.route("GET", f"{API}/surveys/satisfaction_ratings", self._validated(self._ratings))
         self.route("GET", f"{API}/agents", self._validated(self._agents))
+        self.route("GET", f"{API}/agents/me", self._validated(self._agent_me))
         self.route("GET", f"{API}/groups", self._validated(self._groups))
         self.route("GET", f"{API}/companies", self._validated(self._companies))
         self.route("GET", f"{API}/contacts", self._validated(self._contacts))
@@ -473,6 +475,10 @@ class FakeFreshdesk(FreshdeskWrites, FakeApi):
         response = self._page(request, agents)
         response.body = [self.render_agent(p) for p in response.body]
         return response
+
+    def _agent_me(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
+        """`GET /agents/me`: the agent whose API key it is (the account's first agent, as notes are written by)."""
+        return FakeResponse(200, self.render_agent(min(self.data.agents(), key=lambda p: p.id)))
 
     def render_agent(self, p: Person) -> dict[str, Any]:
         groups = sorted(self.data.groups)

@@ -138,7 +138,7 @@ def agent_row(row: Mapping[str, Any], bot_ids: frozenset[str], privacy: Privacy)
         "source": SOURCE, "source_id": ident, "role": Role.BOT if ident in bot_ids else Role.AGENT,
         "locale": locale, "language": primary_language(locale),
         "time_zone": _opt_str(contact, "time_zone"), "raw": privacy.raw(row),
-        **privacy.person(contact.get("name"), contact.get("email"), contact.get("phone") or contact.get("mobile")),
+        **privacy.staff(contact.get("name"), contact.get("email"), contact.get("phone") or contact.get("mobile")),
     }
 
 

@@ -68,6 +68,7 @@ from datetime import time as dtime
 from typing import Any, ClassVar
 
 from connectors.base import (
+    CheckResult,
     ConfigError,
     FatalApiError,
     MalformedResponse,
@@ -77,6 +78,7 @@ from connectors.base import (
     SyncError,
 )
 from connectors.http import ApiResponse, ClientOwner
+from connectors.intercom.check import check
 from connectors.intercom.client import REGION_HOSTS, SOURCE, client
 from connectors.intercom.normalize import (
     PERSONAL,
@@ -172,6 +174,10 @@ class IntercomConnector(ClientOwner):
 
     def streams(self) -> Sequence[StreamSpec]:
         return self.STREAMS
+
+    def check(self) -> CheckResult:
+        """One call to `GET /me`: do the credentials work? (`check-config --online`)"""
+        return check(self.client, self.settings)
 
     def read(self, stream: StreamSpec, cursor: str | None, full: bool = False) -> Iterator[Page]:
         if full:

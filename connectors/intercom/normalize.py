@@ -147,7 +147,7 @@ UNKNOWN_CONTACT = ContactFacts(None, primary_language(None), None, None)
 def admin_row(admin: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY) -> dict[str, Any]:
     """An admin (a teammate) as a person: always an agent."""
     return {"source": SOURCE, "source_id": record_id(admin["id"]), "role": Role.AGENT.value,
-            "raw": privacy.raw(admin), **privacy.person(admin.get("name"), admin.get("email"), admin.get("phone"))}
+            "raw": privacy.raw(admin), **privacy.staff(admin.get("name"), admin.get("email"), admin.get("phone"))}
 
 
 def team_row(team: Mapping[str, Any]) -> dict[str, Any]:

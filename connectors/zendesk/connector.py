@@ -31,6 +31,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any, ClassVar
 
 from connectors.base import (
+    CheckResult,
     ConfigError,
     FatalApiError,
     MalformedResponse,
@@ -42,6 +43,7 @@ from connectors.base import (
 from connectors.http import ApiResponse, ClientOwner
 from connectors.paging import CursorExport, CursorList, TimeExport
 from connectors.records import BAD_RECORD, epoch_of, iso_time, keep, keep_row
+from connectors.zendesk.check import check
 from connectors.zendesk.client import client
 from connectors.zendesk.normalize import (
     PERSONAL,
@@ -111,6 +113,10 @@ class ZendeskConnector(ClientOwner):
 
     def streams(self) -> tuple[StreamSpec, ...]:
         return STREAMS
+
+    def check(self) -> CheckResult:
+        """One call to `GET /api/v2/users/me`: are the credentials an admin's? (`check-config --online`)"""
+        return check(self.client, self.settings)
 
     def read(self, stream: StreamSpec, cursor: str | None, full: bool = False) -> Iterator[Page]:
         """Pages changed since `cursor` (or since `start_date` when None or `full`)."""
@@ -204,7 +210,7 @@ class ZendeskConnector(ClientOwner):
                 raise
             status = exc.status or 403
             message = f"{mode} CSAT is not readable with these credentials (HTTP {status}); the other flavour is read"
-            log.warning("%s: %s: %s", SOURCE, message, exc)
+            log.debug("%s: %s: %s", SOURCE, message, exc)  # the page's warning is what `sync` prints, once
             page = Page(cursor=f"{mode}:{'' if mark is None else mark}:refused-{status}")
             page.warn(message)  # shown by `sync`, kept in the run log, shown by `status`
             yield page

@@ -23,6 +23,9 @@ Served under `/api/v2`, every path also with a `.json` suffix (reference §1):
   `via` and `via_reference_id`. Without `include=comment_events` comments show only as one
   `Comment` child event with `comment_present`/`comment_public`; with it, each comment is a
   child event of its own (the comment object: `via` an object, `audit_id`).
+- `GET /users/me`: the user the credentials act as (the sandbox's admin, role `admin`,
+  `ADMIN_ID`); without credentials, Zendesk's anonymous user (`id` null, role `end-user`) with
+  200, as Zendesk answers; wrong credentials: 401. `check-config --online` calls it.
 - `GET /tickets/{id}/comments`: a ticket's comments, oldest first (cursor list), which the connector
   reads for the Talk call durations of resolved voice tickets (the sandbox's calls record none).
 - `GET /groups`, `GET /satisfaction_ratings` (legacy CSAT) and `GET /guide/survey_responses`
@@ -44,6 +47,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import sys
 import time
 from bisect import bisect_left, bisect_right
@@ -92,6 +96,14 @@ LIVE_VIAS = frozenset({"chat", "native_messaging", "whatsapp", "sms", "voice"})
 USER_ROLE = {"customer": "end-user", "agent": "agent", "bot": "agent"}
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 NO_SOURCE: dict[str, Any] = {"from": {}, "to": {}, "rel": None}
+
+# `GET /api/v2/users/me`: the token's admin (an account's first user; not among the world's people, so
+# it changes no KPI) and, for a request without credentials, Zendesk's anonymous user (no id, an end user).
+ME_PATH = re.compile(rf"/api/v2/users/me{J}")
+ADMIN_ID = 1
+ANONYMOUS_USER: dict[str, Any] = {"id": None, "url": None, "name": "Anonymous user", "email": "invalid@example.com",
+                                  "role": "end-user", "locale": "en-US", "time_zone": "UTC", "verified": False,
+                                  "active": True, "tags": [], "user_fields": {}}
 
 CsatMode = Literal["legacy", "survey_responses", "both"]
 MetricSetsForm = Literal["per_ticket", "top_level"]
@@ -151,7 +163,8 @@ class FakeZendesk(ZendeskWrites, FakeApi):
         ("user", "last_csat", "kpi_last_csat"),
         ("organization", "csat_pct_90d", "kpi_csat_pct_90d"),
     )
-    demo_notes = (("repeat_contact", "Repeat contact: {contacts_30d} contacts in 30 days, last CSAT {last_csat}."),)
+    demo_notes = (("repeat_contact", "Repeat contact: this customer's previous contact {previous_contact_id} was opened"
+                                     " {previous_contact_ago} before this one. Their latest CSAT: {last_csat}."),)
     """Zendesk Support over the world's zendesk slice."""
 
     name = "zendesk"
@@ -185,6 +198,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
             (f"/api/v2/satisfaction_ratings{J}", self.list_satisfaction_ratings),
             (f"/api/v2/guide/survey_responses{J}", self.list_survey_responses),
             (rf"/api/v2/tickets/(?P<id>\d+)/comments{J}", self.list_ticket_comments),
+            (f"/api/v2/users/me{J}", self.show_self),
         ]
         for pattern, handler in routes:
             self.route("GET", pattern, handler)
@@ -192,6 +206,8 @@ class FakeZendesk(ZendeskWrites, FakeApi):
 
     def authorized(self, request: FakeRequest) -> bool:
         header = request.headers.get("Authorization") or request.headers.get("authorization") or ""
+        if not header and ME_PATH.fullmatch(request.path):
+            return True  # Zendesk shows who is signed in, the anonymous user included
         scheme, _, value = header.partition(" ")
         if scheme == "Bearer":
             return value == self.oauth_token
@@ -222,6 +238,16 @@ class FakeZendesk(ZendeskWrites, FakeApi):
             "ratelimit-limit": str(limit), "ratelimit-remaining": str(remaining),
             "ratelimit-reset": str(max(1, math.ceil(reset_in))),
         }
+
+    # --- who am I ---------------------------------------------------------------------
+
+    def show_self(self, request: FakeRequest, _: Any) -> FakeResponse:
+        """`GET /api/v2/users/me`: the admin the token acts as; without credentials, the anonymous user."""
+        if not (request.headers.get("Authorization") or request.headers.get("authorization")):
+            return FakeResponse(200, {"user": ANONYMOUS_USER})
+        admin = Person(ADMIN_ID, "agent", "Sandbox Admin", self.email, None, "en-US", None, None,
+                       created_at=self.world.start, updated_at=self.world.start)
+        return FakeResponse(200, {"user": {**self.render_user(admin), "role": "admin", "role_type": None}})
 
     # --- the index ----------------------------------------------------------------------
 

@@ -307,7 +307,8 @@ def person_row(u: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY, bot_ids
         "organization_id": opt_id(u.get("organization_id")),
         "time_zone": opt_str(u.get("iana_time_zone") or u.get("time_zone"), "time_zone"), "tags": _tags(u),
         "custom": fields, "raw": _compact(u, privacy.drop),
-        **privacy.person(u.get("name"), u.get("email"), u.get("phone")),
+        # Agents' names by `store_agent_names`, customers' by `store_names` (docs/privacy.md).
+        **(privacy.person if role == "customer" else privacy.staff)(u.get("name"), u.get("email"), u.get("phone")),
     }
 
 

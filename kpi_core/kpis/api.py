@@ -1,5 +1,7 @@
-"""The KPI engine's entry points: `compute` keeps stored values fresh, `kpi_rows` reads them
-(computing what is missing).
+"""The KPI engine's entry points: `compute` keeps stored values fresh, `refresh` runs it before a read when
+the store changed since (the CLI's readers and `push` call it), `kpi_rows` reads them (computing what is
+missing), `previous_rows` gives what each period is compared with (a running period: the same days of the
+previous one).
 
 `compute` refreshes the per-contact facts of the contacts a sync touched (and commits them),
 then, for every stored (grain, segmentation) and the configured ones, redoes only what went
@@ -34,7 +36,7 @@ from kpi_core.kpis import backlog, catalogue, facts, inputs, parallel, values
 from kpi_core.kpis import periods as P
 from kpi_core.kpis.context import Context, get_meta, kpi_settings, set_meta
 from kpi_core.kpis.diagnostics import store_diagnostics
-from kpi_core.kpis.engine import prepare
+from kpi_core.kpis.engine import evaluate, prepare
 from kpi_core.kpis.materialize import ALL, TIME_KPIS, chosen, ensure, write
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, parse
@@ -54,7 +56,8 @@ class ComputeSummary:
     periods_computed: int = 0
     periods_partly: int = 0
     values_written: int = 0
-    diagnostics: int = 0
+    diagnostics: int = 0  # stored anew for every period and segmentation redone
+    diagnostics_now: int = 0  # firing in the running month, any segment (what `diagnose` shows by default)
     periods_frozen: int = 0  # stored periods left as they are: their values are final
     periods_unfrozen: int = 0  # with rebuild_history: frozen periods recomputed
     seconds: float = 0.0
@@ -65,7 +68,7 @@ class ComputeSummary:
 
 def default_range(ctx: Context, since: date | None, until: date | None) -> tuple[date, date]:
     """[since, until): by default the last `history_months` months up to today."""
-    today = ctx.now.date()
+    today = ctx.today  # in [kpis] timezone
     first = P.period_containing(today, Grain.MONTH).start
     for _ in range(ctx.settings.history_months - 1):
         first = P.period_containing(first - timedelta(days=1), Grain.MONTH).start
@@ -109,7 +112,7 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
         redo_all = full or refreshed.everything or get_meta(ctx.conn, "values_fingerprint") != fingerprint
         summary.contacts_refreshed, summary.rebuilt_everything = refreshed.contacts, refreshed.everything
         summary.contacts_changed = refreshed.changed
-        dirty = _take_dirty_days(ctx)
+        dirty = P.local_days(_take_dirty_days(ctx), ctx.zone)  # noted as UTC days: the local days they touch
         seq = values.changes_seq(ctx)
     log.debug("kpis: facts refreshed (%s contacts) after %.2fs", refreshed.contacts, time.perf_counter() - started)
     stored = values.computed(ctx)
@@ -159,6 +162,9 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
         backlog.clear(ctx, seq)
         set_meta(ctx.conn, "values_fingerprint", fingerprint)
         set_meta(ctx.conn, "computed_at", ctx.now_iso)
+        summary.diagnostics_now = ctx.conn.execute(
+            "SELECT count(*) FROM kpi_diagnostics WHERE grain = 'month' AND period_start <= ? AND period_end > ?",
+            [ctx.today.isoformat()] * 2).fetchone()[0]
     summary.seconds = round(time.perf_counter() - started, 3)
     log.info("kpis: computed %s periods (%s partly) in %.2fs", summary.periods_computed, summary.periods_partly,
              summary.seconds)
@@ -245,30 +251,104 @@ def _touches(days: list[date], start: date, end: date) -> bool:
     return i < len(days) and days[i] < end
 
 
+def refresh(store: Store, settings: Settings, now: datetime | None = None) -> bool:
+    """Bring the stored values up to date before they are read, when the store changed since the last `compute`;
+    True when it recomputed.
+
+    Cheap when nothing changed: a few reads of the change marks the store keeps (see `stale_reasons`). When
+    something did, it is `compute` with its defaults, which redoes only what those marks touch.
+    """
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    if not stale_reasons(ctx):
+        return False
+    compute(store, settings, now=now)
+    return True
+
+
+def stale_reasons(ctx: Context) -> list[str]:
+    """Why the stored values may not reflect the store (empty when they do): the marks a sync, an import or a
+    settings change leave for the next `compute`."""
+    conn = ctx.conn
+    reasons = []
+    if get_meta(conn, "values_fingerprint") != ctx.values_fingerprint():
+        reasons.append("never computed, or computed under other settings")
+    marks = {"contacts changed": "SELECT 1 FROM kpi_dirty_contacts LIMIT 1",
+             "days changed": "SELECT 1 FROM kpi_dirty_days LIMIT 1",
+             "contacts waiting for their reply and resolution facts": "SELECT 1 FROM derive_pending LIMIT 1"}
+    reasons += [why for why, sql in marks.items() if conn.execute(sql).fetchone()]
+    if (get_meta(conn, DAYS_IN_PROGRESS) or "[]") != "[]":
+        reasons.append("an interrupted compute")
+    if _config_inputs_differ(ctx):
+        reasons.append("business inputs of the config changed")
+    return reasons
+
+
+def _config_inputs_differ(ctx: Context) -> bool:
+    """Whether `[[kpis.inputs]]` differs from the config inputs stored by the last compute (`inputs.sync_config`)."""
+    wanted = {(*inputs.Input(s.kind, s.start, s.end, s.value, s.agent, s.segment).key(), s.value)
+              for s in ctx.settings.inputs}
+    stored = {(kind, start, end, agent, segment, value) for kind, start, end, agent, segment, value in ctx.conn.execute(
+        "SELECT kind, start, [end], agent, segment, value FROM kpi_inputs WHERE origin = 'config'")}
+    return wanted != stored
+
+
 def kpi_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,
              until: date | None, by: list[str] | str | None = None, kpi_ids: list[str] | None = None,
              *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Stored KPI values as the interface's JSON objects; periods never computed (or computed under other
     settings) are computed and stored first, from the facts as of the last `compute`."""
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
-    wanted = P.resolve(period, since, until, ctx.now)
+    wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     seg = parse(by, ctx.settings)
     if kpi_ids:
         catalogue.selected(kpi_ids, True)  # validates the ids
     grain = wanted[0].grain
     ensure(ctx, grain, seg, wanted)
-    return values.read(ctx, grain, seg.key, wanted, kpi_ids, ctx.hours.configured)
+    rows = values.read(ctx, grain, seg.key, wanted, kpi_ids, ctx.hours.configured)
+    spans = {p.start.isoformat(): values.compared_with(p, ctx.today) for p in wanted}
+    for row in rows:
+        span, to_date = spans[row["period_start"]]
+        row["compared_with"] = {"period_start": span.start.isoformat(), "period_end": span.end.isoformat(),
+                                "to_date": to_date}
+    return rows
 
 
 def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | None, since: date | None,
                   until: date | None, by: list[str] | str | None = None, kpi_ids: list[str] | None = None,
                   *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The rows of the periods just before those `kpi_rows` returns for the same request (the change column)."""
-    stamp = now or datetime.now().astimezone()
-    wanted = P.resolve(period, since, until, Context.now_utc(stamp))
-    first, last = wanted[0].previous(), wanted[-1].previous()
-    grain = wanted[0].grain
-    return kpi_rows(store, settings, grain.value, first.start, last.end, by, kpi_ids, now=stamp)
+    """The rows each period of the same `kpi_rows` request is compared with (the change column): the previous
+    period, or for a running period the same days of the previous one (see `compared_with`).
+
+    A row matches the current row whose `compared_with` names its period_start and period_end. Rows of a
+    to-date span carry `"to_date": true`; they are evaluated here, not stored (the span moves every day).
+    """
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
+    seg = parse(by, ctx.settings)
+    spans = [values.compared_with(p, ctx.today) for p in wanted]
+    whole = sorted({span for span, to_date in spans if not to_date})
+    rows: list[dict[str, Any]] = []
+    if whole:
+        grain = whole[0].grain
+        ensure(ctx, grain, seg, whole)
+        rows += values.read(ctx, grain, seg.key, whole, kpi_ids, ctx.hours.configured)
+    for span in sorted({span for span, to_date in spans if to_date}):
+        rows += _to_date_rows(ctx, span, seg, kpi_ids)
+    return rows
+
+
+def _to_date_rows(ctx: Context, span: Period, seg: Segmentation, kpi_ids: list[str] | None) -> list[dict[str, Any]]:
+    """The interface rows of a to-date span of a previous period, evaluated from the facts."""
+    wanted = [k for k in chosen(ctx, frozenset({ALL}))
+              if (k.id in kpi_ids if kpi_ids else not k.hidden)]
+    if not facts.built(ctx):
+        with ctx.writing():
+            facts.refresh(ctx)
+    rows = [values.as_row(ctx, catalogue.BY_ID[v.kpi], span, dict(v.segment), v.value, v.numerator, v.denominator,
+                          v.n) for v in evaluate(ctx, [span], [seg], wanted)]
+    for row in rows:
+        row["to_date"] = True
+    return rows
 
 
 def frozen_history(store: Store) -> list[tuple[str, str, int, str, str]]:

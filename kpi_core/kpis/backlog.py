@@ -6,6 +6,7 @@ Instead, from the old and new versions of the changed rows that `facts.refresh` 
 `kpi_facts_changes` (netted per contact), each stored backlog value B(T) becomes
 B(T) - (old rows open at T_then) + (new rows open at T_now), where T_then is the time the
 stored value was counted at (a period's end, or the time of computing for a running one).
+A period's end is the UTC instant of its last local midnight in `[kpis] timezone`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
 from typing import Any
 
 from kpi_core.kpis.context import Context
@@ -105,9 +105,10 @@ def _moves(ctx: Context, periods: list[Period], then: str, old: list[Row], new: 
     now = ctx.now_iso
     ends = sorted(periods, key=lambda p: p.end)
     # Most stored periods were counted at (after) their end and still are: one sweep over the sorted ends.
-    steady = [p for p in ends if then >= _iso(p.end) and _iso(p.end) <= now]
+    end_of = {p: ctx.instant(p.end) for p in ends}  # each boundary converted once
+    steady = [p for p in ends if then >= end_of[p] and end_of[p] <= now]
     moving = [p for p in ends if p not in set(steady)]
-    marks = [_iso(p.end) for p in steady]
+    marks = [end_of[p] for p in steady]
     for sign, rows in ((-1, old), (1, new)):
         for row in rows:
             if row.steps is None:
@@ -118,16 +119,12 @@ def _moves(ctx: Context, periods: list[Period], then: str, old: list[Row], new: 
                     moves[p][row.values] += sign
             else:
                 for p in steady:
-                    if row.open_at(_iso(p.end)):
+                    if row.open_at(end_of[p]):
                         moves[p][row.values] += sign
             for p in moving:
-                at = min(then, _iso(p.end)) if sign < 0 else min(now, _iso(p.end))
+                at = min(then, end_of[p]) if sign < 0 else min(now, end_of[p])
                 if row.open_at(at):
                     moves[p][row.values] += sign
-
-
-def _iso(day: date) -> str:
-    return datetime.combine(day, datetime.min.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _counted(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period]) -> dict[Period, tuple[str, int]]:

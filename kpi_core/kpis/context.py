@@ -8,10 +8,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone, tzinfo
 from typing import Any
 
-from kpi_core.kpis import segments
+from kpi_core.kpis import periods, segments
 from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.kpis.targets import Targets
 from kpi_core.settings import KpiSettings, Settings
@@ -25,9 +25,11 @@ class Context:
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     targets: Targets = field(init=False)
     hours: BusinessHours = field(init=False)
+    zone: tzinfo = field(init=False)  # `[kpis] timezone`: periods' dates are dates there (catalogue 2)
 
     def __post_init__(self) -> None:
         self.now = self.now.astimezone(timezone.utc).replace(microsecond=0)
+        self.zone = periods.zone_of(self.settings.timezone)
         self.targets = Targets(self.settings.targets)
         self.hours = BusinessHours.from_settings(self.settings)
         self.hours.register(self.conn)
@@ -47,6 +49,19 @@ class Context:
     @property
     def now_iso(self) -> str:
         return self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def today(self) -> date:
+        """Today in `[kpis] timezone`: the day the running periods contain."""
+        return periods.today_in(self.now, self.zone)
+
+    def bound(self, day: date) -> str:
+        """The SQL bound of the local date `day`'s first instant (see `periods.day_text`)."""
+        return periods.day_text(day, self.zone)
+
+    def instant(self, day: date) -> str:
+        """The local date `day`'s first instant in the store's format ('YYYY-MM-DDTHH:MM:SSZ')."""
+        return periods.instant_text(day, self.zone)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -84,14 +99,17 @@ class Context:
         """Changes when any setting that shapes stored values changes (targets are applied on reading)."""
         thresholds = {c: self.targets.channel_frt_minutes(c) for c in sorted(
             {"chat", "messaging", "phone", "email", "web_form", "api", "social", "other"})}
-        return _digest({
+        shaping: dict[str, Any] = {
             "facts": self.facts_fingerprint(),
             "abandon_after": self.settings.abandon_after.total_seconds(),
             "fcr_window_days": self.settings.fcr_window_days,
             "service_level_minutes": thresholds,
             "custom_segments": self.settings.custom_segments,
             "engine": ENGINE_VERSION,
-        })
+        }
+        if self.settings.timezone != "UTC":  # absent for UTC: stores computed before the setting existed stay fresh
+            shaping["timezone"] = self.settings.timezone
+        return _digest(shaping)
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -77,8 +77,11 @@ def closed_but_unhappy(rows: Rows) -> Evidence | None:
 
 
 def nps_lags_csat(history: list[Rows]) -> Evidence | None:
-    """CSAT fell at each of the last two steps by >= 2 points in all while NPS moved < 2 (or the reverse)."""
+    """CSAT fell at each of the last two steps by >= 2 points in all while NPS moved < 2 (or the reverse);
+    silent when any of those values rests on too few answers (status low_n)."""
     if len(history) < 3:
+        return None
+    if any(h.get(k, {}).get("status") == "low_n" for h in history[-3:] for k in ("csat_pct", "nps")):
         return None
     csat_values = [h.get("csat_pct", {}).get("value") for h in history[-3:]]
     nps_values = [h.get("nps", {}).get("value") for h in history[-3:]]
@@ -95,11 +98,12 @@ def nps_lags_csat(history: list[Rows]) -> Evidence | None:
     return None
 
 
-def volume_spike(history: list[Rows], usable: int) -> Evidence | None:
-    """Volume above mean + 3 population sd of the previous 4 periods (1-3 periods: above 1.5 x mean)."""
+def volume_spike(history: list[Rows], usable: int, min_n: int = 1) -> Evidence | None:
+    """Volume above mean + 3 population sd of the previous 4 periods (1-3 periods: above 1.5 x mean); a volume
+    under `min_n` contacts is no spike (two contacts after one is noise, not a product issue)."""
     current = history[-1].get("ticket_volume", {}).get("value")
     previous = [h.get("ticket_volume", {}).get("value") or 0 for h in history[:-1]][-min(usable, _SPIKE_HISTORY):]
-    if current is None or not previous or usable <= 0:
+    if current is None or not previous or usable <= 0 or current < min_n:
         return None
     mean = statistics.fmean(previous)
     if len(previous) == _SPIKE_HISTORY:
@@ -154,7 +158,7 @@ def evaluate(ctx: Context, grain: Grain, segs: Iterable[Segmentation], periods: 
     With `compute_missing` the stored values they need are computed first where missing; without,
     a diagnostic whose figures are not stored stays silent.
     """
-    periods = sorted(p for p in periods if p.start <= ctx.now.date())
+    periods = sorted(p for p in periods if p.start <= ctx.today)
     if not periods:
         return []
     history = [periods[0]]
@@ -208,7 +212,7 @@ def _evaluate_one(ctx: Context, tables: dict[str, _Table], table: _Table, period
         "csat_hides_unanswered": csat_hides_unanswered(rows),
         "nps_lags_csat": nps_lags_csat(history),
         "closed_but_unhappy": closed_but_unhappy(rows),
-        "volume_spike": volume_spike(history, usable),
+        "volume_spike": volume_spike(history, usable, ctx.settings.min_n),
     }
     seg_dict = json.loads(segment)
     if seg_dict.get("language") not in (None, "und"):
@@ -233,7 +237,7 @@ def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation
         redo: set[Period] = set()
         for period in touched[grain]:
             for _ in range(_SPIKE_HISTORY + 1):
-                if period.start <= ctx.now.date():
+                if period.start <= ctx.today:
                     redo.add(period)
                 period = period.next()
         stored = {p for p in values.computed(ctx, grain, "").get((grain, ""), {})}
@@ -256,7 +260,7 @@ def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None 
              period: str | None = "month", *, now: datetime | None = None) -> list[dict[str, Any]]:
     """The diagnostics that fire in the periods of `period` over [since, until) (default: this month)."""
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
-    wanted = P.resolve(period, since, until, ctx.now)
+    wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     segs = [parse(s, ctx.settings) for s in ctx.settings.segments] + [parse(["channel"], ctx.settings),
                                                                        parse(["language"], ctx.settings)]
     return evaluate(ctx, wanted[0].grain, {s.key: s for s in segs}.values(), wanted)

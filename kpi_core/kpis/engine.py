@@ -10,6 +10,10 @@ Work is shared as much as the arithmetic allows, because SQLite sorts every row 
   the steps of contacts with a reopen history and the contacts open before the first period.
 Tag segmentations are multi-valued (a contact counts once per tag), so they are never summed
 up and get their own queries. Values are raw: targets and status are applied on reading.
+
+Periods are local dates in `[kpis] timezone`: range conditions compare the UTC timestamps with
+each boundary's UTC instant (`ctx.bound`), and outside UTC the period key compares them with the
+same bounds in SQL (`periods.key_sql`): boundaries are converted once per period, never per row.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def evaluate(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis
 
 def prepare(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis: list[Kpi]) -> _Evaluation | None:
     """An evaluation to run here (`run()`) or pass by pass elsewhere (`units`, `unit`, then `run(results)`)."""
-    periods = sorted(p for p in set(periods) if p.start <= ctx.now.date())
+    periods = sorted(p for p in set(periods) if p.start <= ctx.today)
     if not periods or not kpis or not segs:
         return None
     return _Evaluation(ctx, periods, segs, kpis)
@@ -145,12 +149,13 @@ class _Evaluation:
     def _key(self, column: str, run: list[Period]) -> str:
         if self.grain is Grain.CUSTOM:
             start, prev = run[0].start, run[0].previous().start
-            return (f"CASE WHEN {column} < '{start.isoformat()}'"
+            return (f"CASE WHEN {column} < '{self.ctx.bound(start)}'"
                     f" THEN '{prev.isoformat()}' ELSE '{start.isoformat()}' END")
-        return P.key_sql(self.grain, column)
+        # From the period before the run: fetches with `back` and retention read it too.
+        return P.key_sql(self.grain, column, zone=self.ctx.zone, within=(run[0].previous().start, run[-1].end))
 
     def _params(self, lo: date, hi: date, **extra: Any) -> dict[str, Any]:
-        return {**self.ctx.params(), "lo": P.day_text(lo), "hi": P.day_text(hi), **extra}
+        return {**self.ctx.params(), "lo": self.ctx.bound(lo), "hi": self.ctx.bound(hi), **extra}
 
     def _fill(self, sql: str) -> str:
         positive = positive_sql("s", self.ctx.settings.csat_scales)
@@ -597,12 +602,12 @@ class _Evaluation:
         sql = (f"SELECT {''.join(f'{d} AS d{i}, ' for i, d in enumerate(dims))}count(*) FROM kpi_facts f"
                f"{fact_joins(seg)} WHERE f.is_deleted = 0 AND f.transitions IS NULL AND f.created_at < :lo"
                f" AND (f.first_resolved_at IS NULL OR max(f.created_at, f.first_resolved_at) >= :lo){group}")
-        return {tuple(row[:-1]): row[-1] for row in self.ctx.conn.execute(sql, {"lo": P.day_text(start)})}
+        return {tuple(row[:-1]): row[-1] for row in self.ctx.conn.execute(sql, {"lo": self.ctx.bound(start)})}
 
     def _history_steps(self, seg: Segmentation, run: list[Period]) -> dict[Key, int]:
         """+1 at creation and each reopening, -1 at each resolution, of contacts with a reopen history."""
         dims = fact_dims(seg)
-        cap = min(P.day_text(run[-1].end), self.ctx.now_iso)
+        cap = min(self.ctx.bound(run[-1].end), self.ctx.now_iso)
         key = self._key("t", run)
         steps = (f"SELECT f.created_at AS t, 1 AS d{''.join(f', {x} AS d{i}' for i, x in enumerate(dims))}"
                  f" FROM kpi_facts f{fact_joins(seg)} WHERE f.is_deleted = 0 AND f.transitions IS NOT NULL"
@@ -614,7 +619,7 @@ class _Evaluation:
         sql = (f"SELECT CASE WHEN t < :lo THEN '' ELSE {key} END AS b{cols}, sum(d) FROM ({steps}) WHERE t < :cap"
                f" GROUP BY b{cols}")
         out: dict[Key, int] = {}
-        for row in self.ctx.conn.execute(sql, {"lo": P.day_text(run[0].start), "cap": cap}):
+        for row in self.ctx.conn.execute(sql, {"lo": self.ctx.bound(run[0].start), "cap": cap}):
             out[(row[0], tuple(row[1:-1]))] = row[-1]
         return out
 

@@ -6,7 +6,9 @@ in `kpi_dirty_contacts` (`store.mark_for_kpis`); triggers on survey responses an
 events also note their day in `kpi_dirty_days`. `refresh` rebuilds the facts of those contacts and of
 the other contacts of the same requesters (a new contact can undo an earlier one's FCR),
 compares them with the old rows, and adds the anchor days of every row that really changed
-to `kpi_dirty_days`, which tells `compute` which periods to redo. The old and new versions
+to `kpi_dirty_days`, which tells `compute` which periods to redo. Those days are UTC dates, as the
+store's triggers note them; `compute` maps each to the one or two local dates of `[kpis] timezone`
+it overlaps (`periods.local_days`). The old and new versions
 of the changed rows go to `kpi_facts_changes`, from which `compute` moves the stored backlog.
 
 Durations are computed once here, in whole seconds, clamped at 0; a contact's FCR needs

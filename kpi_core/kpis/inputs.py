@@ -8,12 +8,13 @@ be a third of the truth). Inputs of the same kind add up. A CSV row and a config
 same kind, range, agent and segment are one input: the CSV row wins.
 
 CSV columns: `kind,start,end,value` and optionally `agent` (available_hours: `source:id`)
-and `segment` (a scope such as `channel=chat` or `market=DACH`; none = all contacts).
+and `segment` (a scope such as `channel=chat` or `market=DACH`; none = all contacts). The
+file may be UTF-8 (with or without BOM) or UTF-16, separated by `,`, `;` or tab; in a
+`;`-separated file a decimal comma is read as a decimal point.
 """
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kpi_core.csv_files import CsvFileError, number_text, read_text
 from kpi_core.kpis.periods import Period
 from kpi_core.settings import BusinessInputSettings, KpiSettings
 from kpi_core.store import utc_now
@@ -100,18 +102,23 @@ def read_csv(path: str | Path) -> list[Input]:
     """Parse an inputs CSV; every problem names the file, the line and the column."""
     path = Path(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputsError(f"{path}: cannot be read: {exc.strerror}") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = {"kind", "start", "end", "value"} - set(reader.fieldnames or ())
-        if missing:
-            raise InputsError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
-        unknown = set(reader.fieldnames or ()) - {"kind", "start", "end", "value", "agent", "segment"}
-        if unknown:
-            raise InputsError(f"{path}: line 1: unknown column(s) {', '.join(sorted(unknown))}")
-        return [_parse_row(path, reader.line_num, raw) for raw in reader]
+        table = read_text(path)
+    except CsvFileError as exc:
+        raise InputsError(str(exc)) from None
+    reader = table.reader()
+    reader.fieldnames = [name.strip() for name in reader.fieldnames or ()]
+    missing = {"kind", "start", "end", "value"} - set(reader.fieldnames)
+    if missing:
+        raise InputsError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
+    unknown = set(reader.fieldnames) - {"kind", "start", "end", "value", "agent", "segment"}
+    if unknown:
+        raise InputsError(f"{path}: line 1: unknown column(s) {', '.join(sorted(unknown))}")
+    rows = []
+    for raw in reader:
+        if raw.get("value"):
+            raw["value"] = number_text(raw["value"].strip(), table.separator)
+        rows.append(_parse_row(path, reader.line_num, raw))
+    return rows
 
 
 def _parse_row(path: Path, line: int, raw: Mapping[str, Any]) -> Input:

@@ -37,8 +37,8 @@ def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) 
     frozen periods stay as they are, whatever settings they were computed under (catalogue 2c).
 
     The facts are refreshed only when they were never built (or under other settings): otherwise the
-    stored values and the ones computed here both reflect the last `compute`, and the changes since
-    wait for the next one.
+    stored values and the ones computed here both reflect the last `compute` (the CLI's readers call
+    `api.refresh` first, so that is the store as it is).
     """
     fingerprint = ctx.values_fingerprint()
     have = values.computed(ctx, grain, seg.key).get((grain, seg.key), {})
@@ -50,6 +50,6 @@ def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) 
         if not facts.built(ctx):
             facts.refresh(ctx)
         for group in ([[p] for p in missing] if grain is Grain.CUSTOM else [missing]):
-            todo = [p for p in group if p.start <= ctx.now.date()]
+            todo = [p for p in group if p.start <= ctx.today]
             found = evaluate(ctx, todo, [seg], chosen(ctx, frozenset({ALL})))
             write(ctx, grain, [seg], todo, frozenset({ALL}), found)

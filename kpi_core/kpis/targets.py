@@ -1,4 +1,4 @@
-"""Targets and status: the catalogue's defaults, the admin's overrides, and ok | breach | no_data | info.
+"""Targets and status: the catalogue's defaults, the admin's overrides, and ok | breach | no_data | info | low_n.
 
 `[kpis.targets]` holds overrides by KPI id, globally and under `channel.NAME`, `market.NAME`
 and `group.NAME`. A target is a number (the direction of the KPI says whether it is a floor
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kpi_core.kpis.catalogue import BY_ID, Direction, Kpi, UnknownKpi
+from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, Direction, Kpi, UnknownKpi
 from kpi_core.model import Channel
 
 Target = float | tuple[float, float]
@@ -110,9 +110,14 @@ class Targets:
         return f"(CASE f.channel {whens} ELSE {self.channel_frt_minutes(Channel.OTHER) * 60:g} END)"
 
 
-def status(kpi: Kpi, value: float | None, target: Target | None) -> str:
+def status(kpi: Kpi, value: float | None, target: Target | None, n: int | None = None, min_n: int = 1) -> str:
+    """ok | breach against the target, info without one, no_data without a value, and low_n for a sampled value
+    (a rate, an average, a percentile) resting on fewer than `min_n` contacts: shown, judged by no target
+    (catalogue 4). A count is exact whatever its size, so it is never low_n."""
     if value is None:
         return "no_data"
+    if n is not None and n < min_n and kpi.id not in COUNT_KPIS:
+        return "low_n"
     if target is None:
         return "info"
     if isinstance(target, tuple):

@@ -185,7 +185,8 @@ def settle_days(ctx: Context) -> int:
 
 
 def is_settled(ctx: Context, period: Period, computed_at: datetime) -> bool:
-    end = datetime.combine(period.end, datetime.min.time(), timezone.utc)
+    # The period's end is a local midnight of `[kpis] timezone`.
+    end = datetime.strptime(ctx.instant(period.end), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     return computed_at >= end + timedelta(days=settle_days(ctx))
 
 
@@ -214,13 +215,65 @@ def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids
 
 def as_row(ctx: Context, kpi: Kpi, period: Period, segment: dict[str, Any], value: float | None,
            numerator: float | None, denominator: float | None, n: int | None) -> dict[str, Any]:
+    """One interface row; status applied now (targets, `[kpis] min_n`). In a running period a KPI on a business
+    input takes the input's share of the days so far (see `prorate`) and carries `"prorated": true`."""
+    prorated = False
+    days = days_so_far(period, ctx.today)
+    if days is not None and kpi.id in INPUT_KPIS:
+        value, numerator, denominator = prorate(kpi, days / period.days, numerator, denominator)
+        prorated = value is not None
     target = ctx.targets.for_value(kpi, segment)
     unit = ctx.settings.currency or kpi.unit if kpi.unit == "currency" else kpi.unit
-    return {
+    row = {
         "kpi": kpi.id, "period_start": period.start.isoformat(), "period_end": period.end.isoformat(),
         "segment": segment, "value": _tidy(value, kpi.id in COUNT_KPIS), "unit": unit, "numerator": _tidy(numerator),
-        "denominator": _tidy(denominator), "n": n, "target": target_json(target), "status": status(kpi, value, target),
+        "denominator": _tidy(denominator), "n": n, "target": target_json(target),
+        "status": status(kpi, value, target, n, ctx.settings.min_n),
     }
+    if prorated:
+        row["prorated"] = True  # only when true: the interface changes only by adding
+    return row
+
+
+# KPIs on a business input given for whole periods (catalogue 2b: inputs apply in proportion to days).
+INPUT_KPIS = frozenset({"interactions_per_order", "cost_per_interaction", "cost_per_resolution",
+                        "agent_utilization_pct"})
+
+
+def days_so_far(period: Period, today: date) -> int | None:
+    """Days of a running period up to and including today; None when the period is over (or not begun, or ends
+    tomorrow, so that every one of its days has begun)."""
+    if not period.start <= today or today + timedelta(days=1) >= period.end:
+        return None
+    return (today - period.start).days + 1
+
+
+def compared_with(period: Period, today: date) -> tuple[Period, bool]:
+    """What a period's change is measured against, and whether that is only the previous period's first days.
+
+    A running period is compared like for like: with as many days of the previous period as it has had so far,
+    today counted as a whole day (six days into December against 1-6 November, not all of November). Once over,
+    or when the previous period is no longer than the days so far, with the whole previous period.
+    """
+    previous = period.previous()
+    days = days_so_far(period, today)
+    if days is None or days >= previous.days:
+        return previous, False
+    return Period(previous.start, previous.start + timedelta(days=days), Grain.CUSTOM), True
+
+
+def prorate(kpi: Kpi, share: float, numerator: float | None, denominator: float | None
+            ) -> tuple[float | None, float | None, float | None]:
+    """A running period's input KPI with the input cut to the days so far: the month's cost over the month's
+    contacts so far would overstate cost per interaction by the days still to come."""
+    if numerator is None or not denominator:
+        return None, numerator, denominator
+    if kpi.id == "cost_per_interaction" or kpi.id == "cost_per_resolution":
+        numerator *= share  # cost / contacts
+    else:
+        denominator *= share  # contacts / orders, handle time / available time
+    scale = 100.0 if kpi.id == "agent_utilization_pct" else 1.0
+    return scale * numerator / denominator, numerator, denominator
 
 
 def _tidy(number: float | None, whole: bool = True) -> float | int | None:

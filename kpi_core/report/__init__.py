@@ -18,7 +18,7 @@ from kpi_core.report.render import render_html
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 
-__all__ = ["ReportData", "ReportFile", "build_report", "gather", "render_html", "write_report"]
+__all__ = ["ReportData", "ReportFile", "build_report", "gather", "render_html", "write_page", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,16 @@ def write_report(store: Store, settings: Settings, out: Path, *, period: str | N
     """Write the report to `out` atomically (a reader never sees half a page)."""
     started = time.perf_counter()
     data = gather(store, settings, period=period, since=since, until=until, now=now)
-    page = render_html(data).encode("utf-8")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    size = write_page(render_html(data), out)
+    return ReportFile(out, size, round(time.perf_counter() - started, 3), data)
+
+
+def write_page(html: str, out: Path) -> int:
+    """Replace `out` with the page in one step (temp file in the same folder, then rename); returns its bytes.
+
+    The folder must exist: a typo in `--out` or `[schedule] report_path` fails instead of creating folders.
+    """
+    page = html.encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -51,4 +59,4 @@ def write_report(store: Store, settings: Settings, out: Path, *, period: str | N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return ReportFile(out, len(page), round(time.perf_counter() - started, 3), data)
+    return len(page)

@@ -126,9 +126,11 @@ def _lines(axes: Any, spec: ChartSpec) -> None:
         axes.yaxis.set_minor_locator(NullLocator())
     else:
         axes.yaxis.set_major_formatter(FuncFormatter(_tick_formatter(spec.unit)))
+        # From 0, always: an axis starting at 40 % turns a 3-point dip into a cliff.
         if spec.unit == "%":
-            low = min((v for s in spec.series for v in s.values if v is not None), default=0.0)
-            axes.set_ylim(0 if low < 50 else 40, 100.5)
+            axes.set_ylim(0, 100.5)
+        elif spec.unit in ("minutes", "hours", "count"):
+            axes.set_ylim(bottom=0)
 
 
 def _stacked(axes: Any, spec: ChartSpec) -> None:

@@ -63,6 +63,7 @@ class SegmentRow:
     value: str | None
     label: str
     cells: dict[str, Line]
+    detail: str | None = None  # shown small beside the label: an agent's helpdesk id beside their name
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Final
+from zoneinfo import ZoneInfo
 
 NO_DATA: Final = "no data"
 
@@ -14,6 +15,7 @@ STATUS_LABELS: Final[dict[str, tuple[str, str]]] = {
     "breach": ("\u2716", "Breach"),
     "no_data": ("\u2205", "No data"),
     "info": ("\u2022", "No target"),
+    "low_n": ("\u2248", "Small sample"),  # fewer contacts than [kpis] min_n: shown, judged by no target
 }
 
 
@@ -126,12 +128,24 @@ def target_text(target: float | list[float] | None, unit: str, direction: str | 
     return f"{comparator} {value_text(target, unit)}".strip()
 
 
-def utc_text(iso: str | None) -> str:
-    """'2026-11-25T10:04:05Z' -> '2026-11-25 10:04 UTC'."""
+def zone_name(zone: tzinfo) -> str:
+    """The zone as the page names it: its IANA name ("Europe/Berlin"), "UTC" for UTC."""
+    return zone.key if isinstance(zone, ZoneInfo) else (zone.tzname(None) or "UTC")
+
+
+def time_text(iso: str | None, zone: tzinfo = timezone.utc) -> str:
+    """'2026-11-25T10:04:05Z' -> '2026-11-25 11:04 Europe/Berlin': a stored UTC time read in the account's zone."""
     if not iso:
         return "never"
-    at = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return at.strftime("%Y-%m-%d %H:%M UTC")
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if at.tzinfo is None:  # the store keeps UTC; a bare timestamp is UTC too
+        at = at.replace(tzinfo=timezone.utc)
+    return f"{at.astimezone(zone):%Y-%m-%d %H:%M} {zone_name(zone)}"
+
+
+def utc_text(iso: str | None) -> str:
+    """'2026-11-25T10:04:05Z' -> '2026-11-25 10:04 UTC'."""
+    return time_text(iso, timezone.utc)
 
 
 def age_text(seconds: int | None) -> str:

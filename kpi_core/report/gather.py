@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from kpi_core import status as sync_status
-from kpi_core.kpis.api import kpi_rows
+from kpi_core.kpis.api import kpi_rows, previous_rows
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.periods import Grain, Period, PeriodError, parse_grain, period_containing, periods_between
 from kpi_core.report.figures import (
@@ -27,7 +28,7 @@ from kpi_core.report.figures import (
     SourceHealth,
     segment_label,
 )
-from kpi_core.report.formatting import change
+from kpi_core.report.formatting import change, zone_name
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 
@@ -68,16 +69,21 @@ class Window:
         return self.today < self.current.end
 
     @property
-    def first_start(self) -> date:
-        return min(self.periods[0].start, self.previous.start)
+    def days_elapsed(self) -> int:
+        """Days of the current period up to and including today (all of them once it has ended)."""
+        return max(0, min((self.today - self.current.start).days + 1, self.current.days))
 
 
-def window(period: str | None, since: date | None, until: date | None, now: datetime) -> Window:
-    """The report's periods: the grain's periods over [since, until), by default the last few up to today."""
+def window(period: str | None, since: date | None, until: date | None, now: datetime,
+           zone: tzinfo = timezone.utc) -> Window:
+    """The report's periods: the grain's periods over [since, until), by default the last few up to today.
+
+    "Today" is the date in the account's zone (`[kpis] timezone`), where the engine's periods start.
+    """
     grain = parse_grain(period or "month")
     if grain is Grain.CUSTOM:
         raise PeriodError("the report needs a period grain: day, week, month or quarter")
-    today = now.astimezone(timezone.utc).date()
+    today = now.astimezone(zone).date()
     until = until or today + timedelta(days=1)
     if since is not None and until <= since:
         raise PeriodError(f"empty range: until {until} is not after since {since}")
@@ -90,6 +96,24 @@ def window(period: str | None, since: date | None, until: date | None, now: date
     return Window(grain, tuple(periods_between(grain, since, last.end)), today)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """What the changes on the page compare the current period with."""
+
+    label: str  # names the compared span: "2026-11", or "2026-11-01 to 2026-11-06" when like-for-like
+    like_for_like: bool = False  # the same days of the previous period (the engine's comparison of a running one)
+
+    @staticmethod
+    def of(current: Sequence[dict[str, Any]], win: Window) -> Comparison:
+        """Read the comparison off the current period's rows: the engine's `compared_with` names the span
+        (for a running period, the same days of the previous one: `to_date`)."""
+        span = next((r["compared_with"] for r in current if r.get("compared_with")), None)
+        if span and span.get("to_date"):
+            last = date.fromisoformat(span["period_end"]) - timedelta(days=1)
+            return Comparison(f"{span['period_start']} to {last.isoformat()}", like_for_like=True)
+        return Comparison(win.previous.label())
+
+
 @dataclass
 class ReportData:
     """Everything the page shows; `empty` when the store holds no contact yet."""
@@ -97,6 +121,10 @@ class ReportData:
     generated_at: str
     window: Window
     empty: bool
+    zone: str = "UTC"  # the IANA zone of `[kpis] timezone`: period boundaries and every time shown
+    trend_periods: tuple[Period, ...] = ()  # the window's periods from the first with data
+    comparison: Comparison | None = None
+    agent_names: str = "off"  # stored (some agents have a name) | missing (none stored yet) | off (not stored)
     data_first: str | None = None
     data_last: str | None = None
     contacts_in_range: int = 0
@@ -118,6 +146,18 @@ class ReportData:
     daemon: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.zone)
+
+    @property
+    def compared(self) -> Comparison:
+        return self.comparison or Comparison(self.window.previous.label())
+
+    @property
+    def trends(self) -> tuple[Period, ...]:
+        return self.trend_periods or self.window.periods
+
+    @property
     def has_business_hours(self) -> bool:
         return any(line.kpi.endswith("_bh") for group in self.scorecard for line in group.lines)
 
@@ -126,10 +166,11 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
            until: date | None = None, now: datetime | None = None) -> ReportData:
     """Collect every figure of the report (computing KPI periods the store does not hold yet)."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    win = window(period, since, until, now)
+    zone = ZoneInfo(settings.kpis.timezone)
+    win = window(period, since, until, now, zone)
     first, last = _data_span(store)
     data = ReportData(generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), window=win, empty=first is None,
-                      data_first=first, data_last=last)
+                      zone=zone_name(zone), data_first=first, data_last=last)
     health = sync_status.collect(store, settings, now)
     data.sources = [_health(name, s, settings) for name, s in health["sources"].items()]
     data.daemon = health["daemon"]
@@ -140,15 +181,22 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
         return kpi_rows(store, settings, win.grain.value, start, win.current.end, by,
                         list(kpi_ids) if kpi_ids else None, now=now)
 
-    data.overall = rows(None, None, win.first_start)
-    first_shown = win.periods[0].start.isoformat()
-    data.contacts_in_range = int(sum(r["value"] or 0 for r in data.overall
-                                     if r["kpi"] == "ticket_volume" and r["period_start"] >= first_shown))
-    data.by_channel = rows("channel", CHANNEL_KPIS, win.first_start)
-    _scorecard(data, win)
+    def earlier(by: str | None, kpi_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """The engine's comparison rows for the current period (like-for-like for a running one, where it has it)."""
+        return previous_rows(store, settings, win.grain.value, win.current.start, win.current.end, by,
+                             list(kpi_ids) if kpi_ids else None, now=now)
+
+    data.overall = rows(None, None, win.periods[0].start)
+    data.contacts_in_range = int(sum(r["value"] or 0 for r in data.overall if r["kpi"] == "ticket_volume"))
+    data.trend_periods = _trend_periods(win, data.overall)
+    data.by_channel = rows("channel", CHANNEL_KPIS, data.trends[0].start)
+    current = win.current.start.isoformat()
+    data.comparison = Comparison.of([r for r in data.overall if r["period_start"] == current], win)
+    _scorecard(data, win, earlier(None, None), earlier("channel", ["first_response_time_median"]))
     data.languages = _segment_table(rows("language", LANGUAGE_KPIS, win.current.start), "language", win)
     data.platforms = _segment_table(rows("platform", PLATFORM_KPIS, win.current.start), "platform", win)
-    data.agents = _segment_table(rows("agent", AGENT_KPIS, win.current.start), "agent", win)
+    names, data.agent_names = _agent_names(store, settings)
+    data.agents = _segment_table(rows("agent", AGENT_KPIS, win.current.start), "agent", win, names)
     data.agent_columns = [k for k in AGENT_KPIS if k != "agent_utilization_pct"
                           or any(a.cells.get(k) and a.cells[k].row["value"] is not None for a in data.agents)]
     data.diagnostics = _diagnostics(diagnose(store, settings, win.periods[0].start, win.current.end,
@@ -156,9 +204,32 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
     data.reasons_by = _reason_dimension(settings)
     data.reasons_configured = settings.kpis.reasons.by
     volume = next((ln.row["value"] for ln in data.highlights if ln.kpi == "ticket_volume"), 0)
-    data.reasons = _reasons(rows(_reason_dimension(settings), ["ticket_volume"], win.previous.start), win,
-                            settings.kpis.reasons.top, settings.kpis.reasons.exclude, int(volume or 0))
+    data.reasons = _reasons(rows(data.reasons_by, ["ticket_volume"], win.current.start),
+                            earlier(data.reasons_by, ["ticket_volume"]), settings.kpis.reasons.top,
+                            settings.kpis.reasons.exclude, int(volume or 0))
     return data
+
+
+def _trend_periods(win: Window, overall: Sequence[dict[str, Any]]) -> tuple[Period, ...]:
+    """The window's periods from the first one with data: a leading month before the data began shows nothing."""
+    with_data = {r["period_start"] for r in overall if r["value"] is not None and r["value"] != 0}
+    for i, period in enumerate(win.periods):
+        if period.start.isoformat() in with_data:
+            return win.periods[i:]
+    return win.periods
+
+
+def _agent_names(store: Store, settings: Settings) -> tuple[dict[str, str], str]:
+    """Agents' display names by their segment value (`zendesk:123`), and which of the three cases holds.
+
+    Names are the account's own staff; they are shown only while `[privacy] store_agent_names` is on,
+    so turning it off hides names an earlier sync kept.
+    """
+    if not settings.privacy.store_agent_names:
+        return {}, "off"
+    names = {f"{source}:{ident}": str(name) for source, ident, name in store.db.execute(
+        "SELECT source, source_id, name FROM people WHERE role IN ('agent', 'bot') AND trim(coalesce(name, '')) != ''")}
+    return names, "stored" if names else "missing"
 
 
 def _data_span(store: Store) -> tuple[str | None, str | None]:
@@ -176,19 +247,20 @@ def index(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str
     return {_key(r): r for r in rows}
 
 
-def _with_previous(rows: Iterable[dict[str, Any]], by_key: dict[tuple[str, str, str], dict[str, Any]],
-                   previous: Period) -> list[Line]:
-    out = []
-    for row in rows:
-        earlier = by_key.get((previous.start.isoformat(), row["kpi"], json.dumps(row["segment"], sort_keys=True)))
-        out.append(Line(row, earlier))
-    return out
+def _by_kpi_and_segment(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["kpi"], json.dumps(r["segment"], sort_keys=True)): r for r in rows}
 
 
-def _scorecard(data: ReportData, win: Window) -> None:
+def _with_previous(rows: Iterable[dict[str, Any]], previous: Iterable[dict[str, Any]]) -> list[Line]:
+    """Each row with the same KPI and segment of the comparison rows (one period's worth)."""
+    by_key = _by_kpi_and_segment(previous)
+    return [Line(row, by_key.get((row["kpi"], json.dumps(row["segment"], sort_keys=True)))) for row in rows]
+
+
+def _scorecard(data: ReportData, win: Window, previous: list[dict[str, Any]],
+               previous_channel_frt: list[dict[str, Any]]) -> None:
     current = win.current.start.isoformat()
-    by_key = index(data.overall)
-    lines = _with_previous((r for r in data.overall if r["period_start"] == current), by_key, win.previous)
+    lines = _with_previous((r for r in data.overall if r["period_start"] == current), previous)
     data.channel_mix = sorted((ln for ln in lines if ln.kpi == "channel_mix_pct"),
                               key=lambda ln: -(ln.row["value"] or 0))
     plain = [ln for ln in lines if ln.kpi != "channel_mix_pct"]
@@ -201,20 +273,24 @@ def _scorecard(data: ReportData, win: Window) -> None:
     others = [ln for ln in plain if META.get(ln.kpi) is None or META[ln.kpi].group.value not in dict(GROUPS)]
     if others:
         data.scorecard.append(LineGroup("Other", others))
-    channel_key = index(data.by_channel)
     frt = [r for r in data.by_channel if r["period_start"] == current and r["kpi"] == "first_response_time_median"]
-    data.channel_frt = _with_previous(frt, channel_key, win.previous)
+    data.channel_frt = _with_previous(frt, previous_channel_frt)
 
 
-def _segment_table(rows: list[dict[str, Any]], dimension: str, win: Window) -> list[SegmentRow]:
-    """One row per segment value of the current period, the busiest first."""
+def _segment_table(rows: list[dict[str, Any]], dimension: str, win: Window,
+                   names: dict[str, str] | None = None) -> list[SegmentRow]:
+    """One row per segment value of the current period, the busiest first; a named value keeps its id beside."""
     current = win.current.start.isoformat()
     table: dict[str | None, dict[str, Line]] = {}
     for row in rows:
         if row["period_start"] != current or list(row["segment"]) != [dimension]:
             continue
         table.setdefault(row["segment"][dimension], {})[row["kpi"]] = Line(row)
-    out = [SegmentRow(value, segment_label(dimension, value), cells) for value, cells in table.items()]
+    out = []
+    for value, cells in table.items():
+        name = (names or {}).get(str(value)) if value is not None else None
+        label = name or segment_label(dimension, value)
+        out.append(SegmentRow(value, label, cells, detail=str(value) if name else None))
     return sorted(out, key=lambda r: (-_volume(r), r.label))
 
 
@@ -244,18 +320,19 @@ def _reason_dimension(settings: Settings) -> str:
     return by if by == "tag" or by.startswith("custom.") else "tag"
 
 
-def _reasons(rows: list[dict[str, Any]], win: Window, top: int, exclude: Sequence[str], total: int) -> list[Reason]:
-    """The top reasons of the current period with their share of all contacts and change against the previous."""
-    current, previous = win.current.start.isoformat(), win.previous.start.isoformat()
-    now: dict[str, int] = {}
-    before: dict[str, int] = {}
+def _reason_counts(rows: list[dict[str, Any]], exclude: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for row in rows:
         (value,) = row["segment"].values() if len(row["segment"]) == 1 else (None,)
-        if value is None or value in exclude or row["value"] is None:
-            continue
-        target = now if row["period_start"] == current else before if row["period_start"] == previous else None
-        if target is not None:
-            target[str(value)] = int(row["value"])
+        if value is not None and value not in exclude and row["value"] is not None:
+            counts[str(value)] = int(row["value"])
+    return counts
+
+
+def _reasons(rows: list[dict[str, Any]], previous: list[dict[str, Any]], top: int, exclude: Sequence[str],
+             total: int) -> list[Reason]:
+    """The top reasons of the current period with their share of all contacts and change against the comparison."""
+    now, before = _reason_counts(rows, exclude), _reason_counts(previous, exclude)
     ranked = sorted(now.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return [Reason(name, volume, 100.0 * volume / total if total else None, before.get(name, 0),
                    change(float(volume), float(before.get(name, 0)), None)) for name, volume in ranked if volume]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timezone, tzinfo
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -20,12 +21,13 @@ def _json_attr(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def environment() -> Environment:
+def environment(zone: tzinfo = timezone.utc) -> Environment:
+    """The templates' environment; `time` shows a stored UTC time in `zone`, the account's."""
     env = Environment(loader=PackageLoader("kpi_core.report", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update({
         "value": F.value_text, "exact": F.exact_text, "status_icon": F.status_icon, "status_label": F.status_label,
-        "utc": F.utc_text, "age": F.age_text, "json": _json_attr, "target": F.target_text,
+        "time": lambda iso: F.time_text(iso, zone), "age": F.age_text, "json": _json_attr, "target": F.target_text,
         "segment": describe_segment, "thousands": lambda n: f"{n:,}",
     })
     env.globals.update({"segment_label": segment_label, "NO_DATA": F.NO_DATA})
@@ -35,5 +37,5 @@ def environment() -> Environment:
 def render_html(data: ReportData) -> str:
     """The whole report as one self-contained HTML document."""
     charts: list[Chart] = [] if data.empty else [render_chart(spec) for spec in trend_specs(data)]
-    template = environment().get_template("report.html.j2")
+    template = environment(data.tz).get_template("report.html.j2")
     return template.render(data=data, win=data.window, charts=charts).lstrip() + "\n"

@@ -10,8 +10,8 @@ from kpi_core.report.charts import ChartSpec, Series
 from kpi_core.report.figures import segment_label
 from kpi_core.report.gather import ReportData, index
 
-X_LABELS: Final = {Grain.DAY: "day (UTC)", Grain.WEEK: "ISO week, Monday to Sunday (UTC)", Grain.MONTH: "month (UTC)",
-                   Grain.QUARTER: "quarter (UTC)"}
+X_LABELS: Final = {Grain.DAY: "day", Grain.WEEK: "ISO week, Monday to Sunday", Grain.MONTH: "month",
+                   Grain.QUARTER: "quarter"}
 # A spread wider than this between the fastest and slowest channel needs a log axis to show both.
 _LOG_SPREAD: Final = 30.0
 
@@ -22,7 +22,7 @@ class _Source:
     """Values per trend period of one KPI and segment, from an index of rows."""
 
     def __init__(self, data: ReportData, rows: list[dict[str, Any]]) -> None:
-        self.starts = [p.start.isoformat() for p in data.window.periods]
+        self.starts = [p.start.isoformat() for p in data.trends]
         self.by_key: Index = index(rows)
 
     def rows(self, kpi: str, segment: dict[str, Any] | None = None) -> list[dict[str, Any] | None]:
@@ -39,8 +39,8 @@ class _Source:
 def trend_specs(data: ReportData) -> list[ChartSpec]:
     """Every trend chart of the report, in page order."""
     overall, channels = _Source(data, data.overall), _Source(data, data.by_channel)
-    labels = [p.label() for p in data.window.periods]
-    x_label = X_LABELS[data.window.grain]
+    labels = [p.label() for p in data.trends]
+    x_label = f"{X_LABELS[data.window.grain]} ({data.zone})"  # periods start at midnight in the account's zone
     return [
         _frt_by_channel(overall, channels, data, labels, x_label),
         ChartSpec("chart-resolution", "Resolution time (first resolution)", "hours", "hours from creation",

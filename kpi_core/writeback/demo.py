@@ -60,6 +60,7 @@ def run(store: Store, settings: Settings, say: Say, warn: Say) -> bool:
             warn(f"  {name}: push refused: {o.refused}")
             continue
         notes = len(o.plan.notes) if o.plan else 0
-        say(f"  {name}: {o.written:,} records and notes written ({notes:,} private notes) in {o.requests:,}"
+        say(f"  {name}: {o.written:,} records and notes written ({notes:,} private note{'' if notes == 1 else 's'})"
+            f" in {o.requests:,}"
             f" write requests, {o.failed:,} failed, {o.deferred:,} left for the next push")
     return report.ok

@@ -104,8 +104,14 @@ RULES: Final[dict[str, Rule]] = {r.name: r for r in (
     Rule("detractor", "the requester's latest NPS answer makes them a detractor (nps_category)"),
     Rule("sla_breached", "the contact missed its service-level target (sla_met is false)"),
 )}
-# A note template may use the contact's metrics and its requester's.
-TEMPLATE_FIELDS: Final = frozenset(n for n, m in METRICS.items() if m.levels & {Level.CONTACT, Level.REQUESTER})
+# What only a note may name (a note is about one contact, read by an agent): not metrics, so no field takes them.
+NOTE_FIELDS: Final[dict[str, str]] = {
+    "previous_contact_id": "the customer's previous contact before this one, e.g. #4711 (n/a: none)",
+    "previous_contact_ago": "how long before this one that previous contact was opened, e.g. 2 days",
+}
+# A note template may use the contact's metrics, its requester's, and the note-only fields.
+TEMPLATE_FIELDS: Final = frozenset(
+    {n for n, m in METRICS.items() if m.levels & {Level.CONTACT, Level.REQUESTER}} | set(NOTE_FIELDS))
 
 
 class MappingError(Exception):

@@ -13,7 +13,13 @@ them, are left out. Values are rounded to two decimals.
 `repeat_contact` is the only contact metric without a catalogue KPI of its own: the
 requester opened another (customer-written) contact within `fcr_window_days` before this
 one, the same window FCR uses to look forward. Requester and organization metrics cover
-the customers and companies that have at least one contact in the store.
+the customers and companies that have at least one contact in the store; their windows
+(`contacts_30d`, `csat_pct_90d`...) end now, at the push, not at any one contact.
+
+Notes are read by people, about one contact: besides the metrics, a note template may name
+that contact's previous contact by the same customer (`previous_contact_id`, and
+`previous_contact_ago`, e.g. "2 days"), and the latest CSAT answer in words on its own
+scale ("good", "4 of 5"), see `ContactRecord.note_values` and `SourceMetrics.requester_notes`.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from kpi_core.kpis import facts
 from kpi_core.kpis.catalogue import ANSWERABLE
 from kpi_core.kpis.context import Context
 from kpi_core.kpis.scales import nps_sql, positive_sql
+from kpi_core.model import SCALES
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store
+from kpi_core.writeback.convert import decimal_string
 
 DIGITS = 2
 RECENT_DAYS, SURVEY_DAYS = 30, 90
@@ -44,7 +52,7 @@ WHERE f.source = :source AND f.is_deleted = 0
 """
 
 _SURVEYS_SQL = """
-SELECT s.kind, s.score, s.created_at, {pos} AS positive, {nps} AS nps,
+SELECT s.kind, s.score, s.created_at, {pos} AS positive, {nps} AS nps, s.scale,
   coalesce(s.requester_id, c.requester_id) AS requester, coalesce(c.organization_id, p.organization_id) AS org
 FROM survey_responses s
 LEFT JOIN contacts c ON c.source = s.source AND c.source_id = s.contact_id
@@ -63,6 +71,8 @@ class ContactRecord:
     requester_id: str | None
     created_at: str
     metrics: dict[str, Any]
+    # Note-only values, already in words (previous_contact_id, previous_contact_ago).
+    note_values: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +82,8 @@ class SourceMetrics:
     contacts: dict[str, ContactRecord] = field(default_factory=dict)
     requesters: dict[str, dict[str, Any]] = field(default_factory=dict)
     organizations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # By requester id: metrics as a note words them where a number would mislead (last_csat -> "good").
+    requester_notes: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def context(store: Store, settings: KpiSettings, now: datetime | None = None) -> Context:
@@ -101,8 +113,8 @@ def for_source(ctx: Context, source: str) -> SourceMetrics:
             "one_touch": (replies == 1 and reopens == 0) if resolved is not None and replies >= 1 else None,
             "sla_met": None if sla is None else bool(sla),
             "reopens": reopens,
-            "repeat_contact": repeats.get(cid),
-        })
+            "repeat_contact": repeats[cid].repeat if cid in repeats else None,
+        }, repeats[cid].note_values() if cid in repeats else {})
         if requester is not None:
             by_requester[requester].append((created, requester, frt))
         if org is not None:
@@ -113,8 +125,9 @@ def for_source(ctx: Context, source: str) -> SourceMetrics:
     known = _ids(ctx, "people", source, "role = 'customer'")
     for requester, contacts in by_requester.items():
         if requester in known:
-            out.requesters[requester] = _people_metrics(contacts, answers_by_requester.get(requester, []), recent,
-                                                        survey_since, per_requester=True)
+            answers = answers_by_requester.get(requester, [])
+            out.requesters[requester] = _people_metrics(contacts, answers, recent, survey_since, per_requester=True)
+            out.requester_notes[requester] = _requester_words(answers)
     known = _ids(ctx, "organizations", source)
     for org, contacts in by_org.items():
         if org in known:
@@ -123,8 +136,22 @@ def for_source(ctx: Context, source: str) -> SourceMetrics:
     return out
 
 
-def _repeat_contacts(rows: list[tuple[Any, ...]], window_s: int) -> dict[str, bool]:
-    """Customer-started contacts whose requester started another one within the window before them."""
+@dataclass(frozen=True)
+class Repeat:
+    """A customer-started contact against the same requester's previous one (if any)."""
+
+    repeat: bool  # the previous one was started within the window before this one
+    previous_id: str | None = None
+    gap_seconds: int | None = None
+
+    def note_values(self) -> dict[str, str]:
+        if self.previous_id is None or self.gap_seconds is None:
+            return {}
+        return {"previous_contact_id": f"#{self.previous_id}", "previous_contact_ago": ago(self.gap_seconds)}
+
+
+def _repeat_contacts(rows: list[tuple[Any, ...]], window_s: int) -> dict[str, Repeat]:
+    """Customer-started contacts, each with whether its requester started another one within the window before it."""
     started: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for cid, _, requester, _, created, *_, customer_started, created_epoch in rows:
         if requester is not None and customer_started:
@@ -132,21 +159,53 @@ def _repeat_contacts(rows: list[tuple[Any, ...]], window_s: int) -> dict[str, bo
     out = {}
     for contacts in started.values():
         contacts.sort()
-        previous: int | None = None
+        previous: tuple[str, int] | None = None
         for _, cid, epoch in contacts:
-            out[cid] = previous is not None and previous >= epoch - window_s
-            previous = epoch
+            if previous is None:
+                out[cid] = Repeat(False)
+            else:
+                gap = epoch - previous[1]
+                out[cid] = Repeat(gap <= window_s, previous[0], gap)
+            previous = (cid, epoch)
     return out
 
 
-Answer = tuple[str, float, str, int | None, float | None]  # kind, score, created_at, positive, nps
+def ago(seconds: int) -> str:
+    """A span as people say it: "40 minutes", "5 hours", "2 days" (rounded down, at least a minute)."""
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    minutes = max(1, seconds // 60)
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def csat_words(score: float, scale: str, positive: int | None) -> str:
+    """A CSAT answer as people read it: "good"/"bad", "4 of 5" on a scale of points, else by its class."""
+    if scale == "good_bad":
+        return "good" if score >= 1 else "bad"
+    points = SCALES.get(scale)
+    bounds = (points.low, points.high) if points is not None and not points.categorical else _range(scale)
+    if bounds is not None and bounds[0] <= score <= bounds[1]:
+        return f"{decimal_string(_tidy(score))} of {bounds[1]}"
+    if positive is None:
+        return f"{decimal_string(_tidy(score))} (scale {scale})"
+    return "positive" if positive else "not positive"  # a vendor's coded scale: its answers are categories
+
+
+def _range(scale: str) -> tuple[int, int] | None:
+    low, _, high = scale.partition("-")
+    return (int(low), int(high)) if low.isdigit() and high.isdigit() and int(low) < int(high) else None
+
+
+Answer = tuple[str, float, str, int | None, float | None, str]  # kind, score, created_at, positive, nps, scale
 
 
 def _answers(rows: list[tuple[Any, ...]]) -> tuple[dict[str, list[Answer]], dict[str, list[Answer]]]:
     by_requester: dict[str, list[Answer]] = defaultdict(list)
     by_org: dict[str, list[Answer]] = defaultdict(list)
-    for kind, score, created, positive, nps, requester, org in rows:  # oldest first
-        answer = (kind, score, created, positive, nps)
+    for kind, score, created, positive, nps, scale, requester, org in rows:  # oldest first
+        answer = (kind, score, created, positive, nps, scale)
         if requester is not None:
             by_requester[requester].append(answer)
         if org is not None:
@@ -175,6 +234,14 @@ def _people_metrics(contacts: list[tuple[str, str, int | None]], answers: list[A
         ("promoter" if last_nps >= 9 else "detractor" if last_nps <= 6 else "passive"),
         "first_response_minutes_median_90d": _minutes(frts[(len(frts) + 1) // 2 - 1]) if frts else None,
     }
+
+
+def _requester_words(answers: list[Answer]) -> dict[str, str]:
+    csat = [a for a in answers if a[0] == "csat"]
+    if not csat:
+        return {"last_csat": "no answer yet"}
+    _, score, _, positive, _, scale = csat[-1]
+    return {"last_csat": csat_words(score, scale, positive)}
 
 
 def _ids(ctx: Context, table: str, source: str, where: str = "1") -> set[str]:

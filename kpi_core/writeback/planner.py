@@ -188,7 +188,9 @@ def _notes(helpdesk: str, notes: list[WritebackNote], metrics: SourceMetrics,
             if not rule_holds(note.rule, contact, requester):
                 continue
             reason = f"sent again after: {entry.error}" if entry is not None else "rule met"
-            out.append(PlannedNote(object, contact.id, note.rule, render(note.template, contact, requester), reason))
+            words = metrics.requester_notes.get(contact.requester_id or "", {})
+            out.append(PlannedNote(object, contact.id, note.rule, render(note.template, contact, requester, words),
+                                   reason))
     return out
 
 
@@ -202,18 +204,28 @@ def rule_holds(rule: str, contact: ContactRecord, requester: Mapping[str, Any]) 
     raise ValueError(f"unknown note rule {rule!r}")
 
 
-def render(template: str, contact: ContactRecord, requester: Mapping[str, Any]) -> str:
-    """The note text: the template with the contact's and its requester's metrics filled in."""
-    values = {**dict.fromkeys(TEMPLATE_FIELDS), **requester, **contact.metrics}  # no requester: "n/a"
-    return template.format(**{k: _text(v) for k, v in values.items()})
+def render(template: str, contact: ContactRecord, requester: Mapping[str, Any],
+           words: Mapping[str, str] | None = None) -> str:
+    """The note text: the template with the contact's and its requester's metrics filled in, for people.
+
+    `words` (the requester's metrics in words, e.g. last_csat "good" or "4 of 5") win over the raw
+    values, and the contact's note-only values (its previous contact) come already in words.
+    """
+    values = {k: _text(v) for k, v in {**dict.fromkeys(TEMPLATE_FIELDS), **requester, **contact.metrics}.items()}
+    values.update(words or {})
+    values.update(contact.note_values)
+    return template.format(**values)
 
 
 def _text(value: Any) -> str:
+    """A value as a note shows it: yes/no, "n/a" for none, numbers to one decimal (whole from 100 on)."""
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return decimal_string(round(value) if abs(value) >= 100 else round(value, 1))
+    if isinstance(value, int):
         return decimal_string(value)
     return str(value)
 
