@@ -16,6 +16,7 @@ from pathlib import Path
 
 from connectors import registry
 from connectors.sandbox import Sandbox, fake_names
+from kpi_core.cli_common import reported_here
 from kpi_core.kpis import api as kpis
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.scorecard import format_diagnostics, format_scorecard
@@ -121,12 +122,17 @@ def _write_config(sandbox: Sandbox, workdir: Path) -> Settings:
 
 def _sync(store: Store, settings: Settings, say: Say, warn: Say) -> list[SourceResult]:
     say("Syncing...")
-    results = sync_all(store, settings)
+    with reported_here("kpi_core.sync"):  # its warnings and errors are printed below, once
+        results = sync_all(store, settings)
     for r in results:
         if r.ok:
-            say(f"  {r.source}: {r.records:,} records, {r.api_calls:,} API calls")
+            stored = f"; {r.contacts_stored:,} records (tickets and conversations) stored" \
+                if r.contacts_stored is not None else ""
+            say(f"  {r.source}: read {r.records:,} items with {r.api_calls:,} API calls{stored}")
         else:
             warn(f"  {r.source}: FAILED: {r.error}")
+        for warning in r.warnings:
+            warn(f"  {r.source}: warning: {warning}")
     return results
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from connectors import registry
 from connectors.base import SyncError, Writer
+from connectors.http import WaitInterrupted
 from connectors.registry import build_writer
 from kpi_core.kpis.context import Context
 from kpi_core.settings import Settings
@@ -130,11 +131,16 @@ def push(store: Store, settings: Settings, *, sources: Sequence[str] | None = No
             outcome.refused = str(exc)
         except SyncError as exc:
             outcome.refused = f"push stopped: {exc}"
+        except WaitInterrupted:
+            # Stopped during a back-off: what was written is in the ledger; the next push goes on from there.
+            outcome.refused = "stopped while waiting for the helpdesk; the next push goes on from here"
         finally:
             outcome.api_calls = writer.api_calls
             writer.close()
         if outcome.refused:
             log.error("%s: %s", helpdesk, outcome.refused)
+        if stop is not None and stop.is_set():
+            break
     report.stopped = stop is not None and stop.is_set()
     status = "dry_run" if dry_run else ("stopped" if report.stopped else ("ok" if report.ok else "failed"))
     summary = {name: {**o.counts(), "refused": o.refused} for name, o in report.outcomes.items()}
