@@ -27,7 +27,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The ingest bench; with the `bench` extra installed, also `$(BIN)/python bench/kpis.py --compare duckdb` (see README).
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/ingest.py
 
 clean:

@@ -1,12 +1,21 @@
 """KPI engine benchmark: a year of 1,000,000 contacts, computed by month unsegmented and by channel x language.
 
     .venv/bin/python bench/kpis.py [--contacts 1000000] [--store PATH] [--business-hours] [--keep]
+                                   [--compare duckdb]
 
 Generates contacts (with messages, status events, CSAT and NPS answers, requesters) straight
 into a store with bulk SQL inserts, then, each in a fresh process so peak RSS is the
 phase's own: a full `compute`, a recompute with nothing changed, and an incremental
-recompute after one day's contacts changed. Finally the same KPIs done naively in pandas,
-when pandas is installed. Goals on a 2-core machine: full < 20 s, incremental < 2 s,
+recompute after one day's contacts changed. That day is changed the way a sync changes it
+(`Store.write_page`, so the contacts are marked for the engine and its facts really refresh).
+Finally the same KPIs done naively in pandas, when pandas is installed.
+
+`--compare duckdb` (needs duckdb: the `bench` or `test` extra; `make bench` installs it)
+also runs the KPIs written by hand in DuckDB over the same facts (bench/duckdb_reference.py)
+after the full recompute and again after the incremental one, checks every stored value
+against them to 1e-9 relative (`all N values agree`, or the ones that disagree), and ends
+with `engine/duckdb ratio: N.NN`: the engine's full recompute over the DuckDB query time
+(the load into DuckDB is reported apart). Goals on a 2-core machine: full < 20 s, incremental < 2 s,
 RSS < 500 MB.
 """
 
@@ -67,8 +76,10 @@ def _picker(rng: random.Random, weights: dict[str, int]) -> Any:
     return lambda: rng.choices(names, cum_weights=cum)[0]
 
 
-def settings(business_hours: bool, abandon_after: str = "30m") -> KpiSettings:
-    extra: dict[str, Any] = {"abandon_after": abandon_after}
+def settings(business_hours: bool, stamp: int = 0) -> KpiSettings:
+    """The bench's settings; another `stamp` names an unused custom segment, which changes only the values'
+    fingerprint: `compute` then redoes every value over the facts it keeps (what a full recompute times)."""
+    extra: dict[str, Any] = {"custom_segments": {"bench_stamp": f"stamp{stamp}"}} if stamp else {}
     if business_hours:
         week = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
         extra["business_hours"] = {"office": {"time_zone": "Europe/Berlin", "hours": week,
@@ -180,33 +191,53 @@ def _flush(conn: Any, rows: list[Any], msgs: list[Any], events: list[Any], surve
         batch.clear()
 
 
-def change_one_day(path: Path, day: date, seed: int) -> int:
-    """A sync's worth of changes on one day: replies and resolutions arrive, new contacts and ratings come in."""
+def change_one_day(path: Path, day: date, seed: int) -> dict[str, int]:
+    """A sync's worth of changes on one day, written the way a sync writes them: replies and resolutions arrive
+    (with their status events), new contacts and ratings come in.
+
+    Through `Store.write_page`, page by page per source, so the store marks the contacts for the KPI engine
+    (`mark_for_kpis`) and notes them for derivation, the triggers note the changed days, and the sync's
+    closing `settle` runs: the next compute refreshes exactly the facts a real sync would have it refresh."""
     rng = random.Random(seed)
     store = open_store(path)
     conn = store.db.conn
-    conn.execute("BEGIN")
-    ids = [r[0] for r in conn.execute(
-        "SELECT rowid FROM contacts WHERE created_at >= ? AND created_at < ? AND first_resolved_at IS NULL",
-        [day.isoformat(), (day + timedelta(days=1)).isoformat()])]
+    rows = conn.execute(
+        "SELECT source, source_id, channel, created_at, first_agent_reply_at, agent_replies FROM contacts"
+        " WHERE created_at >= ? AND created_at < ? AND first_resolved_at IS NULL",
+        [day.isoformat(), (day + timedelta(days=1)).isoformat()]).fetchall()
     at = iso(datetime.combine(day, datetime.min.time(), timezone.utc).timestamp() + 20 * 3600)
-    conn.executemany("UPDATE contacts SET status = 'resolved', first_resolved_at = ?, last_resolved_at = ?,"
-                     " first_agent_reply_at = coalesce(first_agent_reply_at, ?), agent_replies = max(agent_replies, 1)"
-                     " WHERE rowid = ?", [(at, at, at, i) for i in ids])
-    new = [("zendesk", f"new{i}", "email", "open", "normal", at, at, None, None, None, 0, 0, 1, None,
-            f"r{rng.randrange(1000)}", None, "g1", "en", "US", "question", "[]", "{}", 0, 0, 0, at) for i in range(300)]
-    _flush(conn, new, [], [], [("zendesk", f"newsv{i}", "csat", 1.0, "good_bad", at, None, f"r{i}", True)
-                               for i in range(100)], {k: 0 for k in ("contacts", "messages", "status_events",
-                                                                     "survey_responses")})
-    conn.execute("COMMIT")
+    pages: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for i, (src, sid, channel, created, reply, replies) in enumerate(rows):
+        page = pages.setdefault(src, {"contacts": [], "status_events": []})
+        page["contacts"].append({"source": src, "source_id": sid, "channel": channel, "status": "resolved",
+                                 "created_at": created, "first_agent_reply_at": reply or at,
+                                 "agent_replies": max(replies or 0, 1), "first_resolved_at": at,
+                                 "last_resolved_at": at, "last_activity_at": at})
+        page["status_events"].append({"source": src, "source_id": f"chg{i}", "contact_id": sid, "kind": "resolved",
+                                      "at": at})
+    new = [{"source": "zendesk", "source_id": f"new{i}", "channel": "email", "status": "open", "priority": "normal",
+            "created_at": at, "first_customer_message_at": at, "reopens": 0, "agent_replies": 0,
+            "customer_messages": 1, "requester_id": f"r{rng.randrange(1000)}", "group_id": "g1", "language": "en",
+            "country": "US", "ticket_type": "question", "tags": [], "custom": {}, "is_bot_only": False,
+            "has_bot_message": False, "is_outbound": False, "last_activity_at": at} for i in range(300)]
+    ratings = [{"source": "zendesk", "source_id": f"newsv{i}", "kind": "csat", "score": 1.0, "scale": "good_bad",
+                "created_at": at, "requester_id": f"r{i}", "is_positive": True} for i in range(100)]
+    for src, page in sorted(pages.items()):
+        store.write_page(src, "bench_changes", page, None)
+    store.write_page("zendesk", "bench_changes", {"contacts": new}, None)
+    store.write_page("zendesk", "bench_ratings", {"survey_responses": ratings}, None)
+    store.settle()  # as a sync does when it ends
+    marked = conn.execute("SELECT count(*) FROM kpi_dirty_contacts").fetchone()[0]
+    days = conn.execute("SELECT count(*) FROM kpi_dirty_days").fetchone()[0]
     store.close()
-    return len(ids) + 400
+    return {"contacts_resolved": len(rows), "contacts_new": len(new), "ratings_new": len(ratings),
+            "contacts_marked": marked, "days_marked": days}
 
 
-def phase_compute(path: Path, business_hours: bool, abandon_after: str) -> dict[str, Any]:
+def phase_compute(path: Path, business_hours: bool, stamp: int) -> dict[str, Any]:
     store = open_store(path)
     started, cpu = time.perf_counter(), time.process_time()
-    summary = compute(store, settings(business_hours, abandon_after), YEAR_START, NOW.date(), grains=["month"],
+    summary = compute(store, settings(business_hours, stamp), YEAR_START, NOW.date(), grains=["month"],
                       segments=SEGMENTS, now=NOW)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
@@ -217,15 +248,55 @@ def phase_compute(path: Path, business_hours: bool, abandon_after: str) -> dict[
             "peak_rss_mb": round(rss_mb), "worker_peak_rss_mb": round(worker_mb), "periods": done["periods_computed"],
             "periods_partly": done["periods_partly"], "values": done["values_written"],
             "refreshed": done["contacts_refreshed"], "changed": done["contacts_changed"],
+            "rebuilt_facts": done["rebuilt_everything"],
             "diagnostics": done["diagnostics"]}
 
 
-def run_phase(path: Path, business_hours: bool, abandon_after: str = "30m") -> dict[str, Any]:
-    """One compute in a fresh process (so its peak RSS is its own); another abandon_after redoes every value."""
-    cmd = [sys.executable, __file__, "--phase", "compute", "--store", str(path), "--abandon-after", abandon_after] + (
+def run_phase(path: Path, business_hours: bool, stamp: int = 0) -> dict[str, Any]:
+    """One compute in a fresh process (so its peak RSS is its own); another stamp redoes every value."""
+    cmd = [sys.executable, __file__, "--phase", "compute", "--store", str(path), "--stamp", str(stamp)] + (
         ["--business-hours"] if business_hours else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def phase_duckdb(path: Path, business_hours: bool, stamp: int) -> dict[str, Any]:
+    """The hand-written DuckDB KPIs over the store's facts, checked against the engine's stored values."""
+    import duckdb_reference as ref  # needs duckdb (the `bench` extra): imported only when asked for
+
+    lo, hi = YEAR_START, NOW.date()
+    db, load_s = ref.load(path)
+    found, query_s = ref.reference(db, settings(business_hours, stamp), int(NOW.timestamp()), lo, hi,
+                                   date(lo.year - 1, 12, 1))
+    db.close()
+    n, both, wrong = ref.compare(ref.stored(path, lo, hi), found)
+    return {"load_seconds": round(load_s, 2), "query_seconds": round(query_s, 3), "kpis": len(ref.KPIS),
+            "values": n, "non_empty": both, "disagree": len(wrong), "load": round(os.getloadavg()[0], 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "disagreements": [f"{k[0]} {k[2]} by={k[1]!r} {k[3]}: engine {a!r}, duckdb {b!r}"
+                              for k, a, b in wrong[:20]]}
+
+
+def run_duckdb(path: Path, business_hours: bool, stamp: int = 1) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--phase", "duckdb", "--store", str(path), "--stamp", str(stamp)] + (
+        ["--business-hours"] if business_hours else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_check(label: str, check: dict[str, Any]) -> None:
+    """`all N values agree`, or the ones that disagree (the first 20)."""
+    print(f"duckdb reference {label}: load {check['load_seconds']} s (kpi_facts, survey_responses and people read"
+          f" through sqlite3 into NumPy, copied into DuckDB tables), queries {check['query_seconds']} s"
+          f" ({check['kpis']} KPIs, every month, unsegmented and channel x language, results fetched),"
+          f" peak RSS {check['peak_rss_mb']} MB", flush=True)
+    if not check["disagree"]:
+        print(f"all {check['values']} values agree ({check['non_empty']} of them not empty on either side;"
+              f" relative tolerance 1e-9)", flush=True)
+        return
+    print(f"{check['disagree']} of {check['values']} values disagree:", flush=True)
+    for line in check["disagreements"]:
+        print("  " + line, flush=True)
 
 
 def naive_pandas(path: Path) -> dict[str, Any] | str:
@@ -276,11 +347,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--business-hours", action="store_true", help="configure a schedule (adds the _bh KPIs)")
     parser.add_argument("--keep", action="store_true", help="keep the generated store")
-    parser.add_argument("--phase", choices=["compute", "generate"], help=argparse.SUPPRESS)
-    parser.add_argument("--abandon-after", default="30m", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", choices=["duckdb"], help="check every value against hand-written DuckDB"
+                        " queries over the same facts (needs the `bench` extra) and end with the time ratio")
+    parser.add_argument("--phase", choices=["compute", "generate", "duckdb"], help=argparse.SUPPRESS)
+    parser.add_argument("--stamp", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "compute":
-        print(json.dumps(phase_compute(args.store, args.business_hours, args.abandon_after)))
+        print(json.dumps(phase_compute(args.store, args.business_hours, args.stamp)))
+        return
+    if args.phase == "duckdb":
+        print(json.dumps(phase_duckdb(args.store, args.business_hours, args.stamp)))
         return
     if args.phase == "generate":
         print(json.dumps(generate(args.store, args.contacts, args.seed)))
@@ -297,15 +373,24 @@ def main() -> None:
     report["first_compute"] = run_phase(path, args.business_hours)
     print("first compute (builds the per-contact facts, then every value):", json.dumps(report["first_compute"]),
           flush=True)
-    report["full_compute"] = run_phase(path, args.business_hours, "31m")
-    print("full recompute (a setting changed: every value again, facts kept):", json.dumps(report["full_compute"]),
+    report["full_compute"] = run_phase(path, args.business_hours, 1)
+    print("full recompute (a values-only setting changed: every value again, facts kept):",
+          json.dumps(report["full_compute"]),
           flush=True)
-    report["no_change_recompute"] = run_phase(path, args.business_hours, "31m")
+    report["no_change_recompute"] = run_phase(path, args.business_hours, 1)
     print("recompute, nothing changed:", json.dumps(report["no_change_recompute"]), flush=True)
-    report["changed_rows"] = change_one_day(path, date(2025, 6, 17), args.seed)
-    report["incremental_compute"] = run_phase(path, args.business_hours, "31m")
-    print(f"incremental compute ({report['changed_rows']} rows of 2025-06-17 changed):",
-          json.dumps(report["incremental_compute"]), flush=True)
+    if args.compare:
+        report["duckdb"] = run_duckdb(path, args.business_hours)
+        print_check("(after the full recompute)", report["duckdb"])
+    report["changed"] = change_one_day(path, date(2025, 6, 17), args.seed)
+    print("one day changed through the sync path (Store.write_page):", json.dumps(report["changed"]), flush=True)
+    report["incremental_compute"] = run_phase(path, args.business_hours, 1)
+    inc = report["incremental_compute"]
+    print(f"incremental compute (facts refreshed for {inc['refreshed']} marked contacts, {inc['changed']} changed;"
+          f" {inc['seconds']} s):", json.dumps(inc), flush=True)
+    if args.compare:
+        report["duckdb_after_incremental"] = run_duckdb(path, args.business_hours)
+        print_check("(after the incremental compute)", report["duckdb_after_incremental"])
     report["pandas"] = naive_pandas(path)
     print("naive pandas:", json.dumps(report["pandas"]), flush=True)
     goals = {"full < 20 s": report["full_compute"]["seconds"] < 20,
@@ -313,6 +398,15 @@ def main() -> None:
              "RSS < 500 MB": max(report[k][m] for k in ("first_compute", "full_compute", "incremental_compute")
                                  for m in ("peak_rss_mb", "worker_peak_rss_mb")) < 500}
     print("goals:", json.dumps(goals))
+    if args.compare:
+        full, duck = report["full_compute"], report["duckdb"]
+        facts = (f"facts rebuilt for {full['refreshed']} contacts," if full["rebuilt_facts"]
+                 else f"facts kept ({full['refreshed']} contacts refreshed),")
+        print(f"engine full recompute: {full['seconds']} s (a fresh process: {facts} then every value evaluated and"
+              f" written, and the diagnostics stored; {full['values']} values)")
+        print(f"duckdb: {duck['query_seconds']} s (the hand-written queries over DuckDB tables already loaded,"
+              f" results fetched; loading them took {duck['load_seconds']} s more)")
+        print(f"engine/duckdb ratio: {full['seconds'] / duck['query_seconds']:.2f}")
     if not args.keep and not args.store:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from connectors.sandbox import Sandbox
 from kpi_core import cli
 from kpi_core.kpis.api import compute, kpi_rows, previous_rows
 from kpi_core.report import write_report
+from kpi_core.report.render import render_html
 from kpi_core.settings import Settings, load_settings
 from kpi_core.store import open_store
 from kpi_core.sync import sync_all
@@ -399,6 +400,20 @@ def test_times_and_periods_are_in_the_accounts_time_zone(synced: Synced, tmp_pat
     page = read_page(tmp_path / "ny.html")
     for row in (e for e in page.elements if e.tag == "tr" and "data-source" in e.attrs):
         assert "America/New_York" in "".join(row.text) and " UTC" not in "".join(row.text)
+
+
+def test_periods_computed_after_a_purge_are_flagged_partial(synced: Synced, tmp_path: Path) -> None:
+    store = open_store(synced.settings.store.path)
+    try:
+        result = write_report(store, synced.settings, tmp_path / "whole.html")
+    finally:
+        store.close()
+    assert result.data.partial_periods == [] and 'data-caveat="partial"' not in render_html(result.data)
+    # What gather finds in rows marked `"partial": true` (kpis --format json), the page says above everything.
+    result.data.partial_periods = ["2026-09-01 .. 2026-10-01"]
+    html = render_html(result.data)
+    assert 'data-caveat="partial"' in html and "Partial: 2026-09-01 .. 2026-10-01." in html
+    assert html.index('data-caveat="partial"') < html.index('id="glance"')
 
 
 def chart_ticks(html: str, chart_id: str) -> list[str]:

@@ -133,6 +133,8 @@ class ReportData:
     channel_mix: list[Line] = field(default_factory=list)
     channel_frt: list[Line] = field(default_factory=list)
     overall: list[dict[str, Any]] = field(default_factory=list)
+    # Periods computed after a retention purge from what it left (`"partial": true`), oldest first.
+    partial_periods: list[str] = field(default_factory=list)
     by_channel: list[dict[str, Any]] = field(default_factory=list)
     languages: list[SegmentRow] = field(default_factory=list)
     platforms: list[SegmentRow] = field(default_factory=list)
@@ -188,6 +190,8 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
 
     data.overall = rows(None, None, win.periods[0].start)
     data.contacts_in_range = int(sum(r["value"] or 0 for r in data.overall if r["kpi"] == "ticket_volume"))
+    data.partial_periods = sorted({f"{r['period_start']} .. {r['period_end']}"
+                                   for r in data.overall if r.get("partial")})
     data.trend_periods = _trend_periods(win, data.overall)
     data.by_channel = rows("channel", CHANNEL_KPIS, data.trends[0].start)
     current = win.current.start.isoformat()
