@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,23 +272,24 @@ class ZendeskWrites:
 
     def _update_user(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
         person = self.world.sources["zendesk"].people.get(int(match.group("id")))
-        if person is None:
-            raise HttpError(404, "Not found", "RecordNotFound")
-        change = request.body.get("user") if isinstance(request.body, dict) else None
-        error = self._apply_keyed(person, "person", change, "user_fields")
-        if error is not None:
-            return error
-        return FakeResponse(200, {"user": self.render_user(person)})  # type: ignore[attr-defined]
+        return self._update_keyed(request, person, "person", "user", "user_fields",
+                                  lambda: self.render_user(person))  # type: ignore[attr-defined]
 
     def _update_organization(self, request: FakeRequest, match: re.Match[str]) -> FakeResponse:
         org = self.world.sources["zendesk"].organizations.get(int(match.group("id")))
-        if org is None:
+        return self._update_keyed(request, org, "organization", "organization", "organization_fields",
+                                  lambda: self.render_organization(org))  # type: ignore[attr-defined]
+
+    def _update_keyed(self, request: FakeRequest, record: Person | Organization | None, object: str, wrapper: str,
+                      key: str, render: Callable[[], Any]) -> FakeResponse:
+        """PUT of a user or organization: its `<wrapper>.<key>` values applied, the record rendered back."""
+        if record is None:
             raise HttpError(404, "Not found", "RecordNotFound")
-        change = request.body.get("organization") if isinstance(request.body, dict) else None
-        error = self._apply_keyed(org, "organization", change, "organization_fields")
+        change = request.body.get(wrapper) if isinstance(request.body, dict) else None
+        error = self._apply_keyed(record, object, change, key)
         if error is not None:
             return error
-        return FakeResponse(200, {"organization": self.render_organization(org)})  # type: ignore[attr-defined]
+        return FakeResponse(200, {wrapper: render()})
 
     def _apply_keyed(self, record: Person | Organization, object: str, change: Any, key: str) -> FakeResponse | None:
         if not isinstance(change, dict):
