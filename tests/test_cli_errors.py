@@ -13,12 +13,14 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,25 @@ def _as_another_user() -> list[str]:
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+@contextmanager
+def _passable_by_others(*places: Path) -> Iterator[None]:
+    """Let `nobody` pass through the folders above the checkout and its venv while the test runs: a clone in a
+    `mktemp -d` folder (mode 0700) would otherwise hide the program from the child. Modes are restored after."""
+    changed: list[tuple[Path, int]] = []
+    if os.geteuid() == 0:
+        for place in places:
+            for folder in [place, *place.parents]:
+                mode = folder.stat().st_mode
+                if not mode & stat.S_IXOTH and folder not in [c[0] for c in changed]:
+                    changed.append((folder, mode))
+                    os.chmod(folder, mode | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed:
+            os.chmod(folder, stat.S_IMODE(mode))
+
+
 def test_a_read_only_store_is_called_read_only() -> None:
     folder = Path(tempfile.mkdtemp(prefix="ro-store-"))
     try:
@@ -97,8 +118,9 @@ def test_a_read_only_store_is_called_read_only() -> None:
         os.chmod(config, 0o644)
         os.chmod(store_path, 0o444)
         os.chmod(folder, 0o555)
-        result = subprocess.run([*_as_another_user(), *CLI, "kpis", "--config", str(config)], capture_output=True,
-                                text=True, env=clean_env(), cwd=ROOT, timeout=60)
+        with _passable_by_others(ROOT, Path(sys.prefix)):
+            result = subprocess.run([*_as_another_user(), *CLI, "kpis", "--config", str(config)],
+                                    capture_output=True, text=True, env=clean_env(), cwd=ROOT, timeout=60)
         assert result.returncode == 1
         assert f"{store_path}: the store is read-only" in result.stderr
         assert "damaged" not in result.stderr
