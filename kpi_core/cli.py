@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from connectors.sandbox import Sandbox, fake_names
-from kpi_core import cli_daemon, cli_kpis, cli_privacy, cli_report, cli_writeback, online_check, surveys
+from kpi_core import (
+    cli_alerts,
+    cli_daemon,
+    cli_digests,
+    cli_kpis,
+    cli_privacy,
+    cli_report,
+    cli_writeback,
+    online_check,
+    surveys,
+)
 from kpi_core import status as status_report
 from kpi_core.cli_common import (
     COMMANDS,
@@ -57,12 +67,15 @@ TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("read", ("kpis", "diagnose", "reasons", "report")),
     ("write back", ("push", "fields")),
     ("operate", ("run", "status")),
+    ("review", ("alerts", "digest", "events")),
     ("privacy", ("forget", "purge")),
 )
 
 # The command modules' sub-commands, added after the ones of this module.
 MORE_COMMANDS: tuple[AddParsers, ...] = (
+    cli_alerts.add_parsers,
     cli_daemon.add_parsers,
+    cli_digests.add_parsers,
     cli_kpis.add_parsers,
     cli_privacy.add_parsers,
     cli_report.add_parsers,

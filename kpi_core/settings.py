@@ -239,6 +239,18 @@ class ScheduleSettings(Section):
         return value
 
 
+class AlertSettings(Section):
+    """[alerts]: contacts at risk of missing their response or resolution target, KPI breaches; where to send them."""
+
+    enabled: bool = False
+
+
+class DigestSettings(Section):
+    """[digests]: the daily, weekly, monthly and quarterly review digests and where they go."""
+
+    enabled: bool = False
+
+
 class MetricsSettings(Section):
     enabled: bool = False
     port: int = Field(default=9464, ge=1, le=65535)
@@ -363,6 +375,8 @@ class Settings(BaseSettings):
     surveys: SurveySettings = Field(default_factory=SurveySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    digests: DigestSettings = Field(default_factory=DigestSettings)
 
     @classmethod
     def settings_customise_sources(
