@@ -239,6 +239,18 @@ class ScheduleSettings(Section):
         return value
 
 
+class SmtpSettings(Section):
+    """[smtp]: the mail server alerts and digests are sent through (STARTTLS unless told otherwise)."""
+
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str = ""
+    password: SecretStr | None = None  # or HELPDESK_KPI_SMTP__PASSWORD in the environment
+    sender: str = ""  # the From address
+    timeout_seconds: float = Field(default=20.0, gt=0)
+
+
 class AlertSettings(Section):
     """[alerts]: contacts at risk of missing their response or resolution target, KPI breaches; where to send them."""
 
@@ -375,6 +387,7 @@ class Settings(BaseSettings):
     surveys: SurveySettings = Field(default_factory=SurveySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
 
