@@ -29,7 +29,7 @@ def _engine(path: Path) -> dict[str, int]:
     store = open_store(path)
     try:
         done = compute(store, bench.settings(False), LO, HI, grains=["month"], segments=bench.SEGMENTS,
-                       now=bench.NOW, workers=1)
+                       now=bench.NOW)
     finally:
         store.close()
     return done.as_dict()

@@ -192,19 +192,3 @@ def test_a_copy_of_a_store_carries_its_values(tmp_path: Path) -> None:
     copy = open_store(tmp_path / "copy.sqlite")
     assert kpi_rows(copy, KpiSettings(), "month", date(2026, 3, 1), date(2026, 4, 1), None, ["ticket_volume"],
                     now=now)[0]["value"] == 1
-
-
-def test_worker_processes_give_the_same_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kpi_core.kpis import parallel
-
-    history = _history()
-    sequential = make_store(tmp_path, history, "sequential.sqlite")
-    compute(sequential, SETTINGS, *RANGE, now=T1, workers=1)
-    monkeypatch.setattr(parallel, "MIN_CONTACTS", 0)
-    spread = make_store(tmp_path, history, "parallel.sqlite")
-    submitted: list[int] = []
-    real = parallel.Workers.submit
-    monkeypatch.setattr(parallel.Workers, "submit", lambda self, e: submitted.append(1) or real(self, e))
-    compute(spread, SETTINGS, *RANGE, now=T1, workers=2)
-    assert submitted
-    _assert_same(_all_rows(spread, T1), _all_rows(sequential, T1))

@@ -209,7 +209,7 @@ FILLER = [f"2026-03-{day:02d}T12:00:00Z" for day in (*range(1, 10), *range(20, 2
 
 def _compute(store: Store, settings: KpiSettings, now: datetime = NOW) -> Any:
     return compute(store, settings, date(2026, 3, 1), date(2026, 4, 1), grains=["day", "month"], segments=[[]],
-                   now=now, workers=1)
+                   now=now)
 
 
 def test_an_incremental_compute_redoes_the_local_day_a_new_contact_lands_in(tmp_path: Path) -> None:
@@ -289,21 +289,3 @@ def test_cli_dates_are_dates_in_the_zone(tmp_path: Path) -> None:
     rejected = _cli("check-config", "--config", str(bad))
     assert rejected.returncode == 2
     assert "timezone" in rejected.stderr + rejected.stdout and "Traceback" not in rejected.stderr
-
-
-def test_worker_processes_place_contacts_in_the_same_local_periods(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from kpi_core.kpis import parallel
-
-    berlin = _zone(BERLIN)
-    stamps = [*BERLIN_STAMPS[:6], *FILLER]
-    sequential = _store(tmp_path, stamps, "sequential.sqlite")
-    _compute(sequential, berlin)
-    monkeypatch.setattr(parallel, "MIN_CONTACTS", 0)
-    spread = _store(tmp_path, stamps, "parallel.sqlite")
-    compute(spread, berlin, date(2026, 3, 1), date(2026, 4, 1), grains=["day", "month"], segments=[[]],
-            now=NOW, workers=2)
-    for grain in ("day", "month"):
-        assert (rows(spread, berlin, period=grain, since=date(2026, 3, 1), until=date(2026, 4, 1))
-                == rows(sequential, berlin, period=grain, since=date(2026, 3, 1), until=date(2026, 4, 1)))
-    assert _volumes(spread, berlin, "day", date(2026, 3, 29), date(2026, 3, 31)) == {"2026-03-29": 3, "2026-03-30": 2}

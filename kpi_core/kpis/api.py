@@ -5,7 +5,7 @@ previous one).
 
 `compute` refreshes the per-contact facts of the contacts a sync touched (and commits them),
 then, for every stored (grain, segmentation) and the configured ones, redoes only what went
-stale, KPI by KPI, on up to two worker processes for a large store:
+stale, KPI by KPI, over the columnar copy of the facts (columns.py):
 - a period never computed, or computed under other settings: everything;
 - a changed day inside the period: every KPI but backlog;
 - a changed day in the previous period: retention;
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -32,8 +31,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_core.kpis import backlog, catalogue, facts, inputs, parallel, values
+from kpi_core.kpis import backlog, catalogue, facts, inputs, values
 from kpi_core.kpis import periods as P
+from kpi_core.kpis.columns import open_columns
 from kpi_core.kpis.context import Context, get_meta, kpi_settings, set_meta
 from kpi_core.kpis.diagnostics import store_diagnostics
 from kpi_core.kpis.engine import evaluate, prepare
@@ -77,31 +77,25 @@ def default_range(ctx: Context, since: date | None, until: date | None) -> tuple
 
 def compute(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
             *, grains: list[str] | None = None, segments: list[list[str]] | None = None,
-            now: datetime | None = None, full: bool = False, workers: int | None = None,
-            rebuild_history: bool = False) -> ComputeSummary:
+            now: datetime | None = None, full: bool = False, rebuild_history: bool = False) -> ComputeSummary:
     """Bring stored KPI values and diagnostics up to date; see the module docstring.
 
     `rebuild_history` (implies `full`) also recomputes the frozen periods, from what the store holds
     now, and forgets the purge boundary: meant for a store re-synced in full after a purge.
 
-    Three steps: refresh the facts and take the changed days (committed, so that worker processes
-    can read them), evaluate what went stale (large evaluations on `workers` processes, default
-    up to 2), then write the values, move the backlog and store the diagnostics in one
-    transaction. Interrupted between the first and the last, the next run takes over the days
-    and changes the first step took.
+    Three steps: refresh the facts and take the changed days (committed), evaluate what went stale over
+    the columnar copy (columns.py, brought up to date first), then write the values, move the backlog and
+    store the diagnostics in one transaction. Interrupted between the first and the last, the next run
+    takes over the days and changes the first step took.
     """
     started = time.perf_counter()
     ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
     since, until = default_range(ctx, since, until)
-    workers = workers or min(2, os.cpu_count() or 1)
-    if ctx.conn.in_transaction:
-        workers = 1  # inside the caller's transaction our facts stay uncommitted: other connections cannot see them
-    with parallel.workers_for(ctx.conn, workers) as pool:  # started first: they warm up meanwhile
-        return _compute(ctx, since, until, grains, segments, full or rebuild_history, rebuild_history, pool, started)
+    return _compute(ctx, since, until, grains, segments, full or rebuild_history, rebuild_history, started)
 
 
 def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, segments: list[list[str]] | None,
-             full: bool, rebuild_history: bool, pool: parallel.Workers | None, started: float) -> ComputeSummary:
+             full: bool, rebuild_history: bool, started: float) -> ComputeSummary:
     summary = ComputeSummary()
     wanted_grains = [Grain(g) for g in (grains or ctx.settings.periods)]
     wanted_segs = [parse(s, ctx.settings) for s in (segments if segments is not None else ctx.settings.segments)]
@@ -138,7 +132,7 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
             for period, what in work.items():
                 plan[(period, what)].append(seg)
         plans[grain] = plan
-    found = _evaluate_plans(ctx, plans, summary, pool)
+    found = _evaluate_plans(ctx, plans, summary)
     log.debug("kpis: %s periods evaluated after %.2fs", summary.periods_computed + summary.periods_partly,
               time.perf_counter() - started)
     with ctx.writing():
@@ -186,9 +180,9 @@ def _take_dirty_days(ctx: Context) -> list[date]:
 
 
 def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozenset[str]], list[Segmentation]]],
-                    summary: ComputeSummary, pool: parallel.Workers | None) -> dict[Grain, list[Batch]]:
-    """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations;
-    with a worker pool every pass of every batch is handed out at once."""
+                    summary: ComputeSummary) -> dict[Grain, list[Batch]]:
+    """Evaluate the planned periods, batching those that need the same KPIs for the same segmentations,
+    all over one opening of the columnar copy."""
     prepared: list[tuple[Grain, list[Segmentation], list[Period], frozenset[str], Any]] = []
     for grain, plan in plans.items():
         batches: dict[tuple[frozenset[str], tuple[str, ...]], list[Period]] = defaultdict(list)
@@ -208,11 +202,12 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
                     summary.periods_computed += len(evaluation.periods)
                 else:
                     summary.periods_partly += len(evaluation.periods)
-    pending = [pool.submit(e) if pool else None for *_, e in prepared]
     out: dict[Grain, list[Batch]] = defaultdict(list)
-    for (grain, segs, todo, what, evaluation), futures in zip(prepared, pending, strict=True):
-        results = {unit: f.result() for unit, f in futures.items()} if futures is not None else None
-        out[grain].append((segs, todo, what, evaluation.run(results)))
+    if not prepared:
+        return out
+    with open_columns(ctx) as cols:
+        for grain, segs, todo, what, evaluation in prepared:
+            out[grain].append((segs, todo, what, evaluation.run(cols)))
     return out
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
+from functools import cached_property
 from typing import Any
 
 from kpi_core.kpis import periods, segments
@@ -50,9 +51,9 @@ class Context:
     def now_iso(self) -> str:
         return self.now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    @property
+    @cached_property
     def today(self) -> date:
-        """Today in `[kpis] timezone`: the day the running periods contain."""
+        """Today in `[kpis] timezone`: the day the running periods contain (`now` is fixed for a computation)."""
         return periods.today_in(self.now, self.zone)
 
     def bound(self, day: date) -> str:
@@ -77,10 +78,10 @@ class Context:
             brand="c.brand_id", tags="c.tags",
         )
 
-    def market_of_person(self) -> str:
+    def market_of_person(self, duck: bool = False) -> str:
         return segments.market_sql(
             self.settings.markets, self.settings.default_market, source="s.source", country="rp.country",
-            organization="rp.organization_id", brand="NULL", tags="rp.tags",
+            organization="rp.organization_id", brand="NULL", tags="rp.tags", duck=duck,
         )
 
     def facts_fingerprint(self) -> str:
@@ -106,6 +107,7 @@ class Context:
             "service_level_minutes": thresholds,
             "custom_segments": self.settings.custom_segments,
             "engine": ENGINE_VERSION,
+            "value_windows": [self.settings.conversion_window_days, self.settings.refund_window_days],
         }
         if self.settings.timezone != "UTC":  # absent for UTC: stores computed before the setting existed stay fresh
             shaping["timezone"] = self.settings.timezone

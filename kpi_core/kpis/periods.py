@@ -149,14 +149,14 @@ def runs(periods: list[Period]) -> list[list[Period]]:
 
 
 def key_sql(grain: Grain, column: str, custom_start: date | None = None, zone: tzinfo | str = timezone.utc,
-            within: tuple[date, date] | None = None) -> str:
+            within: tuple[date, date] | None = None, duck: bool = False) -> str:
     """SQL mapping the ISO timestamp `column` to the start date ('YYYY-MM-DD') of its period in `zone`.
 
     In UTC the date is read off the text. Elsewhere the periods of `grain` over the local dates
     `within` are told apart by their boundaries' UTC bounds (converted here, once per period)
     in a CASE nested as a binary search: about log2(periods) text comparisons per row, cheaper
     than date arithmetic. Instants before the first boundary get the first period, after the
-    last the last: callers limit rows to `within`."""
+    last the last: callers limit rows to `within`. `duck`: in DuckDB's dialect (the KPI engine's, see columns.py)."""
     if grain is Grain.CUSTOM:
         assert custom_start is not None
         return f"'{custom_start.isoformat()}'"
@@ -165,7 +165,9 @@ def key_sql(grain: Grain, column: str, custom_start: date | None = None, zone: t
         return _search_sql(column, [day_text(p.start, zone) for p in found[1:]], [p.start.isoformat() for p in found])
     if grain is Grain.DAY:
         return f"substr({column}, 1, 10)"
-    if grain is Grain.WEEK:
+    if grain is Grain.WEEK:  # the Monday of the week; SQLite: the next Sunday (or the day itself), 6 days back
+        if duck:
+            return f"strftime(date_trunc('week', CAST(substr({column}, 1, 10) AS DATE)), '%Y-%m-%d')"
         return f"date({column}, 'weekday 0', '-6 days')"
     if grain is Grain.MONTH:
         return f"(substr({column}, 1, 7) || '-01')"

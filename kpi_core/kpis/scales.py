@@ -34,12 +34,19 @@ def scale_sql(alias: str = "s", stated: Mapping[str, str] | None = None) -> str:
 def _numeric_range(score: str, scale: str) -> str:
     """Positivity on a scale named "low-high" that SCALES does not list (Zendesk's 1-3 or 1-10, say): its
     top 20 % of points, rounded up, as catalogue 2b/2c say for every other numeric scale; NULL when the
-    name is not such a range or the score lies outside it."""
+    name is not such a range or the score lies outside it.
+
+    Written so SQLite and DuckDB read it alike: the name is checked before its numbers are cast (DuckDB's
+    CAST fails on text that is no number), and the integer division is exact (DuckDB's `/` is a float's)."""
     low = f"CAST(substr({scale}, 1, instr({scale}, '-') - 1) AS INTEGER)"
     high = f"CAST(substr({scale}, instr({scale}, '-') + 1) AS INTEGER)"
-    top = f"(({high} - {low}) * 20 + 99) / 100"
-    ranged = f"{scale} GLOB '[0-9]*-[0-9]*' AND {scale} NOT GLOB '*[^0-9-]*' AND {low} < {high}"
-    return f"CASE WHEN {ranged} AND {score} BETWEEN {low} AND {high} THEN ({score} >= {high} - {top} + 1) END"
+    points = f"(({high} - {low}) * 20 + 99)"
+    top = f"(({points} - {points} % 100) / 100)"
+    ranged = (f"ltrim({scale}, '0123456789-') = '' AND length({scale}) - length(replace({scale}, '-', '')) = 1"
+              f" AND {scale} NOT LIKE '-%' AND {scale} NOT LIKE '%-'")
+    positive = f"CASE WHEN {score} >= {high} - {top} + 1 THEN 1 ELSE 0 END"
+    return (f"CASE WHEN {ranged} THEN CASE WHEN {low} < {high} AND {score} BETWEEN {low} AND {high}"
+            f" THEN {positive} END END")
 
 
 def positive_sql(alias: str = "s", stated: Mapping[str, str] | None = None) -> str:
@@ -49,8 +56,8 @@ def positive_sql(alias: str = "s", stated: Mapping[str, str] | None = None) -> s
     "low-high" scale by its top 20 %. What is left (a scale nobody can read) stays NULL: such answers count
     in no CSAT KPI, and `status` lists them so the admin can state their scale."""
     score, scale = f"{alias}.score", scale_sql(alias, stated)
-    cases = [f"WHEN '{s.name}' THEN CASE WHEN {_inside(score, s)} THEN ({score} >= {s.positive_from!r}) END"
-             for s in SCALES.values()]
+    cases = [f"WHEN '{s.name}' THEN CASE WHEN {_inside(score, s)} THEN"
+             f" CASE WHEN {score} >= {s.positive_from!r} THEN 1 ELSE 0 END END" for s in SCALES.values()]
     return (f"(CASE {scale} {' '.join(cases)} ELSE coalesce({alias}.is_positive,"
             f" {_numeric_range(score, scale)}) END)")
 

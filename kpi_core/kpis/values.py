@@ -18,9 +18,10 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
-from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, KPIS, Kpi
+from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, KPIS, VALUE_SETTLE_DAYS, Kpi
 from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.engine import Segment, Value
 from kpi_core.kpis.periods import Grain, Period
@@ -30,8 +31,24 @@ _ORDER = {kpi.id: i for i, kpi in enumerate(KPIS)}
 
 
 def segment_json(segment: Segment | Mapping[str, Any]) -> str:
-    items = segment.items() if isinstance(segment, Mapping) else segment
-    return json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False)
+    return _segment_text(tuple(segment.items()) if isinstance(segment, Mapping) else segment)
+
+
+def _dumps(segment: dict[str, Any]) -> str:
+    return json.dumps(segment, separators=(",", ":"), ensure_ascii=False)
+
+
+@lru_cache(maxsize=65536)
+def _segment_text(segment: Segment) -> str:
+    """A segment's stored text; a computation writes the same few segments tens of thousands of times."""
+    return _dumps(dict(segment))
+
+
+@lru_cache(maxsize=65536)
+def _segment_read(text: str) -> tuple[dict[str, Any], str]:
+    """A stored segment as a dict, and the text rows are ordered by (parsed once per segment)."""
+    segment = json.loads(text)
+    return segment, json.dumps(segment)
 
 
 def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], values: list[Value],
@@ -177,11 +194,13 @@ def settle_days(ctx: Context) -> int:
 
     FCR waits fcr_window_days; an unanswered contact turns into a service-level miss after its
     channel's threshold (in business time that can span a weekend and holidays); abandonment
-    waits abandon_after.
+    waits abandon_after; the value KPIs (an order feed) wait their 90-day windows.
     """
     thresholds = max(ctx.targets.channel_frt_minutes(c) for c in ("chat", "email", "phone", "other")) / 1440
     slack = 7 if ctx.hours.configured else 0
-    return int(max(ctx.settings.fcr_window_days, thresholds + slack, ctx.settings.abandon_after.days)) + 1
+    feed = ctx.conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is not None
+    return int(max(ctx.settings.fcr_window_days, thresholds + slack, ctx.settings.abandon_after.days,
+                   VALUE_SETTLE_DAYS if feed else 0)) + 1
 
 
 def is_settled(ctx: Context, period: Period, computed_at: datetime) -> bool:
@@ -197,6 +216,7 @@ def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids
     wanted = (set(kpi_ids) if kpi_ids
               else {k.id for k in KPIS if not k.hidden and (business_hours or not k.business_hours)})
     rows: list[dict[str, Any]] = []
+    keys: list[str] = []  # each row's segment as ordered
     marks = ", ".join("?" for _ in wanted)
     for p in sorted(periods):
         for kpi_id, segment, value, num, den, n in ctx.conn.execute(
@@ -204,13 +224,16 @@ def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids
             f" AND period_start = ? AND period_end = ? AND kpi IN ({marks})",
             [grain.value, by_key, p.start.isoformat(), p.end.isoformat(), *sorted(wanted)]
         ):
-            rows.append(as_row(ctx, BY_ID[kpi_id], p, json.loads(segment), value, num, den, n))
+            parsed, order = _segment_read(segment)
+            rows.append(as_row(ctx, BY_ID[kpi_id], p, dict(parsed), value, num, den, n))
+            keys.append(order)
     marked = partial(ctx.conn, grain, by_key)
     for row in rows:
         if (row["period_start"], row["period_end"]) in marked:
             row["partial"] = True  # only when true: the interface changes only by adding
-    rows.sort(key=lambda r: (r["period_start"], r["period_end"], _ORDER[r["kpi"]], json.dumps(r["segment"])))
-    return rows
+    ranked = sorted(range(len(rows)), key=lambda i: (rows[i]["period_start"], rows[i]["period_end"],
+                                                     _ORDER[rows[i]["kpi"]], keys[i]))
+    return [rows[i] for i in ranked]
 
 
 def as_row(ctx: Context, kpi: Kpi, period: Period, segment: dict[str, Any], value: float | None,

@@ -1,0 +1,269 @@
+"""A columnar copy of what the KPI engine reads, in DuckDB, kept in step with the store.
+
+The engine's grouped queries, percentiles and distinct counts read `kpi_facts` (one row per
+contact), `survey_responses` and `people`. SQLite reads a table row by row and sorts every
+group on one core; DuckDB reads only the columns a query names, a vector at a time, on every
+core (measured on 1,000,000 contacts in bench/kpis.py). The store stays the system of record:
+the copy is derived, lives beside it (`<store>.columns`, DuckDB's own format), holds no
+personal data the store does not (ids, dates, codes; no names, addresses or text) and is
+safe to delete: the next computation copies everything again.
+
+Kept in step by the store's triggers (migration m026), so every writer is covered (a sync, a
+facts refresh, a purge): each insert, update and delete of a copied table logs its rowid in
+`kpi_columns_log`. `open_columns` takes those rows again before the engine reads (deletes them
+by rowid, inserts their current version); a table marked stale (`kpi_columns_stale`: new, or
+rebuilt as a whole) is copied whole. It does so inside one write transaction of the store, so
+nothing is written meanwhile, and commits the copy before it clears the log: a crash in
+between makes the next run take some rows twice (idempotent), never lose one. A stamp written
+to both sides at every update tells a copy that no longer matches its store (a store restored
+from a backup, a copy left by a crash mid-way) and has it copied whole.
+
+DuckDB lets one process at a time open a file for writing: a second one waits for the first
+(a computation holds the copy for seconds), and after `LOCK_WAIT` builds a private copy in
+memory, which is slower but gives the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+from duckdb.func import FunctionNullHandling  # duckdb >= 2 (pyproject pins it)
+
+from kpi_core.kpis.context import Context, get_meta, set_meta
+
+log = logging.getLogger(__name__)
+
+# What is copied of each table: every column of the facts; of the others, what the engine reads.
+COPIED: dict[str, tuple[str, ...] | None] = {
+    "kpi_facts": None,
+    "survey_responses": ("source", "source_id", "kind", "score", "scale", "is_positive", "created_at", "contact_id",
+                         "requester_id", "agent_id"),
+    "people": ("source", "source_id", "role", "language", "country", "organization_id", "tags", "email_hash"),
+    "orders": ("source", "source_id", "customer_key", "requester", "created_at", "cancelled_at", "currency", "total",
+               "refunds", "lines"),
+}
+_TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE"}  # anything else is text
+STAMP = "columns_stamp"
+SUFFIX = ".columns"
+LOCK_WAIT = 60.0  # seconds to wait for another process's computation before copying into memory
+_CHUNK = 50_000  # rows per copy step: bounds the memory a whole copy takes
+SMALL = 100_000  # contacts
+COPY_MEMORY = "96MB"  # DuckDB's cache while a whole table is copied
+_SETTINGS: dict[str, str | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB",
+                                                       "preserve_insertion_order": False}
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # DuckDB types
+
+    def create_sql(self) -> str:
+        cols = ", ".join(f'"{c}" {t}' for c, t in zip(self.columns, self.types, strict=True))
+        return f'CREATE OR REPLACE TABLE {self.name} (_rid BIGINT, {cols})'
+
+    def select_sql(self) -> str:
+        return f"SELECT rowid, {', '.join(f'[{c}]' for c in self.columns)} FROM {self.name}"
+
+
+def columns_path(conn: sqlite3.Connection) -> Path | None:
+    """The copy's file beside the store's, or None for a store in memory (then the copy is in memory too)."""
+    for _, name, path in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path:
+            return Path(path + SUFFIX)
+    return None
+
+
+def remove(conn: sqlite3.Connection) -> None:
+    """Delete the copy (after an erasure, so no byte of it outlives the store's rows); the next run copies anew."""
+    path = columns_path(conn)
+    if path is None:
+        return
+    for candidate in (path, Path(str(path) + ".wal")):
+        candidate.unlink(missing_ok=True)  # without its stamp, the next run copies every table
+
+
+class Columns:
+    """An open copy: `rows(sql)` runs a query over it (tables named as in the store)."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql).fetchall()
+
+
+@contextmanager
+def open_columns(ctx: Context) -> Iterator[Columns]:
+    """The copy, brought up to date with the store, open for the engine's queries; closed afterwards."""
+    conn = ctx.conn
+    db, in_memory = _connect(columns_path(conn))
+    try:
+        try:
+            _bring_up_to_date(ctx, db, in_memory)
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            db.close()  # a store we may not write: a private copy, whole, in memory
+            db, _ = _connect(None)
+            for table in _tables(conn):
+                _copy_table(conn, db, table)
+        # Below SMALL facts a query is mostly planning: a second thread costs more than it saves.
+        contacts = _run(db, "SELECT count(*) FROM kpi_facts")[0][0]
+        _run(db, f"SET threads = {1 if contacts < SMALL else max(1, min(os.cpu_count() or 1, 4))}")
+        if ctx.hours.configured:
+            db.create_function("kpi_bh", ctx.hours.seconds, ["BIGINT", "BIGINT", "BIGINT"], "BIGINT",
+                               null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
+        yield Columns(db)
+    finally:
+        db.close()
+
+
+def _connect(path: Path | None) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """The copy's connection and whether it lives in memory only: for a store in memory, a file another process
+    holds for longer than LOCK_WAIT, or a file that cannot be opened (unwritable, damaged), which is said once
+    in the log and left as it is: the values come out the same, only slower."""
+    if path is None:
+        return duckdb.connect(":memory:", config=dict(_SETTINGS)), True
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            return duckdb.connect(str(path), config=dict(_SETTINGS)), False
+        except duckdb.Error as exc:
+            held = isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+            if held and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            why = "is held by another process" if held else f"cannot be opened ({_first_line(exc)})"
+            log.warning("kpis: the columnar copy %s %s; computing from a copy in memory"
+                        " (deleting the file makes the next computation copy the store again)", path, why)
+            return duckdb.connect(":memory:", config=dict(_SETTINGS)), True
+
+
+def _run(db: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run a statement to its end (DuckDB keeps a result open, and the connection busy, until it is read)."""
+    return db.execute(sql, params).fetchall()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+
+
+def _tables(conn: sqlite3.Connection) -> list[_Table]:
+    out = []
+    for name, wanted in COPIED.items():
+        declared = {row[1]: (row[2] or "").upper() for row in conn.execute(f"PRAGMA table_info({name})")}
+        cols = tuple(declared) if wanted is None else wanted
+        out.append(_Table(name, cols, tuple(_TYPES.get(declared[c], "VARCHAR") for c in cols)))
+    return out
+
+
+def _bring_up_to_date(ctx: Context, db: duckdb.DuckDBPyConnection, in_memory: bool) -> None:
+    """Take the logged rows again, copy stale tables whole, in one write transaction of the store."""
+    conn = ctx.conn
+    with ctx.writing():
+        stamp = get_meta(conn, STAMP)
+        have = _stamp_of(db)
+        stale = {row[0] for row in conn.execute("SELECT tbl FROM kpi_columns_stale")}
+        if in_memory or stamp is None or have != stamp:
+            stale = set(COPIED)
+        last = conn.execute("SELECT max(seq) FROM kpi_columns_log").fetchone()[0]
+        if not stale and last is None:
+            return
+        tables = _tables(conn)
+        # Whole copies commit chunk by chunk (one transaction would hold every row in memory until its end):
+        # until the stamp below is written, a copy cut short counts as not matching, and is made again.
+        _run(db, "DROP TABLE IF EXISTS columns_meta")
+        whole = [t for t in tables if t.name in stale or not _table_exists(db, t.name)]
+        if whole:
+            _run(db, f"SET memory_limit = '{COPY_MEMORY}'")  # a copy streams to disk: less cache, less RSS
+            for table in whole:
+                _copy_table(conn, db, table)
+            _run(db, f"SET memory_limit = '{_SETTINGS['memory_limit']}'")
+        db.begin()
+        try:
+            if last is not None:
+                for table in tables:
+                    if table not in whole:
+                        _apply_log(conn, db, table, last)
+            new = secrets.token_hex(8)
+            _run(db, "CREATE TABLE IF NOT EXISTS columns_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            _run(db, "INSERT OR REPLACE INTO columns_meta VALUES ('stamp', ?)", [new])
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        if last is not None:
+            conn.execute("DELETE FROM kpi_columns_log WHERE seq <= ?", [last])
+        conn.execute("DELETE FROM kpi_columns_stale")
+        set_meta(conn, STAMP, new)
+
+
+def _stamp_of(db: duckdb.DuckDBPyConnection) -> str | None:
+    if not _table_exists(db, "columns_meta"):
+        return None
+    rows = _run(db, "SELECT value FROM columns_meta WHERE key = 'stamp'")
+    return str(rows[0][0]) if rows else None
+
+
+def _table_exists(db: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(_run(db, "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]))
+
+
+def _copy_table(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: _Table) -> None:
+    started = time.perf_counter()
+    _run(db, table.create_sql())
+    cursor = conn.execute(table.select_sql())
+    copied = 0
+    while rows := cursor.fetchmany(_CHUNK):
+        _insert(db, table, rows)
+        copied += len(rows)
+    log.info("kpis: copied %s rows of %s into the columnar copy in %.1fs", copied, table.name,
+             time.perf_counter() - started)
+
+
+def _apply_log(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: _Table, last: int) -> None:
+    rids = [row[0] for row in conn.execute(
+        "SELECT DISTINCT rid FROM kpi_columns_log WHERE tbl = ? AND seq <= ?", [table.name, last])]
+    if not rids:
+        return
+    keys = np.array(rids, dtype=np.int64)
+    db.register("columns_keys", {"rid": keys})
+    _run(db, f"DELETE FROM {table.name} WHERE _rid IN (SELECT rid FROM columns_keys)")
+    db.unregister("columns_keys")
+    for start in range(0, len(rids), _CHUNK):
+        part = rids[start:start + _CHUNK]
+        marks = ", ".join("?" for _ in part) if len(part) < 900 else None
+        if marks:
+            rows = conn.execute(f"{table.select_sql()} WHERE rowid IN ({marks})", part).fetchall()
+        else:
+            rows = conn.execute(f"{table.select_sql()} WHERE rowid IN (SELECT value FROM json_each(?))",
+                                ["[" + ",".join(map(str, part)) + "]"]).fetchall()
+        if rows:
+            _insert(db, table, rows)
+
+
+def _insert(db: duckdb.DuckDBPyConnection, table: _Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows of the store into the copy: column arrays (numbers as float64 with NaN for NULL, exact below 2**53;
+    text as objects), scanned by DuckDB and cast to the table's types."""
+    names = ("_rid", *table.columns)
+    types = ("BIGINT", *table.types)
+    arrays: dict[str, np.ndarray] = {}
+    for name, kind, values in zip(names, types, zip(*rows, strict=True), strict=True):
+        arrays[name] = np.array(values, dtype=np.float64 if kind != "VARCHAR" else object)
+    db.register("columns_rows", arrays)
+    casts = ", ".join(f'CAST("{n}" AS {t})' if t != "VARCHAR" else f'"{n}"' for n, t in zip(names, types, strict=True))
+    _run(db, f"INSERT INTO {table.name} SELECT {casts} FROM columns_rows")
+    db.unregister("columns_rows")
