@@ -280,6 +280,78 @@ class Reconcilable(Protocol):
         ...
 
 
+@dataclass
+class BackfillStart:
+    """What a connector found when it looked where a stream's first sync begins (`Backfillable.backfill_start`).
+
+    `first` is the first page of the oldest-first read (the read a first sync makes today),
+    kept so that the look costs nothing: `position` is where that read goes on after it.
+    `oldest` is the change time of its first record (None: the stream has nothing to read);
+    `complete` says the page held the whole stream.
+    """
+
+    first: Page
+    position: str | None
+    oldest: datetime | None
+    complete: bool
+
+
+class Backfillable(Protocol):
+    """Optional: a connector whose first sync can fill a stream newest first, window by window.
+
+    - `backfill_start(stream)` reads the first page of the oldest-first read of `stream` (see
+      `BackfillStart`); None when the stream has no bounded time window (it syncs oldest-first).
+    - `head_cursor(stream, since)`: a cursor from which `read(stream, cursor)` yields every
+      change at or after `since` and then carries on as usual (the newest window, read as
+      the stream's incremental read).
+    - `read_window(stream, start, end, position)`: pages holding every change in
+      [`start`, `end`) (a page may run past `end`; the read stops once changes pass it). Each
+      page's `cursor` is the position, in the connector's own format, from which the same
+      call resumes the window; `position` None starts at `start`. `position` may also be the
+      `BackfillStart.position` of the oldest window.
+    - `spawn()`: another connector on the same settings with its own HTTP session, pacing its
+      calls with this one's (one rate budget per account), to read windows in other threads;
+      `readers(wanted)` bounds how many and `prefer_this_thread` lets the sync's own reads go
+      first (`connectors.http.ClientOwner` provides both).
+
+    Records read twice are upserted, so windows that overlap lose or duplicate nothing.
+    """
+
+    def backfill_start(self, stream: StreamSpec) -> BackfillStart | None:
+        ...
+
+    def head_cursor(self, stream: StreamSpec, since: datetime) -> str:
+        ...
+
+    def read_window(self, stream: StreamSpec, start: datetime, end: datetime, position: str | None) -> Iterator[Page]:
+        ...
+
+    def spawn(self) -> BackfillReader:
+        ...
+
+    def readers(self, wanted: int) -> int:
+        """How many threads may read windows at once: `wanted`, fewer when the rate-limit headers say so."""
+        ...
+
+    def prefer_this_thread(self, on: bool) -> None:
+        """While on, this thread's calls (the sync's incremental reads) go before the window readers'."""
+        ...
+
+
+class BackfillReader(Protocol):
+    """What a spawned connector offers the threads that read windows."""
+
+    def read_window(self, stream: StreamSpec, start: datetime, end: datetime, position: str | None) -> Iterator[Page]:
+        ...
+
+    @property
+    def call_counts(self) -> CallCounts:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """What one cheap authenticated call told about a connector's settings (`Checkable.check`).

@@ -92,6 +92,93 @@ def wait_hint(headers: Mapping[str, str], now: float | None = None) -> float | N
     return None
 
 
+class RatePacer:
+    """One account's rate budget as its rate-limit headers tell it, shared by the clients reading it.
+
+    Each response says how many calls remain in the window (and, on most APIs, when it
+    resets). A call is claimed only while more than `low_remaining` calls are left beyond
+    those already in flight; otherwise every client sharing the pacer waits for the reset,
+    so threads use the whole budget without running into a wall of 429s. Without headers it
+    never waits. Thread-safe.
+    """
+
+    def __init__(self, low_remaining: int = 2) -> None:
+        self.low_remaining = low_remaining
+        self.limit: int | None = None  # calls per window, as the last response said
+        self._remaining: int | None = None
+        self._reset_at = 0.0  # monotonic time the window is known to reset
+        self._held_until = 0.0  # monotonic time a 429's wait ends
+        self._held_by: int | None = None  # the thread that met it
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        # The thread whose calls go first (a sync's own reads, while other threads backfill): the
+        # others leave it a quarter of each window.
+        self.foreground: int | None = None
+
+    def claim(self, force: bool = False) -> float:
+        """0 when a call may go now (it is counted in flight), else the seconds to wait first.
+
+        `force`: the caller has waited what it was told; the call goes whatever is known.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if not force and now < self._held_until and threading.get_ident() != self._held_by:
+                return self._held_until - now  # a 429 told another thread to wait: this one waits too
+            if self._remaining is not None and (force or now >= self._reset_at):
+                self._remaining = None  # the window has reset: the next answer says what is left
+            reserve = self.low_remaining
+            if self.foreground is not None and self.foreground != threading.get_ident() and self.limit:
+                reserve += self.limit // 4
+            if self._remaining is not None and self._remaining - self._in_flight <= reserve:
+                return max(self._reset_at - now, 0.05)
+            self._in_flight += 1
+            return 0.0
+
+    def finish(self, headers: Mapping[str, str], throttled: float | None = None) -> None:
+        """A claimed call ended; `headers` are its response's (empty when it got none).
+
+        `throttled`: the call met a 429 asking to wait this long. A limit the headers do not
+        show (Zendesk's 10 exports a minute) is learnt that way: every client sharing the pacer
+        holds its calls as long, so threads meet one 429 where each would have met its own.
+        """
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            if throttled is not None:  # the throttled thread waits through its own retry
+                self._held_until = max(self._held_until, time.monotonic() + throttled)
+                self._held_by = threading.get_ident()
+            remaining = _number(_header(headers, _REMAINING_HEADERS))
+            if remaining is None:
+                return
+            limit = _number(_header(headers, _LIMIT_HEADERS))
+            if limit is not None and limit > 0:
+                self.limit = limit
+            hint = wait_hint({k: v for k, v in headers.items() if k != "Retry-After"})
+            if hint is None:
+                hint = _number(headers.get("ratelimit-reset"))  # seconds until the reset (Zendesk)
+            self._remaining = remaining
+            self._reset_at = time.monotonic() + min(float(hint) if hint is not None else 1.0, 120.0)
+
+    def threads(self, wanted: int) -> int:
+        """How many threads may read at once: `wanted`, fewer when the limit is small.
+
+        About one thread per ten calls a window: a small budget (Zendesk's 10 exports a
+        minute) is spent by one thread, and more would only queue at the pacer and meet 429s
+        together. Before any header was seen: `wanted`.
+        """
+        if self.limit is None:
+            return max(1, wanted)
+        return max(1, min(wanted, self.limit // 10 or 1))
+
+
+def _number(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
 class HttpClient:
     """A requests.Session bound to one helpdesk's base URL and credentials."""
 
@@ -108,6 +195,7 @@ class HttpClient:
         backoff_base: float = 0.5,
         low_remaining: int = 2,
         sleep: Callable[[float], None] | None = None,
+        pacer: RatePacer | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -119,7 +207,9 @@ class HttpClient:
         # Connectors hand down `time.sleep` as their default: it becomes the interruptible one too.
         self.sleep = interruptible_sleep if sleep is None or sleep is time.sleep else sleep
         self.counts = CallCounts()
-        self._pause_until = 0.0
+        # The account's rate budget: this client's own, or one shared with the clients that read
+        # the same account from other threads (a backfill's windows).
+        self.pacer = pacer if pacer is not None else RatePacer(low_remaining)
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or netrc from the environment
         if auth is not None:
@@ -190,8 +280,15 @@ class HttpClient:
         self._respect_pause()
         url = self.url(path)
         self.counts.calls += 1
-        resp = self.session.request(method, url, params=params, json=json_body, timeout=self.timeout)
-        self._note_rate_limit(resp.headers)
+        headers: Mapping[str, str] = {}
+        throttled: float | None = None
+        try:
+            resp = self.session.request(method, url, params=params, json=json_body, timeout=self.timeout)
+            headers = resp.headers
+            if resp.status_code == 429:
+                throttled = min(wait_hint(resp.headers) or 1.0, self.max_wait)
+        finally:
+            self.pacer.finish(headers, throttled)
         where = f"{self.name}: {method} {self._path(url)}"
         status = resp.status_code
         if status == 429 or status >= 500:
@@ -245,27 +342,15 @@ class HttpClient:
         log.warning("%s (retry %d in %.1fs)", text, state.attempt_number, wait)
         _announce_wait(wait)
 
-    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
-        remaining = _header(headers, _REMAINING_HEADERS)
-        if remaining is None:
-            return
-        try:
-            left = int(float(remaining))
-        except ValueError:
-            return
-        if left > self.low_remaining:
-            return
-        hint = wait_hint({k: v for k, v in headers.items() if k != "Retry-After"})
-        pause = min(hint if hint is not None else 1.0, self.max_wait)
-        self._pause_until = max(self._pause_until, time.monotonic() + pause)
-
     def _respect_pause(self) -> None:
-        delay = self._pause_until - time.monotonic()
+        """Wait while the account's budget is spent (few calls left until the window resets), then claim a call."""
+        delay = self.pacer.claim()
         if delay > 0:
             self.counts.slowdowns += 1
             log.info("%s: %d calls left in the rate-limit window; waiting %.1fs", self.name, self.low_remaining, delay)
             _announce_wait(delay)
             self._pause(delay)
+            self.pacer.claim(force=True)  # the window has reset meanwhile
 
     @staticmethod
     def _path(url: str) -> str:
@@ -287,6 +372,14 @@ class ClientOwner:
 
     def close(self) -> None:
         self.client.close()
+
+    def readers(self, wanted: int) -> int:
+        """How many threads may read this account at once, as its rate-limit headers allow (a backfill's)."""
+        return self.client.pacer.threads(wanted)
+
+    def prefer_this_thread(self, on: bool) -> None:
+        """While on, the calling thread's calls go before those of the other clients sharing the pacer."""
+        self.client.pacer.foreground = threading.get_ident() if on else None
 
 
 # Told the seconds of each wait before it starts (a retry's backoff, a rate-limit pause), in

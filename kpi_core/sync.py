@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from connectors.base import Connector, Page, SyncError
 from connectors.http import WaitInterrupted, announcing_waits, stopping_waits
 from connectors.registry import build_connector
+from kpi_core import backfill
+from kpi_core.backfill import BackfillOptions, FillStatus
 from kpi_core.collector import fewer_collections
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings
@@ -39,6 +41,12 @@ class Progress:
     pages: int = 0
     records: int = 0
     api_calls: int = 0
+    # A first sync filling older months newest first (kpi_core/backfill.py): the window whose
+    # page was stored last ("tickets 2025-03"), windows read of all, seconds left at the pace so far.
+    window: str = ""
+    windows_done: int = 0
+    windows_total: int = 0
+    eta_seconds: float | None = None
 
 
 @dataclass
@@ -122,51 +130,142 @@ def sync_source(
     full: bool = False,
     on_progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    backfill_options: BackfillOptions | None = None,
 ) -> SourceResult:
-    """Sync one connector's streams in order; never raises SyncError (it is returned)."""
+    """Sync one connector's streams in order; never raises SyncError (it is returned).
+
+    With `backfill_options` enabled and a connector offering `Backfillable`, a stream's first
+    sync reads the current month first and older months after every stream's incremental
+    read, newest first (kpi_core/backfill.py); without them, first syncs read oldest first.
+    """
     name = connector.name
     run_id = store.start_run(name)
     progress = Progress(source=name)
     result = SourceResult(source=name, ok=True)
     if full:
         store.clear_cursors(name)
+        store.clear_backfill(name)
     batch = _Batch(store, name, run_id, connector, progress, on_progress)
+    # A backfill begun earlier is finished even when first syncs now read oldest first.
+    planning = bool(backfill_options and backfill_options.enabled)
+    newest_first = backfill.capable(connector) if planning or store.backfill_windows(name) else None
+
+    def note(stream_name: str, page: Page) -> None:
+        for record_id, reason in page.rejected:
+            log.warning("%s/%s: record %s quarantined: %s", name, stream_name, record_id, reason)
+            store.quarantine(name, stream_name, record_id, reason)
+            result.quarantined += 1
+        for warning in page.warnings:
+            text = f"{stream_name}: {warning}"
+            if text not in result.warnings:
+                log.warning("%s/%s", name, text)
+                result.warnings.append(text)
+
+    filler: backfill.Filler | None = None
     try:
         # A stop also ends any wait of the client (a 429's Retry-After, a backoff) at once.
         with fewer_collections(), announcing_waits(lambda _seconds: batch.flush()), stopping_waits(stop):
+            if newest_first is not None:
+                filler = _start_filling(store, connector, run_id, backfill_options or BackfillOptions(enabled=False),
+                                        progress, on_progress, stop, note)
             for stream in connector.streams():
                 progress.stream = stream.name
                 batch.stream, batch.stream_records = stream.name, 0
                 cursor = store.get_cursor(name, stream.name)
-                try:
-                    for page in connector.read(stream, cursor, full=full):
-                        for record_id, reason in page.rejected:
-                            log.warning("%s/%s: record %s quarantined: %s", name, stream.name, record_id, reason)
-                            store.quarantine(name, stream.name, record_id, reason)
-                            result.quarantined += 1
-                        for warning in page.warnings:
-                            text = f"{stream.name}: {warning}"
-                            if text not in result.warnings:
-                                log.warning("%s/%s", name, text)
-                                result.warnings.append(text)
-                        batch.add(page)
-                        if stop is not None and stop.is_set():
-                            raise StopRequested()
-                finally:
-                    batch.flush()  # the pages read before a stop or an error are kept, with their cursor
+                unseen = filler is not None and stream.name in filler.unseen
+                while True:
+                    before = batch.stream_records
+                    try:
+                        for page in connector.read(stream, cursor, full=full and cursor is None):
+                            note(stream.name, page)
+                            batch.add(page)
+                            if filler is not None:
+                                filler.drain(block=False)  # older windows read meanwhile by the threads
+                            if stop is not None and stop.is_set():
+                                raise StopRequested()
+                    finally:
+                        batch.flush()  # the pages read before a stop or an error are kept, with their cursor
+                    if not unseen or filler is None:
+                        break
+                    if batch.stream_records > before:
+                        backfill.note_head_seen(store, name, stream)
+                        break
+                    # A current month with no change yet: the newest older month joins the incremental
+                    # read, so that its cursor ends on the last change, as an oldest-first read's does.
+                    widened = backfill.widen_head(store, filler.backfillable, name, stream)
+                    if widened is None:
+                        break
+                    cursor = widened[0]
+                    if widened[1] is not None:
+                        filler.taken(widened[1])
                 result.by_stream[stream.name] = batch.stream_records
+            if filler is not None:
+                progress.stream = "backfill"  # every incremental read is done: the threads get the whole budget
+                filled = filler.finish(backfill_options.slice_seconds if backfill_options else None)
+                if filled.records:
+                    result.by_stream["backfill"] = filled.records
+                if stop is not None and stop.is_set():
+                    raise StopRequested()
     except (StopRequested, WaitInterrupted):
         result.stopped = True
     except (SyncError, RecordError) as exc:
         result.ok = False
         result.error = str(exc)
         log.error("%s: sync failed: %s", name, exc)
+    finally:
+        if filler is not None:
+            _close_filling(filler, result)
     store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
     result.contacts_stored = store.count("contacts", name)
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
     store.finish_run(run_id, status, connector.api_calls, result.error, warnings=result.warnings)
     return result
+
+
+def _start_filling(store: Store, connector: Connector, run_id: int, options: BackfillOptions, progress: Progress,
+                   on_progress: ProgressCallback | None, stop: threading.Event | None,
+                   note: Callable[[str, Page], None]) -> backfill.Filler:
+    """Plan the first syncs newest first (one look per stream) and start the threads reading older months.
+
+    The threads read while this thread syncs every stream as usual; their pages are stored
+    between the stream's own pages. Each stored batch is reported as progress.
+    """
+    filler = backfill.Filler(store, connector, run_id=run_id, threads=options.threads, stop=stop, on_page=note)
+    unseen: set[str] = set()
+    for stream in connector.streams():
+        if options.enabled and store.get_cursor(connector.name, stream.name) is None:
+            progress.stream = stream.name
+            _, stored = backfill.begin(store, filler.backfillable, connector.name, stream, run_id)
+            progress.records += stored
+        if backfill.head_unseen(store, connector.name, stream):
+            unseen.add(stream.name)
+    counted = [0]  # the fill's records already added to the progress
+
+    def report(status: FillStatus) -> None:
+        progress.window, progress.windows_done, progress.windows_total = status.window, status.done, status.total
+        progress.eta_seconds = status.eta_seconds
+        progress.records += status.records - counted[0]
+        counted[0] = status.records
+        progress.api_calls = connector.api_calls + status.calls
+        if on_progress:
+            on_progress(progress)
+
+    filler.on_progress = report
+    filler.start(unseen)
+    return filler
+
+
+def _close_filling(filler: backfill.Filler, result: SourceResult) -> None:
+    """End the threads whatever happened; a reading thread's failure fails the source."""
+    try:
+        filler.close()
+    except (SyncError, RecordError) as exc:
+        if result.ok:
+            result.ok, result.error = False, str(exc)
+            log.error("%s: sync failed: %s", filler.source, exc)
+    except (StopRequested, WaitInterrupted):
+        result.stopped = True
 
 
 def rewind_source(store: Store, connector: Connector, since: datetime) -> dict[str, str]:
@@ -215,7 +314,8 @@ def sync_one(
     try:
         if rewind_since is not None:
             _rewind(store, connector, rewind_since)
-        result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop)
+        result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop,
+                             backfill_options=sync_options(settings))
         if result.ok:
             result.records += apply_mappings(store, settings.surveys.mappings, name)
     except Exception as exc:  # a bug or a store problem: logged with its traceback, its run closed
@@ -225,6 +325,13 @@ def sync_one(
         connector.close()
     result.api_calls, result.throttled = counts.calls, counts.throttled
     return result
+
+
+def sync_options(settings: Settings) -> BackfillOptions:
+    """`[sync]` as the sync path takes it."""
+    chunk = settings.sync.backfill_slice
+    return BackfillOptions(settings.sync.backfill, settings.sync.backfill_threads,
+                           None if chunk is None else chunk.total_seconds())
 
 
 def _failed_to_start(store: Store, name: str, error: str) -> SourceResult:

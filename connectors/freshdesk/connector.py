@@ -52,13 +52,15 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from connectors.base import (
+    BackfillStart,
     CheckResult,
     ConfigError,
     FatalApiError,
@@ -95,7 +97,7 @@ from connectors.freshdesk.normalize import (
 )
 from connectors.freshdesk.normalize import ticket_status as ticket_status  # explicit re-export
 from connectors.freshdesk.settings import FreshdeskSettings
-from connectors.http import ApiResponse, ClientOwner
+from connectors.http import ApiResponse, ClientOwner, RatePacer
 from connectors.paging import LinkHeader, PageCapReached
 from connectors.records import BAD_RECORD, Row, epoch_of, iso_of, keep, keep_row, reason, rejected_id
 from kpi_core.model import SCALES, RecordError, Status, SurveyKind, iso_utc, primary_language
@@ -195,6 +197,15 @@ def _iso(epoch: float) -> str:
 
 
 @dataclass
+class _SharedSheet:
+    """A time sheet listed once and shared by the threads of a backfill."""
+
+    sheet: TimeSheet | None = None
+    read: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
 class WindowPage:
     """One list page of a windowed read: the rows not stored before, and what follows it."""
 
@@ -274,11 +285,19 @@ class FreshdeskConnector(ClientOwner):
         max_page: int = MAX_PAGE,
         survey_questions: SurveyQuestions | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: RatePacer | None = None,
     ) -> None:
         self.client = client(settings, sleep=sleep)
+        if pacer is not None:
+            self.client.pacer = pacer
         self.settings = settings
         self.privacy = Privacy.choose(PERSONAL, settings.privacy)
         self.max_page = max_page
+        self._survey_override = survey_questions
+        self._sleep = sleep
+        # Every time entry, listed once for all the windows of a backfill (shared with spawned connectors).
+        self._window_sheet = _SharedSheet()
+        self._own_sheet: TimeSheet | None = None
         self.per_page = min(settings.page_size or MAX_PER_PAGE, MAX_PER_PAGE)
         self.start = f"{settings.start_date.isoformat()}T00:00:00Z"
         configured = {q: (a.kind.value, a.scale) for q, a in settings.survey_questions.items()}
@@ -476,7 +495,8 @@ class FreshdeskConnector(ClientOwner):
 
     # --- tickets ----------------------------------------------------------------------------
 
-    def _read_tickets(self, cursor: str | None) -> Iterator[Page]:
+    def _read_tickets(self, cursor: str | None, until: str | None = None) -> Iterator[Page]:
+        """Tickets changed since the bookmark; `until` (a backfill window's end) stops once past it."""
         # The description (the first message's text) costs 2 more credits per call: asked only to be stored.
         include = "stats,description" if self.privacy.bodies else "stats"
         params = {"order_by": "updated_at", "order_type": "asc", "include": include}
@@ -495,13 +515,67 @@ class FreshdeskConnector(ClientOwner):
             if first:
                 if since is None:
                     self._learn_all_languages()
-                self._time_sheet = self._read_time_sheet(since)
+                self._time_sheet = self._read_time_sheet(since) if until is None else self._whole_time_sheet()
             first = False
             for row in window.rows:
+                if until is not None and (row_time(row, "updated_at") or "") >= until:
+                    continue  # the next window's (read there): no conversations call for it here
                 keep(page, "ticket", row, lambda r: self._ticket_rows(r, agents))
             self._flush_rejected(page)
             yield page
+            if until is not None and window.cursor and Watermark.parse(window.cursor, "tickets").at >= until:
+                break  # ordered by updated_at: the window is read
         self._time_sheet = None
+
+    def _whole_time_sheet(self) -> TimeSheet | None:
+        """Every time entry, listed once for all the windows a backfill reads, whichever thread asks first.
+
+        A sheet that could not list every entry reads them per ticket, with the client of the
+        connector that made it: that one is not shared with other threads.
+        """
+        with self._window_sheet.lock:
+            if not self._window_sheet.read:
+                self._window_sheet.sheet, self._window_sheet.read = self._read_time_sheet(None), True
+            sheet = self._window_sheet.sheet
+        if sheet is None or sheet.complete:
+            return sheet
+        if self._own_sheet is None:
+            self._own_sheet = self._read_time_sheet(None)
+        return self._own_sheet
+
+    # --- newest-first backfill (connectors.base.Backfillable) ---------------------------------
+
+    def backfill_start(self, stream: StreamSpec) -> BackfillStart | None:
+        """The first page of the oldest-first ticket list (ordered by `updated_at`); None for other streams."""
+        if stream.name != "tickets":
+            return None
+        first = next(iter(self._read_tickets(None)), Page())
+        stamps = [row["updated_at"] for row in first.records.get("contacts", ()) if row.get("updated_at")]
+        oldest = datetime.fromtimestamp(_epoch(min(stamps)), timezone.utc) if stamps else None
+        complete = first.cursor is None or Watermark.parse(first.cursor, "tickets").steady
+        return BackfillStart(first=first, position=first.cursor, oldest=oldest, complete=complete)
+
+    def head_cursor(self, stream: StreamSpec, since: datetime) -> str:
+        """A bookmark reading every ticket changed from `since` on (not steady: read as a first sync)."""
+        return Watermark(_iso(since.timestamp())).encode()
+
+    def read_window(self, stream: StreamSpec, start: datetime, end: datetime, position: str | None) -> Iterator[Page]:
+        """Tickets by `updated_since` = the window's start (or `position`), until they pass its end."""
+        if stream.name != "tickets":
+            raise ConfigError(f"freshdesk: stream {stream.name!r} has no time window to backfill")
+        cursor = position or Watermark(_iso(start.timestamp())).encode()
+        return self._read_tickets(cursor, until=_iso(end.timestamp()))
+
+    def spawn(self) -> FreshdeskConnector:
+        """A connector with its own session, pacing its calls with this one's (one budget per account)."""
+        other = type(self)(self.settings, max_page=self.max_page, survey_questions=self._survey_override,
+                           sleep=self._sleep, pacer=self.client.pacer)
+        # What this connector has learnt already (the agents, every requester's language, the time
+        # entries) holds for the windows too: spawned readers share it rather than list it again.
+        other._agents, other._window_sheet = self._agents, self._window_sheet
+        if self._all_contacts_read:
+            other._languages, other._all_contacts_read = self._languages, True
+        return other
 
     def _read_removed_tickets(self, stream: str, kind: str, cursor: str | None) -> Iterator[Page]:
         params = {"filter": kind, "order_by": "updated_at", "order_type": "asc"}

@@ -68,6 +68,7 @@ from datetime import time as dtime
 from typing import Any, ClassVar
 
 from connectors.base import (
+    BackfillStart,
     CheckResult,
     ConfigError,
     FatalApiError,
@@ -77,7 +78,7 @@ from connectors.base import (
     StreamSpec,
     SyncError,
 )
-from connectors.http import ApiResponse, ClientOwner
+from connectors.http import ApiResponse, ClientOwner, RatePacer
 from connectors.intercom.check import check
 from connectors.intercom.client import REGION_HOSTS, SOURCE, client
 from connectors.intercom.normalize import (
@@ -159,8 +160,12 @@ class IntercomConnector(ClientOwner):
                    "conversations changed since the bookmark, with parts and ratings"),
     )
 
-    def __init__(self, settings: IntercomSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: IntercomSettings, *, sleep: Callable[[float], None] = time.sleep,
+                 pacer: RatePacer | None = None) -> None:
         self.client = client(settings, sleep=sleep)
+        if pacer is not None:
+            self.client.pacer = pacer
+        self._sleep = sleep
         self.settings = settings
         self.privacy = Privacy.choose(PERSONAL, settings.privacy)
         self.base_url = settings.base_url or REGION_HOSTS[settings.region]
@@ -209,11 +214,47 @@ class IntercomConnector(ClientOwner):
         # A fresh pass from the earlier bound; `seen` is dropped so the window is really re-read.
         return PassState(min(state.since, wanted)).dumps()
 
+    # --- newest-first backfill (connectors.base.Backfillable) ---------------------------------
+
+    def backfill_start(self, stream: StreamSpec) -> BackfillStart | None:
+        """Conversations only; no call is made.
+
+        Search results come in no documented order, so no first page tells the oldest
+        conversation: the windows go back to `start_date`, an empty month costing one call.
+        """
+        if stream.name != "conversations":
+            return None
+        return BackfillStart(first=Page(), position=None, oldest=datetime.fromtimestamp(self.start_epoch, timezone.utc),
+                             complete=False)
+
+    def head_cursor(self, stream: StreamSpec, since: datetime) -> str:
+        """A fresh pass from `since`: every conversation changed from then on."""
+        return PassState(int(since.timestamp())).dumps()
+
+    def read_window(self, stream: StreamSpec, start: datetime, end: datetime, position: str | None) -> Iterator[Page]:
+        """One search pass over `start <= updated_at < end` (resumed from `position`'s token)."""
+        if stream.name != "conversations":
+            raise ConfigError(f"{SOURCE}: stream {stream.name!r} has no time window to backfill")
+        state = PassState.loads(position, int(start.timestamp()), stream.name)
+        return self._search_pass("/conversations/search", "conversations", state, stream.name, "conversation",
+                                 self._conversations_page, upper=int(end.timestamp()))
+
+    def spawn(self) -> IntercomConnector:
+        """A connector with its own session, pacing its calls with this one's (one budget per workspace)."""
+        other = type(self)(self.settings, sleep=self._sleep, pacer=self.client.pacer)
+        other._contacts = dict(self._contacts)  # requesters looked up already hold for the windows (a copy: threads)
+        return other
+
     # --- search passes ----------------------------------------------------------------------
 
     def _search_pass(self, path: str, key: str, state: PassState, stream: str, kind: str,
-                     handle: PageHandler, slack: int = 1) -> Iterator[Page]:
-        """One pass of `updated_at` search from `state`, a page (and its bookmark) per API page."""
+                     handle: PageHandler, slack: int = 1, upper: int | None = None) -> Iterator[Page]:
+        """One pass of `updated_at` search from `state`, a page (and its bookmark) per API page.
+
+        `upper` bounds the pass (`updated_at < upper`: a backfill window); such a pass cannot
+        end on a repeated token without having read its window, so that is an error there, and
+        the window is read again from its start by the next sync.
+        """
         if state.signpost is None:
             state.signpost = int(time.time()) - LOOKBACK_SECONDS
         signpost = state.signpost
@@ -221,7 +262,7 @@ class IntercomConnector(ClientOwner):
         handled: set[tuple[str, int]] = set()
         pagination: dict[str, Any] | None = pager.first_request()
         while pagination is not None:
-            response = self._search_page(path, state, stream, pager, pagination, slack)
+            response = self._search_page(path, state, stream, pager, pagination, slack, upper)
             items = _list_field(response.data, key, path)
             fresh: list[dict[str, Any]] = []
             for item in items:
@@ -238,6 +279,9 @@ class IntercomConnector(ClientOwner):
                 if updated >= signpost:
                     state.seen[ident] = updated
             pagination = pager.next_request(response)
+            if pager.repeated and upper is not None:
+                raise SyncError(f"{SOURCE}/{stream}: the API handed back a starting_after it already gave while"
+                                f" filling the month before {iso_utc(upper)}; the next sync reads that month again")
             if pager.repeated:
                 held = state.since  # the results have no known order: what is missing may be older than anything seen
                 log.warning("%s/%s: the API handed back a starting_after it already gave; ending this pass"
@@ -251,11 +295,14 @@ class IntercomConnector(ClientOwner):
             yield page
 
     def _search_page(self, path: str, state: PassState, stream: str, pager: StartingAfter,
-                     pagination: dict[str, Any], slack: int = 1) -> ApiResponse:
+                     pagination: dict[str, Any], slack: int = 1, upper: int | None = None) -> ApiResponse:
         # `since - slack`: 1 second on conversations, whose docs leave open whether `>` on a date is
         # strict; more than a day on contacts, whose search compares calendar days. No `sort`: it is
         # not part of the 2.14 search request, and nothing here depends on an order.
-        query = {"operator": "AND", "value": [{"field": "updated_at", "operator": ">", "value": state.since - slack}]}
+        bounds: list[dict[str, Any]] = [{"field": "updated_at", "operator": ">", "value": state.since - slack}]
+        if upper is not None:
+            bounds.append({"field": "updated_at", "operator": "<", "value": upper})
+        query = {"operator": "AND", "value": bounds}
         body = {"query": query, "pagination": pagination}
         try:
             return _checked(self.client.request("POST", path, json_body=body), path)
@@ -265,7 +312,7 @@ class IntercomConnector(ClientOwner):
             # A stored resume token the API no longer accepts: restart this pass, same signpost.
             log.warning("%s/%s: the stored starting_after was refused (%s); restarting the pass", SOURCE, stream, exc)
             state.after = None
-            return self._search_page(path, state, stream, pager, pager.restart(), slack)
+            return self._search_page(path, state, stream, pager, pager.restart(), slack, upper)
 
     # --- admins, teams, companies, contacts ----------------------------------------------------
 

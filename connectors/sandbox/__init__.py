@@ -36,8 +36,9 @@ class Sandbox:
 
     @classmethod
     def generate(cls, seed: int = 7, tickets: int = 600, names: tuple[str, ...] | None = None,
-                 **fake_options: Any) -> Sandbox:
-        sandbox = cls(World(seed=seed, tickets=tickets), names or fake_names())
+                 days: int = 120, **fake_options: Any) -> Sandbox:
+        """A world of `tickets` spread over the last `days` days, served by the fakes of `names` (all)."""
+        sandbox = cls(World(seed=seed, tickets=tickets, days=days), names or fake_names())
         for name in sandbox.names:
             sandbox.fakes[name] = fake_class(name)(sandbox.world, **fake_options)
         return sandbox

@@ -31,6 +31,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any, ClassVar
 
 from connectors.base import (
+    BackfillStart,
     CheckResult,
     ConfigError,
     FatalApiError,
@@ -40,7 +41,7 @@ from connectors.base import (
     Privacy,
     StreamSpec,
 )
-from connectors.http import ApiResponse, ClientOwner
+from connectors.http import ApiResponse, ClientOwner, RatePacer
 from connectors.paging import CursorExport, CursorList, TimeExport
 from connectors.records import BAD_RECORD, epoch_of, iso_time, keep, keep_row
 from connectors.zendesk.check import check
@@ -91,9 +92,11 @@ class ZendeskConnector(ClientOwner):
     # tickets 28 days after solving at the latest (its default automation: 4 days).
     csat_lookback: ClassVar[timedelta] = timedelta(days=28)
 
-    def __init__(self, settings: ZendeskSettings) -> None:
+    def __init__(self, settings: ZendeskSettings, pacer: RatePacer | None = None) -> None:
         self.settings = settings
         self.client = client(settings)
+        if pacer is not None:
+            self.client.pacer = pacer
         self.privacy = Privacy.choose(PERSONAL, settings.privacy)
         self.ticket_drop = self.privacy.drop | TICKET_EXTRA_DROP
         self.start_epoch = int(datetime.combine(settings.start_date, time(), timezone.utc).timestamp())
@@ -161,21 +164,61 @@ class ZendeskConnector(ClientOwner):
         return self._time_export("/api/v2/incremental/organizations", cursor, 0, {},
                                  self._organizations_page)
 
-    def _read_tickets(self, cursor: str | None) -> Iterator[Page]:
+    def _read_tickets(self, cursor: str | None, start: int | None = None, until: int | None = None,
+                      capture: Callable[[Mapping[str, Any]], None] | None = None) -> Iterator[Page]:
         params = {"include": "metric_sets,users,groups,organizations"}
         if self.settings.include_ai_agent_tickets:
             params["support_type_scope"] = "all"
-        return self._cursor_export("/api/v2/incremental/tickets/cursor", "tickets", _generated_epoch, cursor,
-                                   self.start_epoch, params, self._tickets_page)
+        return self._cursor_export(TICKETS_PATH, "tickets", _generated_epoch, cursor,
+                                   self.start_epoch if start is None else start, params,
+                                   _captured(self._tickets_page, capture), until)
 
-    def _read_ticket_events(self, cursor: str | None) -> Iterator[Page]:
+    def _read_ticket_events(self, cursor: str | None, start: int | None = None, until: int | None = None,
+                            capture: Callable[[Mapping[str, Any]], None] | None = None) -> Iterator[Page]:
         # `support_type_scope` defaults to `agent`: AI-agent tickets' comments and status changes
         # are left out unless asked for, as the ticket export's tickets are.
         params = {"include": "comment_events"}
         if self.settings.include_ai_agent_tickets:
             params["support_type_scope"] = "all"
-        return self._time_export("/api/v2/incremental/ticket_events", cursor, self.start_epoch, params,
-                                 self._events_page)
+        return self._time_export(EVENTS_PATH, cursor, self.start_epoch if start is None else start, params,
+                                 _captured(self._events_page, capture), until)
+
+    # --- newest-first backfill (connectors.base.Backfillable) ---------------------------------
+
+    def backfill_start(self, stream: StreamSpec) -> BackfillStart | None:
+        """The first page of the oldest-first read of tickets or ticket events; None for other streams.
+
+        Both exports are ordered by change time, so that page's first record is the oldest
+        change the first sync reads.
+        """
+        if stream.name not in BACKFILL_STAMPS:
+            return None
+        key, stamp_of = BACKFILL_STAMPS[stream.name]
+        bodies: list[Mapping[str, Any]] = []
+        reader = self._read_tickets if stream.name == "tickets" else self._read_ticket_events
+        first = next(iter(reader(None, capture=bodies.append)))
+        items = _items(bodies[0], key)
+        oldest = _stamp_or(stamp_of, items[0], self.start_epoch) if items else None
+        return BackfillStart(first=first, position=first.cursor,
+                             oldest=None if oldest is None else datetime.fromtimestamp(oldest, timezone.utc),
+                             complete=bodies[0].get("end_of_stream") is True)
+
+    def head_cursor(self, stream: StreamSpec, since: datetime) -> str:
+        """A cursor reading every change from `since` on: a new export pass at that time."""
+        epoch = int(since.timestamp())
+        return f"{epoch}:" if stream.name == "tickets" else str(epoch)
+
+    def read_window(self, stream: StreamSpec, start: datetime, end: datetime, position: str | None) -> Iterator[Page]:
+        """The export from `start` (or `position`), until its records pass `end`."""
+        if stream.name not in BACKFILL_STAMPS:
+            raise ConfigError(f"{SOURCE}: stream {stream.name!r} has no time window to backfill")
+        begin, until = int(start.timestamp()), int(end.timestamp())
+        reader = self._read_tickets if stream.name == "tickets" else self._read_ticket_events
+        return reader(position, start=begin, until=until)
+
+    def spawn(self) -> ZendeskConnector:
+        """A connector with its own session, pacing its calls with this one's (one budget per account)."""
+        return type(self)(self.settings, pacer=self.client.pacer)
 
     def _read_legacy_csat(self, cursor: str | None) -> Iterator[Page]:
         """Legacy ratings (`csat` = "legacy" or "auto"), with their own bookmark.
@@ -343,14 +386,17 @@ class ZendeskConnector(ClientOwner):
 
     def _cursor_export(self, path: str, key: str, stamp_of: Callable[[Any], int], cursor: str | None,
                        start_time: int, params: dict[str, Any],
-                       normalize: Callable[[Mapping[str, Any]], Page]) -> Iterator[Page]:
+                       normalize: Callable[[Mapping[str, Any]], Page], until: int | None = None) -> Iterator[Page]:
         """A cursor export: `start_time` once, then Zendesk's `after_cursor`, also on the next poll.
 
         The stored cursor is `<epoch>:<after_cursor>`, the epoch being the change time of the
         last record read, so that `rewind_cursor` can tell how far back the bookmark is; a
-        cursor with no token (`<epoch>:`) starts a new pass at that time.
+        cursor with no token (`<epoch>:`) starts a new pass at that time. `until` (a backfill
+        window's end) stops the read after the page whose last record changed at or after it.
         """
         position, token = _split_export_cursor(cursor, start_time)
+        if until is not None and token and position >= until:
+            return  # a window whose read has already passed its end
         pager = CursorExport(SOURCE, {**params, "per_page": self.export_size}, start_time=position, token=token)
         query: dict[str, Any] | None = pager.first_request()
         while query is not None:
@@ -362,11 +408,18 @@ class ZendeskConnector(ClientOwner):
             query = pager.next_request(response)
             page.cursor = f"{position}:{pager.token}" if pager.token else None
             yield page
+            if until is not None and position >= until:
+                return  # the export is ordered by change time: the window is read
 
     def _time_export(self, path: str, cursor: str | None, start_time: int, params: dict[str, Any],
-                     normalize: Callable[[Mapping[str, Any]], Page]) -> Iterator[Page]:
-        """A time-based export: each page's `end_time` is the next `start_time` (and the bookmark)."""
+                     normalize: Callable[[Mapping[str, Any]], Page], until: int | None = None) -> Iterator[Page]:
+        """A time-based export: each page's `end_time` is the next `start_time` (and the bookmark).
+
+        `until` (a backfill window's end) stops the read once the next start time reaches it.
+        """
         start = _cursor_epoch(cursor, path) if cursor else start_time
+        if until is not None and start >= until:
+            return
         pager = TimeExport(SOURCE, {**params, "per_page": self.export_size}, start)
         query: dict[str, Any] | None = pager.first_request()
         while query is not None:
@@ -375,6 +428,8 @@ class ZendeskConnector(ClientOwner):
             query = pager.next_request(response)
             page.cursor = str(pager.start)
             yield page
+            if until is not None and pager.start >= until:
+                return
 
     def _list_pages(self, path: str, params: dict[str, Any], key: str,
                     first: ApiResponse | None = None) -> Iterator[Mapping[str, Any]]:
@@ -391,6 +446,8 @@ class ZendeskConnector(ClientOwner):
 
 
 LEGACY_PATH = "/api/v2/satisfaction_ratings"
+TICKETS_PATH = "/api/v2/incremental/tickets/cursor"
+EVENTS_PATH = "/api/v2/incremental/ticket_events"
 SURVEY_PATH = "/api/v2/guide/survey_responses"
 
 
@@ -432,6 +489,26 @@ def _split_export_cursor(cursor: str | None, default: int) -> tuple[int, str | N
     if not sep or not stamp.isdigit():
         raise ConfigError(f"{SOURCE}: stored cursor {cursor[:40]!r} is not this connector's; re-sync with --full")
     return int(stamp), token or None
+
+
+def _captured(normalize: Callable[[Mapping[str, Any]], Page],
+              capture: Callable[[Mapping[str, Any]], None] | None) -> Callable[[Mapping[str, Any]], Page]:
+    """`normalize`, handing each body to `capture` first (the backfill's look at the first page)."""
+    if capture is None:
+        return normalize
+
+    def both(body: Mapping[str, Any]) -> Page:
+        capture(body)
+        return normalize(body)
+
+    return both
+
+
+def _event_epoch(event: Any) -> int:
+    value = event.get("timestamp") if isinstance(event, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return epoch_of(iso_time(event["created_at"], "created_at"))
 
 
 def _generated_epoch(ticket: Any) -> int:
@@ -481,3 +558,8 @@ def _response_mark(response: Any) -> int:
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# The streams a first sync fills newest first: the list key of their export and each record's change time.
+BACKFILL_STAMPS: dict[str, tuple[str, Callable[[Any], int]]] = {
+    "tickets": ("tickets", _generated_epoch), "ticket_events": ("ticket_events", _event_epoch),
+}
