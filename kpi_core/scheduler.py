@@ -10,6 +10,9 @@ Jobs (APScheduler 3.x, UTC, one thread pool):
   would otherwise keep sync pages waiting on SQLite's lock.
 - `push`: after a compute, no more often than `push_every` (only when a push step is
   installed, i.e. once write-back is configured).
+- `alerts` ([alerts] enabled): after each scheduled sync, changed or not (time alone moves an open contact
+  past its target), and after each compute (KPI alerts read its values); asks fold into one more run.
+  It shares the store with syncs; `run --once` runs it after compute and push (kpi_core/alerts).
 - `reconcile`: daily at `reconcile_at` UTC, moves each source's cursors back by
   `reconcile_lookback` (connectors offering `rewind_cursor`) and syncs again, so whatever
   an incremental export missed is read again; upserts keep it free of duplicates.
@@ -20,6 +23,11 @@ Jobs (APScheduler 3.x, UTC, one thread pool):
   periods the store lacks; drawing the charts happens after, beside the syncs. `run --once`
   writes it too when the file is missing or older than `report_every`, so a cron job keeps
   the same pace.
+- `digests` ([digests] enabled): every `DIGESTS_EVERY`, the first run one sync interval after
+  start (and in `run --once`, after the syncs), sends each cadence's review digest once its
+  period has ended and `send_at` has passed, to the sinks the store does not record as
+  reached (kpi_core/digests); alone with the store, as the report, because it first brings
+  the values up to date.
 
 Each job runs one at a time: `max_instances=1`, and a sync job pauses its own trigger
 while it runs and sets its next run when it ends, so a slow job never stacks up behind
@@ -56,6 +64,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kpi_core import status as health
+from kpi_core.alerts.run import run_alerts
 from kpi_core.daemon_state import DaemonState, JobState, state_path_for, write_state
 from kpi_core.kpis import api as kpi_api
 from kpi_core.logs import log_context
@@ -78,6 +87,10 @@ ComputeStep = Callable[[Store], Iterable[KpiValue] | None]
 # It must check `stop` between writes and return early when it is set.
 
 COMPUTE, PUSH, RECONCILE, REPORT = "compute", "push", "reconcile", "report"
+DIGESTS = "digests"
+DIGESTS_EVERY = 600  # seconds between checks for a digest that is due ([digests] send_at is a local time)
+# After each scheduled sync (time alone moves contacts past their targets) and each compute (KPI alerts).
+ALERTS = "alerts"
 MAX_BACKOFF = timedelta(hours=1)
 STOP_GRACE = 8.0  # seconds the busy jobs get to commit and return after a stop; under the 10 s promised
 HEARTBEAT = 30.0  # seconds between state-file refreshes while idle
@@ -139,12 +152,15 @@ class CycleResult:
     computed: bool | None = None  # None: not run (nothing changed, or no compute step)
     pushed: bool | None = None
     reported: bool | None = None  # None: not run (no report_every, or the report is not due yet)
+    digests: bool | None = None  # None: not run ([digests] enabled = false)
+    alerted: bool | None = None  # None: not run ([alerts] enabled = false)
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (all(r.ok for r in self.syncs) and self.computed is not False and self.pushed is not False
-                and self.reported is not False)
+                and self.reported is not False and self.digests is not False
+                and self.alerted is not False)
 
 
 @dataclass
@@ -301,6 +317,7 @@ class Daemon:
         self._next_run: dict[str, datetime] = {}  # applied once the scheduler has counted the run done
         self._compute = OnDemand(COMPUTE, timedelta(0), self._submit)
         self._push = OnDemand(PUSH, settings.schedule.push_every, self._submit)
+        self._alerts = OnDemand(ALERTS, timedelta(0), self._submit)
         self._changed_this_cycle = False  # run --once: did any sync change the store?
 
     # --- the two ways to run ---------------------------------------------------------
@@ -319,12 +336,22 @@ class Daemon:
                 cycle.computed = self._compute_body().ok
             if changed and not self.stop.is_set() and self.push_step is not None and cycle.computed is not False:
                 cycle.pushed = self._push_body().ok
+            if self.settings.alerts.enabled and not self.stop.is_set():
+                alerts = self._alerts_body()
+                cycle.alerted = alerts.ok
+                if not alerts.ok:
+                    cycle.errors.append(f"alerts: {alerts.error}")
             if (self.report_every is not None and not self.stop.is_set()
                     and report_due(report_target(self.settings), self.report_every, utc_now())):
                 report = self._report_body()
                 cycle.reported = report.ok
                 if not report.ok:
                     cycle.errors.append(f"report: {report.error}")
+            if self.settings.digests.enabled and not self.stop.is_set():
+                digests = self._digests_body()
+                cycle.digests = digests.ok
+                if not digests.ok:
+                    cycle.errors.append(f"digests: {digests.error}")
             cycle.errors = [f"{r.source}: {r.error}" for r in cycle.syncs if not r.ok] + cycle.errors
             return cycle
         finally:
@@ -335,7 +362,9 @@ class Daemon:
         self._prepare()
         scheduler = BackgroundScheduler(
             timezone=timezone.utc,
-            executors={"default": ThreadPoolExecutor(len(self.sources) + (4 if self.report_every else 3))},
+            executors={"default": ThreadPoolExecutor(len(self.sources) + (4 if self.report_every else 3)
+                                                     + (1 if self.settings.digests.enabled else 0)
+                                                     + (1 if self.settings.alerts.enabled else 0))},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         now = utc_now()
@@ -351,6 +380,11 @@ class Daemon:
             report_every = max(1, int(self.report_every.total_seconds()))
             scheduler.add_job(self._report_job, IntervalTrigger(seconds=report_every, timezone=timezone.utc),
                               id=REPORT, name=REPORT, next_run_time=now, misfire_grace_time=report_every)
+        if self.settings.digests.enabled:
+            # The first check one sync interval after start: a daemon back from a stop syncs before it reports.
+            scheduler.add_job(self._digests_body, IntervalTrigger(seconds=DIGESTS_EVERY, timezone=timezone.utc),
+                              id=DIGESTS, name=DIGESTS, next_run_time=now + self.every,
+                              misfire_grace_time=DIGESTS_EVERY)
         scheduler.add_listener(self._on_job_event,
                                EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self._scheduler = scheduler
@@ -425,6 +459,7 @@ class Daemon:
             self._pause(job_id)
             started = utc_now()
             self._sync_job_body(name)
+            self._request_alerts()
             at = self._next_sync_at(name, started)
         finally:
             self._next_run[job_id] = at
@@ -502,8 +537,31 @@ class Daemon:
 
     def _compute_job(self) -> None:
         self._compute.begin()
-        if self._compute_body().ok and self.push_step is not None and not self.stop.is_set():
-            self._push.request()
+        if self._compute_body().ok and not self.stop.is_set():
+            self._request_alerts()
+            if self.push_step is not None:
+                self._push.request()
+
+    def _request_alerts(self) -> None:
+        if self.settings.alerts.enabled and not self.stop.is_set():
+            self._alerts.request()
+
+    def _alerts_job(self) -> None:
+        self._alerts.begin()
+        self._alerts_body()
+
+    def _alerts_body(self) -> JobRun:
+        """One alerting pass (kpi_core/alerts): what crossed a threshold since, sent once per contact and stage."""
+        with self._job(ALERTS, kind=ALERTS) as run, self._gate.shared(self.stop) as entered:
+            if not entered:
+                run.stopped = True
+                return run
+            with store_at(self.store_path) as store:
+                result = run_alerts(store, self.settings, stop=self.stop)
+            run.stopped = result.stopped
+            if not result.ok:
+                run.fail(f"{result.failed} alert deliveries failed: {'; '.join(result.errors[:3])}")
+        return run
 
     def _compute_body(self) -> JobRun:
         assert self.compute_step is not None
@@ -560,6 +618,21 @@ class Daemon:
                 log.error("report: %s", run.error)
                 return run
             log.info("report: %s written (%s bytes) in %.1fs", target, f"{size:,}", time.perf_counter() - started)
+        return run
+
+    def _digests_body(self) -> JobRun:
+        """Send each enabled digest whose period has ended and that has not reached every sink (kpi_core/digests)."""
+        # Late, as the report: digests render with its templates, which load matplotlib and Jinja2.
+        from kpi_core.digests.due import send_due
+
+        with self._job(DIGESTS, kind=DIGESTS) as run, self._gate.alone(self.stop) as entered:
+            if not entered:  # alone: bringing the values up to date is a compute
+                run.stopped = True
+                return run
+            with store_at(self.store_path) as store:
+                failed = [problem for o in send_due(store, self.settings) for problem in o.sent.failed.values()]
+            if failed:
+                run.fail("; ".join(failed))
         return run
 
     def _push_body(self) -> JobRun:
@@ -628,6 +701,8 @@ class Daemon:
             jobs += [COMPUTE] if self.compute_step else []
             jobs += [PUSH] if self.push_step else []
             jobs += [REPORT] if self.report_every is not None else []
+            jobs += [DIGESTS] if self.settings.digests.enabled else []
+            jobs += [ALERTS] if self.settings.alerts.enabled else []
             for job_id in jobs:
                 self._update(job_id)
             for name in self.sources:
@@ -648,7 +723,7 @@ class Daemon:
         scheduler = self._scheduler
         if scheduler is None or self.stop.is_set():
             return False
-        body = self._compute_job if job_id == COMPUTE else self._push_job
+        body = {COMPUTE: self._compute_job, PUSH: self._push_job, ALERTS: self._alerts_job}[job_id]
         try:
             scheduler.add_job(body, "date", run_date=at, id=job_id, name=job_id, replace_existing=True,
                               misfire_grace_time=None)  # an asked-for run is never dropped for being late
@@ -671,6 +746,8 @@ class Daemon:
             self._compute.finished()
         elif job_id == PUSH:
             self._push.finished()
+        elif job_id == ALERTS:
+            self._alerts.finished()
         self._write_state()
 
     def _wait_idle(self, timeout: float) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import DevTools, chromium_binary
 
 from connectors.http import HttpClient
 from connectors.sandbox import Sandbox
@@ -129,3 +130,14 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
 
     monkeypatch.setattr(HttpClient, "__init__", recording)
     return sleeps
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[DevTools]:
+    """One headless chromium per test module (tests/browser.py); skipped where chromium is not installed."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it)")
+    devtools = DevTools(binary)
+    yield devtools
+    devtools.close()

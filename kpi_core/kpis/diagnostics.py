@@ -8,12 +8,14 @@ it returns its evidence when it fires and None when it does not.
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
+from kpi_core import events as event_log
 from kpi_core.kpis import periods as P
 from kpi_core.kpis import values
 from kpi_core.kpis.context import Context, kpi_settings
@@ -263,4 +265,24 @@ def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None 
     wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     segs = [parse(s, ctx.settings) for s in ctx.settings.segments] + [parse(["channel"], ctx.settings),
                                                                        parse(["language"], ctx.settings)]
-    return evaluate(ctx, wanted[0].grain, {s.key: s for s in segs}.values(), wanted)
+    return name_events(ctx.conn, evaluate(ctx, wanted[0].grain, {s.key: s for s in segs}.values(), wanted))
+
+
+def name_events(conn: sqlite3.Connection, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each diagnostic with the events of the event log that ran during its period and concern its segment: in
+    `events` (their JSON) and at the end of its message ("... (during: Black Friday sale)"). Evidence is left as
+    it is. Done when diagnostics are read, not stored, so an event logged after a compute is named too."""
+    if not found:
+        return found
+    starts = [date.fromisoformat(d["period_start"]) for d in found]
+    ends = [date.fromisoformat(d["period_end"]) for d in found]
+    logged = event_log.between(conn, min(starts), max(ends))
+    out = []
+    for d in found:
+        overlapping = event_log.during(logged, date.fromisoformat(d["period_start"]),
+                                       date.fromisoformat(d["period_end"]), d["segment"])
+        if overlapping:
+            titles = "; ".join(e.title for e in overlapping)
+            d = {**d, "message": f"{d['message']} (during: {titles})", "events": [e.as_json() for e in overlapping]}
+        out.append(d)
+    return out

@@ -27,6 +27,9 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#9
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":", "-", "--", "-.", ":")
 HATCHES = ("", "//", "\\\\", "--", "||", "xx", "++", "")  # line hatches only: dots and circles bloat the SVG
+EVENT_COLOUR = "#C98A00"  # amber bands behind the series: read as "something happened here", apart from the palette
+EVENT_TEXT = "#6B4A00"
+_EVENT_LABEL = 22  # characters of an event's title drawn on the chart; the notes below give it whole
 
 _RC: dict[Any, Any] = {  # matplotlib types its keys as literals; these are checked by matplotlib itself
     "svg.fonttype": "none",  # text stays text: smaller, selectable, read by screen readers
@@ -57,6 +60,16 @@ class Series:
 
 
 @dataclass(frozen=True)
+class Band:
+    """An event of the event log over the periods it touches: x positions `first` to `last`, drawn shaded."""
+
+    first: int
+    last: int
+    label: str  # the event in full: title, segment and dates (the chart's text alternative and notes)
+    title: str  # drawn at the top of the band, shortened when long
+
+
+@dataclass(frozen=True)
 class ChartSpec:
     id: str
     title: str
@@ -69,6 +82,7 @@ class ChartSpec:
     log_scale: bool = False
     empty_note: str = "No data in these periods."
     notes: list[str] = field(default_factory=list)
+    bands: list[Band] = field(default_factory=list)
 
     @property
     def has_data(self) -> bool:
@@ -95,6 +109,7 @@ def render(spec: ChartSpec) -> Chart:
         else:
             _lines(axes, spec)
         _decorate(axes, spec)
+        _bands(axes, spec)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     return Chart(spec, Markup(_inline(buffer.getvalue(), spec, description)), description)
@@ -158,6 +173,16 @@ def _decorate(axes: Any, spec: ChartSpec) -> None:
         axes.figure.legend(loc="outside lower center", ncols=columns)
 
 
+def _bands(axes: Any, spec: ChartSpec) -> None:
+    """Each event as a shaded band behind the series, its title (shortened) at the top, staggered so that
+    neighbouring events do not print over each other."""
+    for n, band in enumerate(spec.bands):
+        axes.axvspan(band.first - 0.45, band.last + 0.45, color=EVENT_COLOUR, alpha=0.14, linewidth=0, zorder=0)
+        label = band.title if len(band.title) <= _EVENT_LABEL else band.title[:_EVENT_LABEL - 1] + "\u2026"
+        axes.text(band.first - 0.4, 0.98 - 0.085 * (n % 3), label, transform=axes.get_xaxis_transform(),
+                  fontsize=7, color=EVENT_TEXT, ha="left", va="top", zorder=4, clip_on=True)
+
+
 # Log-axis ticks for durations in minutes, at values people use: 10 s, 1 min, 15 min, 1 h, 1 day...
 _LOG_TICKS_MINUTES = (1 / 6, 1, 5, 30, 120, 480, 1440, 10080, 43200)
 
@@ -195,7 +220,8 @@ def describe(spec: ChartSpec) -> str:
         else:
             latest.append(f"{series.label} {NO_DATA}")
     kind = "stacked bars" if spec.kind == "stacked" else "lines"
-    return f"{spec.title}, {kind} per period from {span}. Latest: {'; '.join(latest)}."
+    marked = f" Shaded: {'; '.join(b.label for b in spec.bands)}." if spec.bands else ""
+    return f"{spec.title}, {kind} per period from {span}. Latest: {'; '.join(latest)}.{marked}"
 
 
 _HEADER = re.compile(r"^.*?(?=<svg)", re.DOTALL)
