@@ -24,8 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# On two worker processes (pytest-xdist): each test has its own temporary folder, store and loopback ports.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # The ingest bench; with the `bench` extra installed, also `$(BIN)/python bench/kpis.py --compare duckdb` (see README).
 bench: $(STAMP)

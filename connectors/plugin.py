@@ -57,6 +57,9 @@ class ConnectorPlugin:
     writer: Callable[..., Writer] | None = None  # (settings, **options) -> Writer; None: read-only
     write_facts: WriteFacts | None = None
     fake: Callable[..., Any] | None = None  # (World, **options) -> connectors.sandbox.server.FakeApi
+    # False for an order source (a shop): it reads orders, no contacts, people or surveys, so what
+    # is true of every helpdesk (tests/test_connector_contract.py) is not asked of it.
+    helpdesk: bool = True
 
     def __post_init__(self) -> None:
         if (self.writer is None) != (self.write_facts is None):

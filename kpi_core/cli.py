@@ -22,6 +22,7 @@ from kpi_core import (
     cli_daemon,
     cli_digests,
     cli_kpis,
+    cli_orders,
     cli_privacy,
     cli_report,
     cli_writeback,
@@ -63,7 +64,7 @@ from kpi_core.sync import Progress, SourceResult, sync_one
 # group (a newer one) is listed under "more".
 TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("set up", ("check-config", "demo", "sandbox")),
-    ("sync", ("sync", "surveys", "inputs", "compute")),
+    ("sync", ("sync", "surveys", "orders", "inputs", "compute")),
     ("read", ("kpis", "diagnose", "reasons", "report")),
     ("write back", ("push", "fields")),
     ("operate", ("run", "status")),
@@ -77,10 +78,20 @@ MORE_COMMANDS: tuple[AddParsers, ...] = (
     cli_daemon.add_parsers,
     cli_digests.add_parsers,
     cli_kpis.add_parsers,
+    cli_orders.add_parsers,
     cli_privacy.add_parsers,
     cli_report.add_parsers,
     cli_writeback.add_parsers,
 )
+
+
+def format_seconds(seconds: float) -> str:
+    """"45 s", "12 min", "3.5 h": an ETA at a glance."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class ProgressLine:
@@ -95,6 +106,9 @@ class ProgressLine:
         if not self.active:
             return
         text = f"{p.source} {p.stream}: {p.pages:,} pages, {p.records:,} records, {p.api_calls:,} API calls"
+        if p.windows_total:  # a first sync filling older months, newest first
+            eta = "" if p.eta_seconds is None else f", about {format_seconds(p.eta_seconds)} left"
+            text += f"; filled {p.windows_done}/{p.windows_total} months (last {p.window}){eta}"
         self.stream.write("\r" + text.ljust(self._width))
         self.stream.flush()
         self._width = len(text)
@@ -138,6 +152,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not enabled:
         raise UsageError("no source is enabled in the configuration")
     names = [args.source] if args.source else list(enabled)
+    # This command fills older months to the end (the daemon's syncs take turns, [sync] backfill_slice);
+    # --oldest-first reads first syncs as one oldest-first pass, whatever [sync] backfill says.
+    sync_options = {"backfill_slice": None, **({"backfill": False} if args.oldest_first else {})}
+    settings = settings.model_copy(update={"sync": settings.sync.model_copy(update=sync_options)})
     progress = ProgressLine()
     results: list[SourceResult] = []
     interrupted: str | None = None
@@ -217,10 +235,10 @@ def _max_lag(text: str | None) -> Any:
 @command("sandbox")
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Serve a fake API for every registered connector that ships one, on loopback until stopped."""
-    sandbox = Sandbox.generate(seed=args.seed, tickets=args.tickets)
+    sandbox = Sandbox.generate(seed=args.seed, tickets=args.tickets, days=args.days)
     if args.rate_limit:
         for fake in sandbox.fakes.values():
-            fake.rate_limit(args.rate_limit, 60.0)
+            fake.rate_limit(args.rate_limit, args.rate_window)
     urls = sandbox.start(args.host, args.port)
     for name, url in urls.items():
         creds = ", ".join(f"{k} = {v}" for k, v in sandbox[name].connector_settings().items() if k != "base_url")
@@ -285,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", parents=[common], help=cmd_sync.__doc__)
     p.add_argument("--source", help=f"only this helpdesk ({helpdesk_names()})")
     p.add_argument("--full", action="store_true", help="re-read everything from start_date")
+    p.add_argument("--oldest-first", action="store_true",
+                   help="read a first sync oldest first in one pass instead of the current month first")
 
     p = sub.add_parser("status", parents=[common], help=cmd_status.__doc__)
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
@@ -295,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help=f"first port ({_port_plan()}); 0 = free ports")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated world: the same seed, the same data")
     p.add_argument("--tickets", type=int, default=600, help="tickets across the helpdesks")
-    p.add_argument("--rate-limit", type=int, default=None, help="enforce this many calls per minute per API")
+    p.add_argument("--rate-limit", type=int, default=None,
+                   help="enforce this many calls per minute (per --rate-window) per API, with 429 and Retry-After")
+    p.add_argument("--rate-window", type=float, default=60.0, help="seconds of a rate-limit window (default: 60)")
+    p.add_argument("--days", type=int, default=120, help="days of history the generated world spans (default: 120)")
 
     p = sub.add_parser("surveys", parents=[common], help=cmd_surveys.__doc__)
     p.add_argument("action", choices=("import",), help="import: read a CSV file into the store")

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, err, out, settings_from, store_from
+from kpi_core.kpis import filling
 from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows, refresh
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.inputs import InputsError
 from kpi_core.kpis.periods import PeriodError
-from kpi_core.kpis.reasons import top_reasons
+from kpi_core.kpis.reasons import top_reasons, top_refunded_skus
 from kpi_core.kpis.scorecard import (
     PIVOT_KPIS,
     format_diagnostics,
     format_pivot,
     format_reasons,
+    format_refunded_skus,
     format_scorecard,
     rows_to_csv,
     rows_to_json,
@@ -111,6 +113,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
                 out(f"(columns: {', '.join(PIVOT_KPIS)}; --kpi ID[,ID] picks others)")
             return EXIT_OK
         rows = kpi_rows(store, settings, args.period, since, until, by, kpi_ids)
+        filling.mark(store, settings.enabled_connectors(), rows)  # periods a first sync has not reached yet
         before = previous_rows(store, settings, args.period, since, until, by, kpi_ids)
         if args.format == "json":
             out(rows_to_json(_with_previous_values(rows, before)))
@@ -171,8 +174,15 @@ def cmd_reasons(args: argparse.Namespace) -> int:
     since, until = date_range(args)
     with _engine(args) as (settings, store):
         bring_up_to_date(store, settings)
+        if args.refunded_skus:  # the order feed's side: what was refunded, and who wrote around it
+            skus = top_refunded_skus(store, settings, since, until, args.top)
+            out(json.dumps(skus, indent=2, ensure_ascii=False) if args.format == "json"
+                else (format_refunded_skus(skus) or "No refunds in this period.").rstrip())
+            return EXIT_OK
         found = top_reasons(store, settings, since, until, args.by, args.top)
-    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else format_reasons(found).rstrip())
+        skus = top_refunded_skus(store, settings, since, until, args.top) if args.format != "json" else []
+    text = format_reasons(found) + ("\n" + format_refunded_skus(skus) if skus else "")
+    out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else text.rstrip())
     return EXIT_OK
 
 
@@ -221,6 +231,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     _range(p)
     p.add_argument("--by", help="tag, ticket_type or custom.FIELD (default: [kpis.reasons] by)")
     p.add_argument("--top", type=int, help="how many reasons (default: [kpis.reasons] top)")
+    p.add_argument("--refunded-skus", action="store_true",
+                   help="the top refunded SKUs of the order feed, with the contacts around the refunds, instead")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
     p = sub.add_parser("inputs", parents=[common], help=cmd_inputs.__doc__)

@@ -115,7 +115,9 @@ def _write_config(sandbox: Sandbox, workdir: Path) -> Settings:
     store_path = (workdir / "helpdesk-kpi.sqlite").resolve()
     for suffix in ("", "-wal", "-shm"):
         Path(str(store_path) + suffix).unlink(missing_ok=True)  # each demo starts from an empty store
-    config.write_text(sandbox.config_toml(str(store_path)) + "\n" + writeback_demo.sandbox_toml(sandbox))
+    # A hash key, so the shop's orders meet the helpdesks' customers by keyed e-mail hash (the value KPIs).
+    config.write_text(sandbox.config_toml(str(store_path)) + "\n" + writeback_demo.sandbox_toml(sandbox)
+                      + '\n[privacy]\nhash_key = "sandbox-demo-hash-key"\n')
     os.chmod(config, 0o600)
     return load_settings(config)
 

@@ -261,8 +261,30 @@ ORGANIZATION = _record_type(
     set(),
 )
 
+# A shop's order (Shopify, or a CSV import). `source` names the shop ("shopify", "csv", an import's
+# --source), `source_id` the order id. No names, addresses, e-mails or phones: the customer is
+# the keyed hash of their e-mail, the one `people.email_hash` holds, so a customer is matched
+# to helpdesk requesters across every helpdesk.
+ORDER = _record_type(
+    "orders",
+    {
+        "customer_key": str,  # email_hash(e-mail, [privacy] hash_key); None without a key or an e-mail
+        "requester": str,  # a helpdesk requester "source:id" named by an explicit customer-id map
+        "shop_customer_id": str,  # the shop's own customer id
+        "created_at": str,
+        "updated_at": str,
+        "cancelled_at": str,
+        "currency": str,  # the shop's currency (shop money)
+        "total": float,  # the order's total price, in `currency`
+        "refunds": list,  # [{"at": ISO UTC, "amount": float}], each refund at its own date, positive amounts
+        "lines": list,  # [{"sku": str, "quantity": int}]
+        "raw": dict,  # the payload without names, addresses, e-mails, phones and notes
+    },
+    {"created_at", "total"},
+)
+
 RECORD_TYPES: Final[dict[str, RecordType]] = {
-    t.table: t for t in (CONTACT, MESSAGE, STATUS_EVENT, SURVEY_RESPONSE, PERSON, GROUP, ORGANIZATION)
+    t.table: t for t in (CONTACT, MESSAGE, STATUS_EVENT, SURVEY_RESPONSE, PERSON, GROUP, ORGANIZATION, ORDER)
 }
 
 _NUMERIC = (int, float)

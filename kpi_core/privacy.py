@@ -31,18 +31,18 @@ from datetime import date, datetime, timedelta, timezone
 
 from connectors import registry
 from connectors.plugin import WriteLevel
-from kpi_core.kpis import facts, values
+from kpi_core.kpis import columns, facts, values
 from kpi_core.kpis import periods as P
 from kpi_core.kpis.api import compute
 from kpi_core.kpis.context import get_meta, set_meta
 from kpi_core.model import email_hash
 from kpi_core.settings import Settings
-from kpi_core.store import Store, utc_now
+from kpi_core.store import Store, immediate, utc_now
 
 # Every table that holds a trace of a person, in deletion order: children before parents.
 PERSON_TABLES = (
     "messages", "status_events", "survey_responses", "kpi_facts", "contacts", "people",
-    "writeback_ledger", "writeback_log", "quarantine", "derive_pending",
+    "writeback_ledger", "writeback_log", "quarantine", "derive_pending", "alert_events", "orders",
 )
 # Write-back rows (migration m020_writeback) name a record by (helpdesk, object, record_id).
 WRITEBACK_TABLES = ("writeback_ledger", "writeback_log")
@@ -120,7 +120,7 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
     first = _first_day_of(conn, people)
     if first is not None:
         compute(store, settings, since=first, now=moment)
-    with _immediate(conn), _scratch(conn):
+    with immediate(conn), _scratch(conn):
         conn.executemany("INSERT OR IGNORE INTO temp.gone_people VALUES (?, ?, ?)",
                          [(p.source, p.id, int(p.role in (None, "customer"))) for p in people])
         conn.execute("INSERT OR IGNORE INTO temp.gone_contacts SELECT c.source, c.source_id FROM contacts c"
@@ -128,6 +128,8 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
         _note_gone_days(conn, settings.kpis.timezone)
         deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment, settings))
         _delete_traces(conn, deletion)
+    # The engine's columnar copy is rebuilt from what is left rather than edited: no byte of theirs outlives it.
+    columns.remove(conn)
     if first is not None:
         compute(store, settings, since=first, now=moment)  # the running periods, without them
     deletion.wal_truncated = checkpoint(store)
@@ -182,7 +184,16 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
     _leave_backlog(conn)
     _delete(conn, deletion, "kpi_facts", in_contacts.format(col="source_id"))
     _delete(conn, deletion, "derive_pending", in_contacts.format(col="contact_id"))
+    # The alerts sent about their contacts (kpi_core/alerts): the deliveries first, then the alerts.
+    conn.execute("DELETE FROM alert_deliveries WHERE event_id IN (SELECT id FROM alert_events WHERE"
+                 f" {in_contacts.format(col='contact_id')})")
+    _delete(conn, deletion, "alert_events", in_contacts.format(col="contact_id"))
     _delete(conn, deletion, "contacts", in_contacts.format(col="source_id"))
+    # Their shop orders: by the keyed e-mail hash their people rows hold, or by an explicit customer-id map.
+    _delete(conn, deletion, "orders",
+            "customer_key IN (SELECT p.email_hash FROM people p JOIN temp.gone_people g ON g.source = p.source"
+            " AND g.source_id = p.source_id WHERE p.email_hash IS NOT NULL)"
+            " OR requester IN (SELECT source || ':' || source_id FROM temp.gone_people)")
     _delete(conn, deletion, "people", in_people.format(col="source_id"))
     _writeback_records(conn)
     for table in WRITEBACK_TABLES:
@@ -291,7 +302,7 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
 
     result.computed_since = date.fromisoformat(first[:10])
     compute(store, settings, since=result.computed_since, now=moment)
-    with _immediate(conn), _scratch(conn):
+    with immediate(conn), _scratch(conn):
         conn.execute(f"INSERT INTO temp.gone_contacts SELECT source, source_id FROM contacts WHERE {_EXPIRED}",
                      [result.cutoff])
         # Customers left with no contact: their people row goes too.
@@ -339,18 +350,6 @@ def checkpoint(store: Store) -> bool:
     row: tuple[int, int, int] = store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     busy, _, _ = row
     return busy == 0
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction taken at once (no lost update between reading what to delete and deleting it)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
 
 
 @contextmanager

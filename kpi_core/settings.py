@@ -14,7 +14,7 @@ import tomllib
 import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from connectors import registry
 from connectors.settings import ConnectorSettings
+from kpi_core.kpis import catalogue
 from kpi_core.kpis.targets import check_targets
 from kpi_core.model import SCALES
 from kpi_core.writeback.mappings import check_mapping, check_template
@@ -148,6 +149,10 @@ class ReasonSettings(Section):
 class KpiSettings(Section):
     abandon_after: timedelta = timedelta(minutes=30)
     fcr_window_days: int = Field(default=7, ge=1, le=90)
+    # Value KPIs (an order feed): an order within this many days after a contact converts it / counts as
+    # support-influenced revenue; a refund this many days before or after a contact makes it a refund contact.
+    conversion_window_days: int = Field(default=7, ge=1, le=90)
+    refund_window_days: int = Field(default=14, ge=1, le=90)
     targets: dict[str, Any] = Field(default_factory=dict)
     # What `compute` keeps up to date: period grains x segmentations over the last history_months.
     periods: list[PeriodGrain] = Field(default_factory=lambda: list(PERIOD_GRAINS))
@@ -239,6 +244,34 @@ class ScheduleSettings(Section):
         return value
 
 
+class SyncSettings(Section):
+    """[sync]: how a first sync reads a large account (docs/operations.md, "First sync of a large account")."""
+
+    # Fill history newest first where the helpdesk's API takes a time window (the current month's
+    # KPIs are final early); false: read oldest first, as one plain pass.
+    backfill: bool = True
+    # Threads reading older months at once, each with its own connection; fewer when the
+    # helpdesk's rate-limit headers allow fewer.
+    backfill_threads: int = Field(default=4, ge=1, le=16)
+    # How long one daemon sync goes on filling older months after its incremental reads, so
+    # that the next sync reads new changes in between (`helpdesk-kpi sync` fills to the end).
+    # None (an empty string in the file): every sync fills to the end.
+    backfill_slice: timedelta | None = timedelta(minutes=15)
+
+    @field_validator("backfill_slice", mode="before")
+    @classmethod
+    def _parse_slice(cls, value: Any) -> timedelta | None:
+        return None if value in (None, "", 0) else parse_duration(value)
+
+
+def e_mail_addresses(value: list[str]) -> list[str]:
+    """Recipients as given, each checked to be one address (the server says the rest)."""
+    for address in value:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+            raise ValueError(f"{address!r} is not an e-mail address")
+    return value
+
+
 class SmtpSettings(Section):
     """[smtp]: the mail server alerts and digests are sent through (STARTTLS unless told otherwise)."""
 
@@ -249,18 +282,202 @@ class SmtpSettings(Section):
     password: SecretStr | None = None  # or HELPDESK_KPI_SMTP__PASSWORD in the environment
     sender: str = ""  # the From address
     timeout_seconds: float = Field(default=20.0, gt=0)
+    # A PEM file of the certificate authorities trusted for STARTTLS instead of the system's (a private CA).
+    ca_file: Path | None = None
 
 
-class AlertSettings(Section):
-    """[alerts]: contacts at risk of missing their response or resolution target, KPI breaches; where to send them."""
+_QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+ALERT_SCOPES = ("channel", "market", "group")
+_KPI_ALERT_PERIODS: tuple[Literal["day", "week"], ...] = ("day",)
+
+
+class AlertSinks(Section):
+    """Where alerts go: webhooks (generic JSON, or Slack's body with `slack`), e-mail, a private note on the contact."""
+
+    # Webhook URLs carry their token in the path: secrets, shown and stored by host only.
+    webhooks: list[SecretStr] = Field(default_factory=list)
+    slack: bool = False  # the webhooks get a Slack-compatible body ({"text", "blocks"}) instead of the alert's JSON
+    email: list[str] = Field(default_factory=list)  # recipients, sent through [smtp]
+    note: bool = False  # a private note on the contact, written by its helpdesk's writer
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhooks(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for i, url in enumerate(value, 1):
+            if not re.match(r"^https?://[^/\s]+", url.get_secret_value()):
+                raise ValueError(f"webhook {i} is not an http(s) URL")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _check_email(cls, value: list[str]) -> list[str]:
+        return e_mail_addresses(value)
+
+    def any(self) -> bool:
+        return bool(self.webhooks or self.email or self.note)
+
+
+class AlertRoute(AlertSinks):
+    """A route: the alerts of contacts (and KPI values) matching every list given go to this route's sinks."""
+
+    name: str = ""  # shown with each delivery ("route 2" when empty)
+    channel: list[str] = Field(default_factory=list)
+    market: list[str] = Field(default_factory=list)
+    group: list[str] = Field(default_factory=list)  # "source:id" or a bare group id
+
+    @model_validator(mode="after")
+    def _check_sinks(self) -> AlertRoute:
+        if not self.any():
+            raise ValueError("a route needs at least one sink (webhooks, email or note)")
+        return self
+
+
+class AlertSettings(AlertSinks):
+    """[alerts]: contacts at risk of missing their response or resolution target, KPI breaches; where to send them.
+
+    The sinks given at the top level receive every alert no route matches.
+    """
 
     enabled: bool = False
+    # A contact is at risk once this share of its target has passed without a reply (or resolution).
+    at_risk_share: float = Field(default=0.75, gt=0, lt=1)
+    first_response: bool = True  # watch open contacts against their first-response target ([kpis.targets])
+    # Resolution targets (created -> first resolution), watched only where set: "default", "channel.NAME",
+    # "market.NAME", "group.ID" -> a duration such as "8h"; the most specific wins (group, market, channel).
+    resolution_targets: dict[str, timedelta] = Field(default_factory=dict)
+    # "22:00-07:00" in [kpis] timezone: alerts decided then are held and sent as one summary when it ends.
+    quiet_hours: str = ""
+    max_per_hour: int = Field(default=30, ge=1)  # single alerts per hour; the rest of a run go as one summary
+    # A contact that crossed its threshold longer ago than this when first seen (a backlog read late) is
+    # summarised, not alerted one by one; as is everything already past its threshold when alerting started.
+    stale_after: timedelta = timedelta(hours=6)
+    kpis: list[str] = Field(default_factory=list)  # KPI ids whose running day/week status turning `breach` alerts
+    kpi_periods: list[Literal["day", "week"]] = Field(default_factory=lambda: list(_KPI_ALERT_PERIODS))
+    kpi_by: list[str] = Field(default_factory=list)  # also per segment, e.g. ["channel"] (one segmentation)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    routes: list[AlertRoute] = Field(default_factory=list)
+
+    _parse_stale = field_validator("stale_after", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("resolution_targets", mode="before")
+    @classmethod
+    def _check_resolution(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, timedelta] = {}
+        for key, raw in value.items():
+            scope, _, name = str(key).partition(".")
+            if key != "default" and (scope not in ALERT_SCOPES or not name):
+                raise ValueError(f"{key!r}: use \"default\", \"channel.NAME\", \"market.NAME\" or \"group.ID\"")
+            try:
+                out[str(key)] = parse_duration(raw)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if out[str(key)].total_seconds() <= 0:
+                raise ValueError(f"{key}: a target must be longer than zero")
+        return out
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet(cls, value: str) -> str:
+        if value and (not _QUIET_HOURS.match(value) or value[:5] == value[6:]):
+            raise ValueError('expected a local time range such as "22:00-07:00"')
+        return value
+
+    @field_validator("kpis")
+    @classmethod
+    def _check_kpis(cls, value: list[str]) -> list[str]:
+        unknown = [k for k in value if k not in catalogue.BY_ID]
+        if unknown:
+            raise ValueError(f"unknown KPI id {unknown[0]!r}")
+        return value
+
+    @field_validator("kpi_by")
+    @classmethod
+    def _check_by(cls, value: list[str]) -> list[str]:
+        for dim in value:
+            if dim not in SEGMENT_DIMENSIONS:
+                raise ValueError(f"unknown segment {dim!r}; one of {', '.join(SEGMENT_DIMENSIONS)}")
+        return value
 
 
 class DigestSettings(Section):
-    """[digests]: the daily, weekly, monthly and quarterly review digests and where they go."""
+    """[digests]: the daily, weekly, monthly and quarterly review digests and where they go.
 
-    enabled: bool = False
+    Each digest covers the last complete period of its cadence (in [kpis] timezone) against the one before; the
+    daemon sends each cadence of `cadences` once per period, from `send_at` local time on the day after it ends.
+    """
+
+    enabled: bool = False  # the daemon sends digests (`helpdesk-kpi digest` works either way)
+    cadences: list[Literal["daily", "weekly", "monthly", "quarterly"]] = ["weekly", "monthly", "quarterly"]
+    send_at: str = "08:00"  # local time of [kpis] timezone, HH:MM
+    # Each cadence's KPI selection; a cadence not named here keeps its default (the review habits of support
+    # leads: daily the time-sensitive figures, weekly volume and agent performance, monthly satisfaction and
+    # cost, quarterly retention and the strategic figures).
+    kpis: dict[str, list[str]] = Field(default_factory=dict)
+    movers: int = Field(default=5, ge=0, le=50)  # the biggest movers shown, each way
+    reasons: int = Field(default=5, ge=0, le=50)  # the top contact reasons shown
+    # Sinks: any of the three, several at once.
+    email_to: list[str] = Field(default_factory=list)  # sent through [smtp]
+    webhook_url: SecretStr | None = None  # its path often holds a token: HELPDESK_KPI_DIGESTS__WEBHOOK_URL
+    webhook_style: Literal["json", "slack"] = "json"  # slack: a Slack-compatible body (blocks and text)
+    file_dir: str = ""  # a folder: each digest is also written there as .html and .txt
+
+    DEFAULT_KPIS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "daily": ("first_response_time_median", "first_response_time_p90", "service_level_pct", "backlog",
+                  "ticket_volume"),
+        "weekly": ("ticket_volume", "resolution_time_median", "one_touch_resolution_pct", "fcr_pct",
+                   "agent_touches_avg", "handle_time_avg", "reopen_rate_pct"),
+        "monthly": ("csat_pct", "csat_response_rate_pct", "nps", "ces_avg", "cost_per_interaction",
+                    "cost_per_resolution", "interactions_per_order", "agent_utilization_pct"),
+        "quarterly": ("customer_retention_pct", "repeat_contact_rate_pct", "nps", "csat_pct", "fcr_pct",
+                      "bot_deflection_rate_pct", "language_coverage", "ticket_volume"),
+    }
+
+    @field_validator("send_at")
+    @classmethod
+    def _check_send_at(cls, value: str) -> str:
+        if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+            raise ValueError('expected a local time of day such as "08:00"')
+        return value
+
+    @field_validator("kpis")
+    @classmethod
+    def _check_kpis(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for cadence, ids in value.items():
+            if cadence not in cls.DEFAULT_KPIS:
+                raise ValueError(f"{cadence!r} is not a cadence; use daily, weekly, monthly or quarterly")
+            if not ids:
+                raise ValueError(f"{cadence}: name at least one KPI (or leave the cadence out for its default)")
+            for kpi_id in ids:
+                if kpi_id not in catalogue.BY_ID:
+                    raise ValueError(f"{cadence}: unknown KPI {kpi_id!r} (see `helpdesk-kpi kpis` for the ids)")
+        return value
+
+    @field_validator("email_to")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        return e_mail_addresses(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not re.match(r"^https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("expected an http:// or https:// URL")  # never echo it: its path may hold a token
+        return value
+
+    @model_validator(mode="after")
+    def _check_sinks(self) -> DigestSettings:
+        if self.enabled and not (self.email_to or self.webhook_url or self.file_dir):
+            raise ValueError("enabled: the daemon needs somewhere to send digests: set email_to, webhook_url or"
+                             " file_dir")
+        return self
+
+    def kpis_of(self, cadence: str) -> list[str]:
+        """The KPI selection of `cadence`: the configured one, else the default."""
+        return list(self.kpis.get(cadence) or self.DEFAULT_KPIS[cadence])
 
 
 class MetricsSettings(Section):
@@ -382,6 +599,7 @@ class Settings(BaseSettings):
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
     kpis: KpiSettings = Field(default_factory=KpiSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     surveys: SurveySettings = Field(default_factory=SurveySettings)
@@ -501,6 +719,7 @@ def secret_in_file_readable_by_others(path: Path) -> bool:
 
 def secret_keys() -> set[str]:
     """Every key that holds a secret: the `SecretStr` fields of each connector's settings and of `[privacy]`."""
-    models: list[type[BaseModel]] = [PrivacySettings, *(p.settings for p in registry.plugins().values())]
+    models: list[type[BaseModel]] = [PrivacySettings, DigestSettings,
+                                     *(p.settings for p in registry.plugins().values())]
     return {name for model in models for name, info in model.model_fields.items()
             if info.annotation is SecretStr or SecretStr in get_args(info.annotation)}

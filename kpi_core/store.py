@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from kpi_core import derive
-from kpi_core.model import RECORD_TYPES, RecordType, check_record, to_json
+from kpi_core.model import ORDER, RECORD_TYPES, RecordType, check_record, to_json
 
 SCHEMA_NAME = "helpdesk_kpi"
 migrations = Migrations(SCHEMA_NAME)
@@ -293,6 +293,141 @@ def m022_kpi_history(db: Database) -> None:
                " WHEN OLD.frozen = 1 BEGIN SELECT RAISE(IGNORE); END")
 
 
+@migrations()
+def m023_backfill(db: Database) -> None:
+    """A first sync's newest-first backfill: each stream's time windows (UTC, ISO), the position
+    reached inside each (the connector's own cursor format) and whether it is read. Written in
+    the transaction of the pages a position covers, as cursors are."""
+    db.execute(
+        "CREATE TABLE backfill_windows (source TEXT NOT NULL, stream TEXT NOT NULL, window_start TEXT NOT NULL,"
+        " window_end TEXT NOT NULL, position TEXT, done INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL,"
+        " PRIMARY KEY (source, stream, window_start))")
+    # Where each backfilled stream's incremental read began, and whether it has stored a change since.
+    db.execute("CREATE TABLE backfill_heads (source TEXT NOT NULL, stream TEXT NOT NULL, head_start TEXT NOT NULL,"
+               " seen INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (source, stream))")
+
+
+@migrations()
+def m024_alerts(db: Database) -> None:
+    """Alerts: one row per alert decided (contact x stage, KPI x period x segment, or a summary of others), one
+    per (alert, sink) delivery with its state, and when alerting first saw each source (older breaches are
+    summarised). A unique key makes "decided" happen once; no URL, address or password is stored, only labels."""
+    db.execute(
+        "CREATE TABLE alert_events (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+        " source TEXT, contact_id TEXT, stage TEXT, kpi TEXT, grain TEXT, period_start TEXT, segment TEXT,"
+        " channel TEXT, market TEXT, grp TEXT, crossed_at TEXT, elapsed_s INTEGER, target_s INTEGER, value REAL,"
+        " target TEXT, decided_at TEXT NOT NULL, disposition TEXT NOT NULL, summary_id INTEGER, covers INTEGER)"
+    )
+    db.execute("CREATE INDEX alert_events_decided ON alert_events (decided_at)")
+    db.execute("CREATE INDEX alert_events_unsummarised ON alert_events (disposition) WHERE summary_id IS NULL")
+    db.execute(
+        "CREATE TABLE alert_deliveries (event_id INTEGER NOT NULL, sink TEXT NOT NULL, status TEXT NOT NULL,"
+        " attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, error TEXT,"
+        " PRIMARY KEY (event_id, sink)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX alert_deliveries_status ON alert_deliveries (status)")
+    db.execute("CREATE TABLE alert_sources (source TEXT PRIMARY KEY, since TEXT NOT NULL) WITHOUT ROWID")
+
+
+@migrations()
+def m025_events(db: Database) -> None:
+    """The event log (launches, outages, sales: what explains a spike) and the digests sent, one row per cadence
+    and period, so a digest goes out once per period whatever restarts the daemon meets."""
+    # Dates are local dates of [kpis] timezone; `ends` is inclusive and NULL for a one-day event; `segment` is
+    # the JSON object of the segment it concerns ('{}': everything).
+    db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, starts TEXT NOT NULL, ends TEXT, title TEXT NOT NULL,"
+               " segment TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL)")
+    # The same event twice (an import read again) is one event.
+    db.execute("CREATE UNIQUE INDEX events_same ON events (starts, coalesce(ends, ''), title, segment)")
+    db.execute("CREATE TABLE digests_sent (cadence TEXT NOT NULL, period_start TEXT NOT NULL,"
+               " period_end TEXT NOT NULL, sent_at TEXT NOT NULL, sinks TEXT NOT NULL,"
+               " PRIMARY KEY (cadence, period_start)) WITHOUT ROWID")
+
+
+@migrations()
+def m026_kpi_columns_log(db: Database) -> None:
+    """The rows the KPI engine's columnar copy (kpi_core/kpis/columns.py) must take again: every insert, update and
+    delete of a copied table logs its rowid here, whoever writes it (a sync, a facts refresh, a purge). A table
+    listed in `kpi_columns_stale` is copied whole at the next compute, and meanwhile logs nothing (a facts rebuild
+    would otherwise log every row twice)."""
+    db.execute("CREATE TABLE kpi_columns_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL,"
+               " rid INTEGER NOT NULL)")
+    db.execute("CREATE TABLE kpi_columns_stale (tbl TEXT PRIMARY KEY) WITHOUT ROWID")
+    for table in ("kpi_facts", "survey_responses", "people"):
+        _follow_in_columns(db, table)
+
+
+def _follow_in_columns(db: Database, table: str) -> None:
+    """Have the KPI engine's columnar copy take `table` whole at the next compute, then follow its rows (m026)."""
+    db.execute("INSERT INTO kpi_columns_stale VALUES (?)", [table])
+    logging = f"NOT EXISTS (SELECT 1 FROM kpi_columns_stale WHERE tbl = '{table}')"
+    log = f"INSERT INTO kpi_columns_log (tbl, rid) VALUES ('{table}', {{row}}.rowid);"
+    db.execute(f"CREATE TRIGGER kpi_columns_{table}_ins AFTER INSERT ON {table} WHEN {logging}"
+               f" BEGIN {log.format(row='NEW')} END")
+    db.execute(f"CREATE TRIGGER kpi_columns_{table}_upd AFTER UPDATE ON {table} WHEN {logging}"
+               f" BEGIN {log.format(row='NEW')} INSERT INTO kpi_columns_log (tbl, rid) SELECT '{table}', OLD.rowid"
+               f" WHERE OLD.rowid != NEW.rowid; END")
+    db.execute(f"CREATE TRIGGER kpi_columns_{table}_del AFTER DELETE ON {table} WHEN {logging}"
+               f" BEGIN {log.format(row='OLD')} END")
+
+
+@migrations()
+def m027_orders(db: Database) -> None:
+    """A shop's orders (Shopify, CSV imports), matched to helpdesk requesters by the keyed e-mail hash
+    people.email_hash holds or by an explicit "source:requester_id". An order written, changed or deleted
+    notes its customer's contacts and its day for the KPI engine, and logs its row for the columnar copy."""
+    if not db["orders"].exists():  # a store created by this version has it from m001
+        _create_record_table(db, ORDER)
+    db.execute("CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_key)")
+    db.execute("CREATE INDEX IF NOT EXISTS orders_requester ON orders (requester)")
+    db.execute("CREATE INDEX IF NOT EXISTS orders_created ON orders (created_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS people_email_hash ON people (email_hash)")
+    into = "INSERT INTO kpi_dirty_contacts SELECT c.source, c.source_id FROM contacts c"
+    # Not "INSERT OR IGNORE" (see m011): an outer upsert's conflict rule would override it.
+    absent = (" AND NOT EXISTS (SELECT 1 FROM kpi_dirty_contacts d"
+              " WHERE d.source = c.source AND d.source_id = c.source_id);")
+
+    def notes(r: str) -> str:
+        by_hash = (f"{into} JOIN people p ON p.source = c.source AND p.source_id = c.requester_id"
+                   f" WHERE {r}.customer_key IS NOT NULL AND p.email_hash = {r}.customer_key{absent}")
+        # c.source || ':' || c.requester_id = requester, spelled so the contacts_requester index serves it.
+        by_map = (f"{into} WHERE {r}.requester IS NOT NULL"
+                  f" AND c.source = substr({r}.requester, 1, instr({r}.requester, ':') - 1)"
+                  f" AND c.requester_id = substr({r}.requester, instr({r}.requester, ':') + 1){absent}")
+        day = (f"INSERT INTO kpi_dirty_days SELECT substr({r}.created_at, 1, 10) WHERE NOT EXISTS"
+               f" (SELECT 1 FROM kpi_dirty_days WHERE day = substr({r}.created_at, 1, 10));")
+        return f" {by_hash} {by_map} {day}"
+
+    inputs = ("customer_key", "requester", "created_at", "cancelled_at", "currency", "total", "refunds", "lines")
+    changed = " OR ".join(f"OLD.[{c}] IS NOT NEW.[{c}]" for c in inputs)
+    db.execute(f"CREATE TRIGGER kpi_orders_ins AFTER INSERT ON orders BEGIN{notes('NEW')} END")
+    db.execute(f"CREATE TRIGGER kpi_orders_upd AFTER UPDATE ON orders WHEN {changed}"
+               f" BEGIN{notes('OLD')}{notes('NEW')} END")
+    db.execute(f"CREATE TRIGGER kpi_orders_del AFTER DELETE ON orders BEGIN{notes('OLD')} END")
+    _follow_in_columns(db, "orders")  # the columnar copy follows orders as m026 has it follow its tables
+
+
+@migrations()
+def m028_value_facts(db: Database) -> None:
+    """kpi_facts gain the per-contact value facts of an order feed (catalogue 3b, kpi_core/kpis/facts.py): the
+    customer's key, whether the shop knows the customer, whether they ordered before the contact, their next
+    orders after the contact and after its first resolution, their order value in the 90 days around it and how
+    near a refund came. Derived data: forgetting the fingerprint makes the next compute rebuild the facts. A
+    requester whose e-mail hash changes has their contacts noted, as a country change does (m011)."""
+    for column, kind in (("customer", "TEXT"), ("shop_known", "INTEGER"), ("shop_matched", "INTEGER"),
+                         ("ordered_before", "INTEGER"), ("created_epoch", "INTEGER"),
+                         ("next_order_epoch", "INTEGER"), ("reorder_epoch", "INTEGER"),
+                         ("value_before", "REAL"), ("value_after", "REAL"), ("refund_gap_s", "INTEGER")):
+        db.execute(f"ALTER TABLE kpi_facts ADD COLUMN {column} {kind}")
+    db.execute("DELETE FROM kpi_meta WHERE key = 'facts_fingerprint'")
+    db.execute("INSERT OR IGNORE INTO kpi_columns_stale VALUES ('kpi_facts')")  # the copy takes the new columns
+    db.execute(
+        "CREATE TRIGGER kpi_people_hash_upd AFTER UPDATE OF email_hash ON people WHEN OLD.email_hash IS NOT"
+        " NEW.email_hash BEGIN INSERT INTO kpi_dirty_contacts SELECT c.source, c.source_id FROM contacts c"
+        " WHERE c.source = NEW.source AND c.requester_id = NEW.source_id AND NOT EXISTS"
+        " (SELECT 1 FROM kpi_dirty_contacts d WHERE d.source = c.source AND d.source_id = c.source_id); END")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -310,6 +445,18 @@ class SyncRun:
     api_calls: int
     error: str | None
     warnings: str | None = None  # one per line (m017)
+
+
+@dataclass(frozen=True)
+class BackfillWindow:
+    """One time window of a stream's newest-first backfill (`backfill_windows`, m023)."""
+
+    source: str
+    stream: str
+    start: str  # UTC, ISO 8601, inclusive
+    end: str  # exclusive
+    position: str | None  # where its read resumes (the connector's cursor format); None: at `start`
+    done: bool
 
 
 class Store:
@@ -472,12 +619,73 @@ class Store:
         row = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return SyncRun(*row) if row else None
 
+
+    # --- newest-first backfill (m023; kpi_core/backfill.py) ------------------------------
+
+    def backfill_windows(self, source: str | None = None) -> list[BackfillWindow]:
+        """Every backfill window (of `source`, or all), newest first."""
+        sql = "SELECT source, stream, window_start, window_end, position, done FROM backfill_windows"
+        rows = self.db.execute(sql + (" WHERE source = ?" if source else "") + " ORDER BY window_end DESC, stream",
+                               [source] if source else []).fetchall()
+        return [BackfillWindow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def save_backfill_window(self, window: BackfillWindow) -> None:
+        """Insert or update one window (its position and state); callers hold the pages' transaction."""
+        self.db.execute(
+            "INSERT INTO backfill_windows VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, stream, window_start)"
+            " DO UPDATE SET window_end = excluded.window_end, position = excluded.position, done = excluded.done,"
+            " updated_at = excluded.updated_at",
+            [window.source, window.stream, window.start, window.end, window.position, int(window.done), utc_now()])
+
+    def delete_backfill_window(self, window: BackfillWindow) -> None:
+        self.db.execute("DELETE FROM backfill_windows WHERE source = ? AND stream = ? AND window_start = ?",
+                        [window.source, window.stream, window.start])
+
+    def clear_backfill(self, source: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM backfill_windows WHERE source = ?", [source])
+            self.db.execute("DELETE FROM backfill_heads WHERE source = ?", [source])
+
+    def save_backfill_head(self, source: str, stream: str, start: str, seen: bool = False) -> None:
+        self.db.execute("INSERT INTO backfill_heads VALUES (?, ?, ?, ?) ON CONFLICT (source, stream)"
+                        " DO UPDATE SET head_start = excluded.head_start, seen = excluded.seen",
+                        [source, stream, start, int(seen)])
+
+    def backfill_head(self, source: str, stream: str) -> tuple[str, bool] | None:
+        """(where the stream's incremental read began, whether it has stored a change since); None: no backfill."""
+        row = self.db.execute("SELECT head_start, seen FROM backfill_heads WHERE source = ? AND stream = ?",
+                              [source, stream]).fetchone()
+        return (row[0], bool(row[1])) if row else None
+
+    def newer_contacts(self, source: str, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Ids of `rows` (contacts) whose stored state changed later than the row's `updated_at`."""
+        stamps = {str(r["source_id"]): r.get("updated_at") for r in rows}
+        found = self.db.execute(
+            "SELECT source_id, updated_at FROM contacts WHERE source = ?"
+            " AND source_id IN (SELECT value FROM json_each(?))",
+            [source, to_json(list(stamps))]).fetchall()
+        return {sid for sid, stored in found
+                if stored is not None and stamps.get(sid) is not None and stored > str(stamps[sid])}
+
     def close(self) -> None:
         self.db.close()
 
 
 # Parents before children, so a page's contacts exist before their messages refresh them.
-_WRITE_ORDER = ("groups", "organizations", "people", "contacts", "messages", "status_events", "survey_responses")
+_WRITE_ORDER = ("groups", "organizations", "people", "orders", "contacts", "messages", "status_events",
+                "survey_responses")
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction taken at once: reading what to change and changing it race no other writer."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def mark_for_kpis(conn: sqlite3.Connection, source: str, contact_ids: Iterable[str]) -> None:

@@ -163,6 +163,28 @@ class Ticket:
                 if c.previous in ("resolved",) and c.status not in ("resolved", "closed")]
 
 
+@dataclass(slots=True)
+class Refund:
+    at: int
+    amount: float
+
+
+@dataclass(slots=True)
+class Order:
+    """A shop order of a helpdesk customer (the Shopify fake serves them; the customer's e-mail is the key)."""
+
+    id: int
+    customer_source: str  # the helpdesk whose customer placed it
+    customer_id: int
+    created_at: int
+    updated_at: int
+    currency: str
+    total: float
+    lines: list[tuple[str, int]]  # (sku, quantity)
+    refunds: list[Refund] = field(default_factory=list)
+    cancelled_at: int | None = None
+
+
 @dataclass
 class CustomField:
     """A custom field an admin defined in one helpdesk (for write-back); `type` in neutral words."""
@@ -210,6 +232,8 @@ class World:
         self.custom_fields: dict[str, list[CustomField]] = {s: [] for s in SOURCES}
         for source in SOURCES:
             self._populate(self.sources[source], max(1, round(tickets * SOURCE_WEIGHTS[source])))
+        self.orders: dict[int, Order] = {}
+        self._populate_orders(random.Random(seed * 7919 + 1))  # its own stream: the tickets stay as they were
 
     # --- clock and ids ----------------------------------------------------------------
 
@@ -483,6 +507,65 @@ class World:
             ticket = self.sources[source].tickets[ticket_id]
             ticket.deleted = True
             ticket.deleted_at = ticket.updated_at = self.tick()
+
+    # --- orders (the shop's side of the same customers) ---------------------------------
+
+    def _populate_orders(self, rng: random.Random) -> None:
+        """Orders for about two thirds of the customers: some before their first contact, some after,
+        a few cancelled, some refunded (the value KPIs' raw material)."""
+        shop_start = self.start - 60 * 86400
+        for source, data in self.sources.items():
+            first_contact: dict[int, int] = {}
+            for t in data.tickets.values():
+                first_contact[t.requester_id] = min(first_contact.get(t.requester_id, t.created_at), t.created_at)
+            for person in data.customers():
+                if rng.random() < 0.35:
+                    continue
+                contact = first_contact.get(person.id)
+                for _ in range(rng.choice([1, 1, 2, 2, 3, 4])):
+                    if contact is not None and rng.random() < 0.6:  # soon after a contact: a converted consultation
+                        created = min(self.now - 600, contact + rng.randint(600, 20 * 86400))
+                    else:
+                        created = rng.randint(shop_start, self.now - 600)
+                    self._new_order(source, person.id, created, rng)
+
+    def _new_order(self, source: str, customer_id: int, created: int, rng: random.Random,
+                   plain: bool = False) -> Order:
+        oid = self.next_id()
+        lines = [(rng.choice(["SKU-100", "SKU-200", "SKU-300", "SKU-400"]), rng.randint(1, 3))
+                 for _ in range(rng.randint(1, 3))]
+        total = round(sum(q * {"SKU-100": 19.9, "SKU-200": 49.0, "SKU-300": 89.5, "SKU-400": 129.0}[s]
+                          for s, q in lines), 2)
+        order = Order(oid, source, customer_id, created, created, "EUR", total, lines)
+        roll = 1.0 if plain else rng.random()
+        if roll < 0.06:
+            order.cancelled_at = order.updated_at = min(self.now - 1, created + rng.randint(300, 86400))
+        elif roll < 0.18:
+            at = min(self.now - 1, created + rng.randint(86400, 14 * 86400))
+            order.refunds.append(Refund(at, round(total * rng.choice([0.25, 0.5, 1.0]), 2)))
+            order.updated_at = at
+        self.orders[oid] = order
+        return order
+
+    def change_orders(self, count: int, rng: random.Random | None = None) -> list[int]:
+        """Refund `count` orders and add `count` new ones, stamped now: what an incremental sync must pick up."""
+        rng = rng or random.Random(self.seed + 17)
+        with self.lock:
+            changed = []
+            open_orders = [o for o in self.orders.values() if not o.refunds and o.cancelled_at is None]
+            for order in rng.sample(open_orders, min(count, len(open_orders))):
+                order.updated_at = self.tick()
+                order.refunds.append(Refund(order.updated_at, round(order.total / 2, 2)))
+                changed.append(order.id)
+            for _ in range(count):
+                source = rng.choice(list(self.sources))
+                customer = rng.choice(self.sources[source].customers())
+                order = self._new_order(source, customer.id, self.tick(), rng, plain=True)
+                changed.append(order.id)
+            return changed
+
+    def customer(self, order: Order) -> Person:
+        return self.sources[order.customer_source].people[order.customer_id]
 
     # --- reading ------------------------------------------------------------------------
 

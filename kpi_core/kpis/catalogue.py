@@ -4,9 +4,13 @@ A measure is the query that computes the KPI, written as SQL fragments over one 
 `kpi_facts` (alias `f`, one row per contact) or of `survey_responses` (alias `s`). The
 engine (`engine.py`) gathers the fragments of all KPIs sharing an anchor into a single
 grouped query per period grain and segmentation. Fragments may use the bound parameters
-`:now` (epoch seconds of the computation), `:abandon_s` and `:window_s`, and the
+`:now` (epoch seconds of the computation), `:abandon_s`, `:window_s`, and for the value KPIs
+(catalogue 3b, rows of the order feed under alias `o` for those anchored on orders) `:conv_s`,
+`:refund_s` and `:orders_from`, and the
 placeholders `{sl}` (the contact's service-level threshold in seconds) and `{pos}` (1/0/NULL:
-is this CSAT answer positive). The ids are public names: never rename one.
+is this CSAT answer positive). Fragments run in DuckDB (the engine's columnar copy, columns.py)
+and some in SQLite too (write-back's metrics): they keep to SQL both read alike (CASE for
+booleans used as numbers, no integer `/`). The ids are public names: never rename one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class Anchor(StrEnum):
     LAST_RESOLVED = "last_resolved_at"
     RESPONSE = "response created_at"
     PERIOD_END = "period end"
+    ORDER = "order created_at"  # an order of the order feed (alias `o`), and each refund at its own date
 
 
 class Direction(StrEnum):
@@ -39,6 +44,7 @@ class Group(StrEnum):
     SATISFACTION = "satisfaction"
     COST = "cost"
     COVERAGE = "coverage"
+    VALUE = "value"
 
 
 # --- measures: how a KPI's value comes out of grouped rows ---------------------------
@@ -47,6 +53,13 @@ class Group(StrEnum):
 @dataclass(frozen=True)
 class Count:
     """An aggregate that is the value itself; 0 when nothing is counted."""
+
+    sql: str
+
+
+@dataclass(frozen=True)
+class Sum:
+    """An aggregate amount that is the value itself (currency); 0 when nothing is summed."""
 
     sql: str
 
@@ -116,7 +129,7 @@ class Special:
     name: str
 
 
-Measure = Count | Share | Ratio | Mean | Percentile | Distinct | Repeat | InputRatio | Special
+Measure = Count | Sum | Share | Ratio | Mean | Percentile | Distinct | Repeat | InputRatio | Special
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,14 @@ NOT_ANSWERED_IN_TIME = "f.frt_s IS NULL OR f.frt_s > :abandon_s"
 WINDOW_PASSED = "f.first_resolved_epoch + :window_s <= :now"
 # The requester's next customer-started contact came later than the window (or never).
 NO_RETURN = "(f.next_contact_epoch IS NULL OR f.next_contact_epoch > f.first_resolved_epoch + :window_s)"
+# Value KPIs (catalogue 3b). A KPI that needs orders before a contact leaves out contacts created less than
+# VALUE_DAYS after the feed's earliest order (`:orders_from`, bound by the engine; far in the future without a
+# feed). Windows are (0, N] days after their anchor, and a contact counts once its window has passed.
+DAY_S: Final = 86400
+VALUE_DAYS: Final = 90
+FEED_COVERS = "f.created_at >= :orders_from"
+PRE_SALES = (f"f.shop_known = 1 AND f.ordered_before = 0 AND f.created_epoch + :conv_s <= :now AND {FEED_COVERS}")
+CONVERTED = "f.next_order_epoch <= f.created_epoch + :conv_s"
 _SL_STILL_OPEN = ":now - f.start_epoch > {sl}"
 _SL_BH_STILL_OPEN = "kpi_bh(f.schedule, f.start_epoch, :now) > {sl}"
 
@@ -175,7 +196,8 @@ def _survey_kpis() -> list[Kpi]:
             Share("f.csat_classified > 0", "1")),
         Kpi("nps", "Net Promoter Score", "% promoters (9-10) - % detractors (0-6) of NPS responses",
             Anchor.RESPONSE, "score", Direction.HIGHER, 50.0, Group.SATISFACTION,
-            Ratio("sum(CASE WHEN s.kind = 'nps' THEN ({nps} >= 9) - ({nps} <= 6) END)",
+            Ratio("sum(CASE WHEN s.kind = 'nps' THEN CASE WHEN {nps} >= 9 THEN 1 WHEN {nps} <= 6 THEN -1"
+                  " WHEN {nps} IS NOT NULL THEN 0 END END)",
                   "count(CASE WHEN s.kind = 'nps' THEN {nps} END)")),
         Kpi("nps_responses", "NPS responses", "count of NPS responses", Anchor.RESPONSE, "count", None, None,
             Group.SATISFACTION, Count("count(CASE WHEN s.kind = 'nps' THEN 1 END)")),
@@ -282,8 +304,9 @@ def _coverage_kpis() -> list[Kpi]:
 
 def _cost_kpis() -> list[Kpi]:
     return [
-        Kpi("interactions_per_order", "Interactions per order", "ticket_volume / orders (business input)",
-            Anchor.CREATED, "ratio", Direction.LOWER, None, Group.COST, InputRatio("orders", "count(*)", False)),
+        Kpi("interactions_per_order", "Interactions per order", "ticket_volume / orders (the order feed's where"
+            " it covers the period, else the business input)", Anchor.CREATED, "ratio", Direction.LOWER, None,
+            Group.COST, InputRatio("orders", "count(*)", False)),
         Kpi("cost_per_interaction", "Cost per interaction", "operating cost / ticket_volume", Anchor.CREATED,
             "currency", Direction.LOWER, None, Group.COST, InputRatio("operating_cost", "count(*)", True)),
         Kpi("cost_per_resolution", "Cost per resolution", "operating cost / resolved contacts",
@@ -306,13 +329,53 @@ def _hidden_kpis() -> list[Kpi]:
     ]
 
 
+def _repurchase(days: int) -> Kpi:
+    window = days * DAY_S
+    return Kpi(f"repurchase_{days}d_pct", f"Repurchase after contact, {days} days", "resolved contacts of customers"
+               f" with an order before the contact whose customer orders again within {days} days after the first"
+               " resolution / such resolved contacts (window passed)", Anchor.FIRST_RESOLVED, "%", Direction.HIGHER,
+               None, Group.VALUE,
+               Share(f"f.reorder_epoch <= f.first_resolved_epoch + {window}",
+                     f"f.ordered_before = 1 AND f.first_resolved_epoch + {window} <= :now AND {FEED_COVERS}"))
+
+
+def _value_kpis() -> list[Kpi]:
+    window = VALUE_DAYS * DAY_S
+    return [
+        Kpi("orders", "Orders", "orders placed (the order feed, cancelled ones left out)", Anchor.ORDER, "count",
+            None, None, Group.VALUE, Count("count(CASE WHEN o.kind = 'order' THEN 1 END)")),
+        Kpi("consultation_conversion_pct", "Consultation conversion", "pre-sales contacts (no order before the"
+            " contact) whose customer orders within conversion_window_days / pre-sales contacts (window passed)",
+            Anchor.CREATED, "%", Direction.HIGHER, None, Group.VALUE, Share(CONVERTED, PRE_SALES)),
+        _repurchase(30),
+        _repurchase(VALUE_DAYS),
+        Kpi("repurchase_lift_90d_pp", "Repurchase lift", "repurchase_90d_pct minus the 90-day repurchase of"
+            " customers with no contact in the 90 days around their order (the baseline, never segmented)",
+            Anchor.FIRST_RESOLVED, "pp", Direction.HIGHER, None, Group.VALUE, Special("lift")),
+        Kpi("clv_increment", "CLV increment", "mean over resolved contacts of matched customers of (order value"
+            " in the 90 days after the first resolution - in the 90 days before the contact), refunds negative",
+            Anchor.FIRST_RESOLVED, "currency", Direction.HIGHER, None, Group.VALUE,
+            Mean(f"CASE WHEN f.shop_matched = 1 AND f.first_resolved_epoch + {window} <= :now AND {FEED_COVERS}"
+                 " THEN f.value_after - f.value_before END")),
+        Kpi("support_influenced_revenue", "Support-influenced revenue", "value of orders placed within"
+            " conversion_window_days after a contact by the same customer (each order once; its refunds negative"
+            " at their own date)", Anchor.ORDER, "currency", Direction.HIGHER, None, Group.VALUE,
+            Sum("sum(CASE WHEN o.influenced THEN o.amount ELSE 0 END)")),
+        Kpi("refund_contact_rate_pct", "Refund contacts", "contacts of customers with an order before the contact"
+            " who have a refund within refund_window_days before or after it / contacts of customers with an order"
+            " before the contact (window passed)", Anchor.CREATED, "%", Direction.LOWER, None, Group.VALUE,
+            Share("f.refund_gap_s <= :refund_s",
+                  f"f.ordered_before = 1 AND f.created_epoch + :refund_s <= :now AND {FEED_COVERS}")),
+    ]
+
+
 def _scoped(kpi: Kpi) -> Kpi:
     """The KPI with outbound contacts nobody answered left out of its contact rows (catalogue 2c).
 
     Survey KPIs lose them in the engine's join (their answers go with the contact), the requester-based
     measures (repeat contacts, language coverage, retention) and utilization in the engine's own fetches."""
     m = kpi.measure
-    if kpi.id in COUNTS_UNANSWERED_OUTBOUND or kpi.anchor is Anchor.RESPONSE:
+    if kpi.id in COUNTS_UNANSWERED_OUTBOUND or kpi.anchor in (Anchor.RESPONSE, Anchor.ORDER):
         return kpi
     scoped: Measure = m
     if isinstance(m, Share):
@@ -328,6 +391,7 @@ def _scoped(kpi: Kpi) -> Kpi:
 
 KPIS: Final[tuple[Kpi, ...]] = tuple(_scoped(kpi) for kpi in (
     _speed_kpis() + _resolution_kpis() + _survey_kpis() + _cost_kpis() + _coverage_kpis() + _hidden_kpis()
+    + _value_kpis()
 ))
 BY_ID: Final[dict[str, Kpi]] = {kpi.id: kpi for kpi in KPIS}
 # The catalogue's public ids, in catalogue order (business-hours twins and hidden figures excluded).
@@ -339,8 +403,14 @@ CATALOGUE_IDS: Final[tuple[str, ...]] = (
     "bot_deflection_rate_pct", "csat_pct", "csat_responses", "csat_response_rate_pct", "nps", "nps_responses",
     "ces_avg", "language_coverage", "interactions_per_order", "cost_per_interaction", "cost_per_resolution",
     "agent_utilization_pct", "customer_retention_pct",
+    "orders", "consultation_conversion_pct", "repurchase_30d_pct", "repurchase_90d_pct", "repurchase_lift_90d_pp",
+    "clv_increment", "support_influenced_revenue", "refund_contact_rate_pct",
 )
-COUNT_KPIS: Final = frozenset({"ticket_volume", "backlog", "csat_responses", "nps_responses", "language_coverage"})
+VALUE_KPIS: Final = frozenset(k.id for k in KPIS if k.group is Group.VALUE)
+# Days after a period's end during which its value KPIs can still move with time alone (their windows pass).
+VALUE_SETTLE_DAYS: Final = VALUE_DAYS + 1
+COUNT_KPIS: Final = frozenset({"ticket_volume", "backlog", "csat_responses", "nps_responses", "language_coverage",
+                               "orders"})
 
 
 class UnknownKpi(ValueError):

@@ -29,12 +29,17 @@ from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.scales import positive_sql
 from kpi_core.store import utc_now
 
+# Value facts of an order feed (catalogue 3b, migration m028), from the orders of the contact's customer: see
+# `_value_sql`.
+VALUE_COLUMNS = ("customer", "shop_known", "shop_matched", "ordered_before", "created_epoch", "next_order_epoch",
+                 "reorder_epoch", "value_before", "value_after", "refund_gap_s")
+VALUE_DAYS = 90  # the CLV windows before the contact and after its resolution (catalogue 3b)
 COLUMNS = (
     "source", "source_id", "is_deleted", "channel", "platform", "outbound", "agent", "grp", "language", "market",
     "priority", "ticket_type", "tags", "custom", "requester", "created_at", "first_resolved_at", "last_resolved_at",
     "replied", "start_epoch", "first_resolved_epoch", "activity_epoch", "frt_s", "res_s", "full_res_s", "handle_s",
     "agent_replies", "reopens", "bot_only", "csat_n", "csat_classified", "csat_pos", "transitions",
-    "next_contact_epoch", "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
+    "next_contact_epoch", *VALUE_COLUMNS, "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
 )
 ANCHOR_COLUMNS = ("created_at", "first_resolved_at", "last_resolved_at")
 INDEXES = {
@@ -104,6 +109,55 @@ def _country_sql() -> str:
             " AND o.source_id = c.organization_id))")
 
 
+def _no_orders_sql() -> str:
+    """CTE `valued` when the store holds no order at all: what `_value_sql` gives a contact whose customer has no
+    order, without its per-contact look-up (a first compute of a million contacts without a shop spent a minute
+    in it). An order arriving later marks its customer's contacts, which are then looked up in full."""
+    return """valued AS (SELECT *, CASE WHEN customer IS NOT NULL THEN 1 ELSE 0 END AS shop_known, 0 AS shop_matched,
+        0 AS ordered_before, NULL AS next_order_epoch, NULL AS reorder_epoch, 0 AS value_before,
+        CASE WHEN first_resolved_epoch IS NOT NULL THEN 0 END AS value_after, NULL AS refund_gap_s FROM placed)"""
+
+
+def _value_sql(epoch: Callable[[str], str]) -> str:
+    """CTEs `shop` and `valued`: the value facts of each contact of `placed`, from its customer's orders.
+
+    A customer's orders are those whose `customer_key` is the requester's keyed e-mail hash, or that an
+    explicit customer-id map gave to the requester (`orders.requester`). Cancelled orders count nowhere but
+    in `shop_matched` (the shop knows the customer); a refund counts at its own date, negative. All the
+    figures come from one look-up of the customer's orders per contact (a JSON array, read back below):
+    [orders of any state, orders before the contact, the first order after the contact's creation (epoch),
+    the first after its first resolution, value in the VALUE_DAYS before the creation, value in the
+    VALUE_DAYS after the first resolution, the nearest refund to the creation (seconds)]."""
+    day_s = VALUE_DAYS * 86400
+    at, amount = epoch("json_extract(r.value, '$.at')"), "json_extract(r.value, '$.amount')"
+
+    def refunds(lo: str, hi: str) -> str:
+        return f"(SELECT coalesce(sum({amount}), 0) FROM json_each(o.refunds) r WHERE {at} {lo} AND {at} {hi})"
+
+    oe, kept = epoch("o.created_at"), "o.cancelled_at IS NULL"
+    before = f">= p.created_epoch - {day_s}", "< p.created_epoch"
+    after = "> p.first_resolved_epoch", f"<= p.first_resolved_epoch + {day_s}"
+    figures = ", ".join([
+        "count(*)",
+        f"sum(CASE WHEN {kept} AND o.created_at < p.created_at THEN 1 ELSE 0 END)",
+        f"min(CASE WHEN {kept} AND {oe} > p.created_epoch THEN {oe} END)",
+        f"min(CASE WHEN {kept} AND {oe} > p.first_resolved_epoch THEN {oe} END)",
+        f"sum(CASE WHEN {kept} THEN CASE WHEN {oe} {before[0]} AND {oe} {before[1]} THEN o.total ELSE 0 END"
+        f" - {refunds(*before)} ELSE 0 END)",
+        f"CASE WHEN p.first_resolved_epoch IS NOT NULL THEN sum(CASE WHEN {kept} THEN CASE WHEN {oe} {after[0]}"
+        f" AND {oe} {after[1]} THEN o.total ELSE 0 END - {refunds(*after)} ELSE 0 END) END",
+        f"min(CASE WHEN {kept} THEN (SELECT min(abs({at} - p.created_epoch)) FROM json_each(o.refunds) r) END)",
+    ])
+    mine = "(o.customer_key = p.customer OR o.requester = p.requester)"
+    read = [f"json_extract(ov, '$[{i}]')" for i in range(7)]
+    return f"""shop AS (SELECT *, (SELECT json_array({figures}) FROM orders o WHERE {mine}) AS ov FROM placed p),
+    valued AS (SELECT *, CASE WHEN customer IS NOT NULL OR {read[0]} > 0 THEN 1 ELSE 0 END AS shop_known,
+        CASE WHEN {read[0]} > 0 THEN 1 ELSE 0 END AS shop_matched, CASE WHEN {read[1]} > 0 THEN 1 ELSE 0 END
+        AS ordered_before, {read[2]} AS next_order_epoch, {read[3]} AS reorder_epoch,
+        coalesce({read[4]}, 0) AS value_before, CASE WHEN first_resolved_epoch IS NOT NULL
+        THEN coalesce({read[5]}, 0) END AS value_after, {read[6]} AS refund_gap_s FROM shop)"""
+
+
 def select_sql(ctx: Context, keys: str | None) -> str:
     """The facts of the contacts in temp table `keys` (every contact when None), in COLUMNS order."""
     conn = ctx.conn
@@ -159,13 +213,15 @@ def select_sql(ctx: Context, keys: str | None) -> str:
         coalesce(sv.n, 0) AS csat_n, coalesce(sv.classified, 0) AS csat_classified,
         coalesce(sv.positive, 0) AS csat_pos, {_transitions_sql()} AS transitions,
         {_next_contact_sql(ep, ctx.settings.fcr_window_days * 86400)} AS next_contact_epoch,
-        {ep('c.created_at') if ctx.hours.configured else 'NULL'} AS created_epoch,
+        {ep('c.created_at')} AS created_epoch,
+        (SELECT p.email_hash FROM people p WHERE p.source = c.source AND p.source_id = c.requester_id) AS customer,
         {ep('c.first_agent_reply_at') if ctx.hours.configured else 'NULL'} AS reply_epoch,
         {ep('c.last_resolved_at') if ctx.hours.configured else 'NULL'} AS last_resolved_epoch
       FROM {contacts}
       LEFT JOIN sv ON sv.source = c.source AND sv.contact_id = c.source_id),
-    placed AS (SELECT *, {schedule} AS schedule FROM base)
-    SELECT {', '.join(COLUMNS[:-3])}, {bh} FROM placed
+    placed AS (SELECT *, {schedule} AS schedule FROM base),
+    {_value_sql(ep) if conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() else _no_orders_sql()}
+    SELECT {', '.join(COLUMNS[:-3])}, {bh} FROM valued
     """
 
 
@@ -193,12 +249,35 @@ def refresh(ctx: Context, force_full: bool = False) -> Refresh:
     full = force_full or get_meta(conn, "facts_fingerprint") != fingerprint or dirty > _FULL_SHARE * max(total, 1)
     _prepare_clock(ctx, full)
     _drop_temp(conn)
+    _note_feed_start(ctx)
     if full:
         _rebuild(ctx)
         set_meta(conn, "facts_fingerprint", fingerprint)
         return Refresh(total, True)
     changed = _refresh_some(ctx) if dirty else 0
     return Refresh(dirty, False, changed)
+
+
+def _note_feed_start(ctx: Context) -> None:
+    """When the order feed's start (its earliest order) moved, note the days whose value KPIs it changes: which
+    contacts have VALUE_DAYS of orders before them, and which periods the feed covers for interactions per order.
+    Those days change with no contact's facts changing."""
+    conn = ctx.conn
+    first = conn.execute("SELECT min(created_at) FROM orders").fetchone()[0]
+    old = get_meta(conn, "orders_feed_start")
+    if first == old:
+        return
+    known = sorted(d for d in (first, old) if d)
+    if known:
+        until = (known[-1] if len(known) == 2 else ctx.now_iso)[:10]
+        conn.execute(
+            "WITH RECURSIVE d(day) AS (SELECT date(?) UNION ALL SELECT date(day, '+1 day') FROM d"
+            " WHERE day < date(?, ?)) INSERT INTO kpi_dirty_days SELECT day FROM d"
+            " WHERE day NOT IN (SELECT day FROM kpi_dirty_days)", [known[0][:10], until, f"+{VALUE_DAYS} days"])
+    if first:
+        set_meta(conn, "orders_feed_start", first)
+    else:
+        conn.execute("DELETE FROM kpi_meta WHERE key = 'orders_feed_start'")
 
 
 def _rebuild(ctx: Context) -> None:

@@ -14,7 +14,8 @@ from kpi_core.kpis.segments import Segmentation
 
 ALL = "all"  # "every KPI" in a plan of what to redo in a period
 # KPIs whose value moves with time alone (a contact passes a threshold without any change).
-TIME_KPIS = frozenset({"service_level_pct", "service_level_pct_bh", "abandonment_rate_pct", "fcr_pct"})
+TIME_KPIS = frozenset({"service_level_pct", "service_level_pct_bh", "abandonment_rate_pct", "fcr_pct"}
+                      | catalogue.VALUE_KPIS)
 
 
 def chosen(ctx: Context, what: frozenset[str]) -> list[catalogue.Kpi]:

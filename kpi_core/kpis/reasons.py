@@ -5,10 +5,15 @@ counts once per tag, so shares need not add up to 100. Change is the volume chan
 the previous period (a range given by dates: the same number of days before it), in percent
 (None when the reason is new). A running period is compared like for like, with as many days
 of the previous period as it has had so far (`compared_with` says which days, `to_date` true).
+
+With an order feed, `top_refunded_skus` ranks the SKUs of the orders refunded in a period, each
+with the contacts its customers made around the refunds (catalogue 3b).
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
@@ -73,3 +78,75 @@ def top_reasons(store: Store, settings: Settings | KpiSettings, since: date | No
             "compared_with": dict(compared),
         })
     return out
+
+
+# The refunds dated in [lo, hi) of orders not cancelled, one row per SKU line of the refunded order, with each
+# contact of the same customer (matched as the value KPIs match: keyed e-mail hash or explicit requester) created
+# within `window` seconds before or after the refund. A contact the customer never wrote in is no contact here.
+_REFUNDED_SQL = """
+WITH refund AS (
+  SELECT o.rowid AS oid, r.key AS nth, o.customer_key, o.requester, o.lines, {at} AS at_e
+  FROM orders o, json_each(o.refunds) r
+  WHERE o.cancelled_at IS NULL AND json_extract(r.value, '$.at') >= :lo AND json_extract(r.value, '$.at') < :hi),
+line AS (
+  SELECT refund.*, json_extract(l.value, '$.sku') AS sku, coalesce(json_extract(l.value, '$.quantity'), 1) AS qty
+  FROM refund, json_each(refund.lines) l WHERE json_extract(l.value, '$.sku') IS NOT NULL),
+customer AS (  -- the customer's helpdesk requesters, through the indexed people and contacts tables
+  SELECT DISTINCT line.customer_key, line.requester, p.source, p.source_id FROM line
+  JOIN people p ON p.email_hash = line.customer_key
+  UNION SELECT DISTINCT line.customer_key, line.requester, substr(line.requester, 1, instr(line.requester, ':') - 1),
+    substr(line.requester, instr(line.requester, ':') + 1) FROM line WHERE line.requester IS NOT NULL),
+around AS (
+  SELECT cu.customer_key, cu.requester, f.source || ':' || f.source_id AS contact, f.tags, f.created_epoch
+  FROM customer cu JOIN contacts c ON c.source = cu.source AND c.requester_id = cu.source_id
+  JOIN kpi_facts f ON f.source = c.source AND f.source_id = c.source_id
+  WHERE f.is_deleted = 0 AND f.start_epoch IS NOT NULL)
+SELECT line.sku, line.oid, line.nth, line.qty, a.contact, a.tags FROM line
+LEFT JOIN around a ON a.customer_key IS line.customer_key AND a.requester IS line.requester
+  AND abs(a.created_epoch - line.at_e) <= :window
+"""
+SAMPLE = 5  # contact ids shown per SKU
+
+
+def top_refunded_skus(store: Store, settings: Settings | KpiSettings, since: date | None = None,
+                      until: date | None = None, limit: int | None = None, *, now: datetime | None = None
+                      ) -> list[dict[str, Any]]:
+    """The SKUs of the orders refunded in [since, until) (default: this month), the most refunded first: refunds
+    (a refund of an order with the SKU), the quantity on those orders, and the contacts around them (created within
+    `[kpis] refund_window_days` before or after a refund by the same customer), their share of the refunds, a few
+    of their ids and their top tags, so a product's returns can be read beside what its customers wrote."""
+    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    period = P.resolve(None, since, until, ctx.now, ctx.zone)[0]
+    limit = limit or ctx.settings.reasons.top
+    if not facts.built(ctx) or ctx.conn.execute("SELECT 1 FROM kpi_dirty_contacts LIMIT 1").fetchone():
+        with ctx.writing():
+            facts.refresh(ctx)
+    params = {"lo": ctx.bound(period.start), "hi": ctx.bound(period.end),
+              "window": ctx.settings.refund_window_days * 86400}
+    sql = _REFUNDED_SQL.format(at=facts.epoch_sql(ctx.conn, "json_extract(r.value, '$.at')"))
+    refunds: dict[str, dict[tuple[int, int], float]] = {}
+    contacts: dict[str, dict[str, list[str]]] = {}
+    helped: dict[str, set[tuple[int, int]]] = {}
+    for sku, oid, nth, qty, contact, tags in ctx.conn.execute(sql, params):
+        refunds.setdefault(sku, {})[(oid, nth)] = float(qty or 0)
+        if contact is not None:
+            contacts.setdefault(sku, {})[contact] = json.loads(tags or "[]")
+            helped.setdefault(sku, set()).add((oid, nth))
+    ranked = sorted(refunds, key=lambda s: (-len(refunds[s]), str(s)))
+    out = []
+    for sku in ranked[:limit]:
+        around = contacts.get(sku, {})
+        tags = Counter(t for ts in around.values() for t in ts)
+        out.append({
+            "sku": sku, "period_start": period.start.isoformat(), "period_end": period.end.isoformat(),
+            "refunds": len(refunds[sku]), "quantity": _whole(sum(refunds[sku].values())),
+            "contacts": len(around),
+            "refunds_with_contact_pct": round(100.0 * len(helped.get(sku, set())) / len(refunds[sku]), 2),
+            "contact_ids": sorted(around)[:SAMPLE],
+            "top_tags": [t for t, _ in sorted(tags.items(), key=lambda x: (-x[1], x[0]))[:3]],
+        })
+    return out
+
+
+def _whole(number: float) -> float | int:
+    return int(number) if float(number).is_integer() else number

@@ -1,9 +1,10 @@
 """Presenting KPI rows: the plain-text scorecard a support lead reads at a glance, the segment pivot, and CSV/JSON.
 
 The scorecard groups KPIs as the catalogue does (speed, resolution, satisfaction, cost,
-coverage) and shows value, target, status and the change against what the period is
-compared with (the previous period, or its first days for a running period), saying whether
-the change is for the better. Each row has one unit, chosen for its size (37 s, 71.8 min,
+coverage, and value once an order feed has data for the periods shown) and shows value,
+target, status and the change against what the period is compared with (the previous
+period, or its first days for a running period), saying whether the change is for the
+better. Each row has one unit, chosen for its size (37 s, 71.8 min,
 2.9 h), for its value, target and change alike; labels wrap rather than being cut. Plain
 text, no colour, fits 100 columns.
 
@@ -25,6 +26,8 @@ from datetime import date
 from typing import Any
 
 from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, Direction, Group, Kpi
+from kpi_core.kpis.filling import NOTE as FILLING_NOTE
+from kpi_core.kpis.filling import WHOLE_HISTORY
 
 _STATUS = {"ok": "ok", "breach": "BREACH", "no_data": "no data", "info": "", "low_n": "low n*"}
 LOW_N_NOTE = ("* low n: fewer contacts than [kpis] min_n; shown, but judged by no target and firing no"
@@ -148,9 +151,11 @@ def format_scorecard(rows: Sequence[Mapping[str, Any]], previous_rows: Sequence[
         blocks[(row["period_start"], row["period_end"], json.dumps(seg, sort_keys=True))].append(row)
     out: list[str] = []
     low_n = False
+    feed = has_order_feed(rows)
     for (start, end, seg_json), block in sorted(blocks.items()):
         segment = json.loads(seg_json)
-        out += _heading(start, end, segment, block[0].get("compared_with"))
+        filling = any(r.get("filling") and r["kpi"] not in WHOLE_HISTORY for r in block)
+        out += _heading(start, end, segment, block[0].get("compared_with"), filling)
         by_group: dict[Group, list[Mapping[str, Any]]] = defaultdict(list)
         for row in block:
             by_group[BY_ID[row["kpi"]].group].append(row)
@@ -158,7 +163,7 @@ def format_scorecard(rows: Sequence[Mapping[str, Any]], previous_rows: Sequence[
         order = {k: i for i, k in enumerate(BY_ID)}
         for group in Group:
             members = sorted(by_group.get(group, []), key=lambda r: (order[r["kpi"]], json.dumps(r["segment"])))
-            if not members:
+            if not members or (group is Group.VALUE and not feed):
                 continue
             out.append(group.value.upper())
             for row in members:
@@ -170,11 +175,21 @@ def format_scorecard(rows: Sequence[Mapping[str, Any]], previous_rows: Sequence[
         out.append(PRORATED_NOTE)
     if low_n:
         out.append(LOW_N_NOTE)
+    if any(row.get("filling") for row in rows):
+        out.append(FILLING_NOTE)
     return "\n".join(out).rstrip() + "\n"
 
 
-def _heading(start: str, end: str, segment: Mapping[str, Any], compared: Mapping[str, Any] | None) -> list[str]:
-    lines = [f"KPI scorecard  {start} .. {end} (end exclusive)  |  {_segment_label(segment)}"]
+def has_order_feed(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the rows show an order feed's data (orders counted, or a value KPI with a value): without one,
+    the value group would be a block of "no data" and is left out."""
+    return any(BY_ID[r["kpi"]].group is Group.VALUE and r["value"] for r in rows)
+
+
+def _heading(start: str, end: str, segment: Mapping[str, Any], compared: Mapping[str, Any] | None,
+             filling: bool = False) -> list[str]:
+    lines = [f"KPI scorecard  {start} .. {end} (end exclusive)  |  {_segment_label(segment)}"
+             + ("  |  filling: still syncing older history" if filling else "")]
     against = "vs previous period"
     if compared and compared.get("to_date"):
         days = (date.fromisoformat(compared["period_end"]) - date.fromisoformat(compared["period_start"])).days
@@ -205,7 +220,8 @@ def _previous_of(row: Mapping[str, Any], previous: Mapping[Key, float | None]) -
 def _label(row: Mapping[str, Any]) -> str:
     kpi = BY_ID[row["kpi"]]
     name = f"{kpi.name}: {row['segment'].get('channel')}" if row["kpi"] == "channel_mix_pct" else kpi.name
-    return name + (" (prorated)" if row.get("prorated") else "")
+    filling = " (filling)" if row.get("filling") and row["kpi"] in WHOLE_HISTORY else ""
+    return name + (" (prorated)" if row.get("prorated") else "") + filling
 
 
 def _line(row: Mapping[str, Any], previous: Mapping[Key, float | None]) -> list[str]:
@@ -432,5 +448,23 @@ def format_reasons(found: Sequence[Mapping[str, Any]]) -> str:
         label = textwrap.wrap(str(r["reason"]), 32) or [""]
         out.append(f"  {label[0]:<32}{r['volume']:>9,}{r['share_pct']:>8.1f}%{r['previous_volume']:>10,}"
                    f"{change:>10}")
+        out += [f"    {more}" for more in label[1:]]
+    return "\n".join(out) + "\n"
+
+
+def format_refunded_skus(found: Sequence[Mapping[str, Any]]) -> str:
+    """The top refunded SKUs (reasons.top_refunded_skus) under the contact reasons; empty without refunds."""
+    if not found:
+        return ""
+    first = found[0]
+    out = [f"Top refunded SKUs  {first['period_start']} .. {first['period_end']}  (contacts: by the same customer"
+           " within refund_window_days of a refund)",
+           f"  {'SKU':<24}{'refunds':>9}{'qty':>7}{'contacts':>10}{'w/ contact':>12}  contact ids, top tags"]
+    for r in found:
+        ids = ", ".join(r["contact_ids"]) + (" ..." if r["contacts"] > len(r["contact_ids"]) else "")
+        tags = f"  [{', '.join(r['top_tags'])}]" if r["top_tags"] else ""
+        label = textwrap.wrap(str(r["sku"]), 24) or [""]
+        out.append(f"  {label[0]:<24}{r['refunds']:>9,}{r['quantity']:>7,}{r['contacts']:>10,}"
+                   f"{r['refunds_with_contact_pct']:>11.0f}%  {ids}{tags}".rstrip())
         out += [f"    {more}" for more in label[1:]]
     return "\n".join(out) + "\n"

@@ -13,10 +13,14 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from kpi_core import events as event_log
 from kpi_core import status as sync_status
+from kpi_core.events import Event
 from kpi_core.kpis.api import kpi_rows, previous_rows
+from kpi_core.kpis.catalogue import VALUE_KPIS
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.periods import Grain, Period, PeriodError, parse_grain, period_containing, periods_between
+from kpi_core.kpis.scorecard import has_order_feed
 from kpi_core.report.figures import (
     DIAGNOSTIC_TITLES,
     META,
@@ -37,7 +41,7 @@ TREND_PERIODS: Final = {Grain.DAY: 30, Grain.WEEK: 13, Grain.MONTH: 6, Grain.QUA
 HIGHLIGHTS: Final = ("ticket_volume", "first_response_time_median", "resolution_time_median",
                      "one_touch_resolution_pct", "fcr_pct", "csat_pct", "response_rate_pct", "backlog")
 GROUPS: Final = (("coverage", "Volume and coverage"), ("speed", "Speed"), ("resolution", "Resolution"),
-                 ("satisfaction", "Satisfaction"), ("cost", "Cost and capacity"))
+                 ("satisfaction", "Satisfaction"), ("cost", "Cost and capacity"), ("value", "Value (order feed)"))
 LANGUAGE_KPIS: Final = ("ticket_volume", "response_rate_pct", "first_response_time_median", "csat_pct",
                         "csat_responses")
 # Per platform (WhatsApp, Instagram, web chat ...): how fast and how well each app or network is served.
@@ -130,6 +134,7 @@ class ReportData:
     contacts_in_range: int = 0
     highlights: list[Line] = field(default_factory=list)
     scorecard: list[LineGroup] = field(default_factory=list)
+    order_feed: bool = False  # an order feed has data in the window: the value group and charts are shown
     channel_mix: list[Line] = field(default_factory=list)
     channel_frt: list[Line] = field(default_factory=list)
     overall: list[dict[str, Any]] = field(default_factory=list)
@@ -146,6 +151,7 @@ class ReportData:
     reasons_configured: str = "tag"  # what [kpis.reasons] asks for (a ticket type is not a segment dimension)
     sources: list[SourceHealth] = field(default_factory=list)
     daemon: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)  # the event log's entries over the trend periods
 
     @property
     def tz(self) -> tzinfo:
@@ -193,7 +199,9 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
     data.partial_periods = sorted({f"{r['period_start']} .. {r['period_end']}"
                                    for r in data.overall if r.get("partial")})
     data.trend_periods = _trend_periods(win, data.overall)
+    data.order_feed = has_order_feed(data.overall)
     data.by_channel = rows("channel", CHANNEL_KPIS, data.trends[0].start)
+    data.events = event_log.between(store.db.conn, data.trends[0].start, win.current.end)
     current = win.current.start.isoformat()
     data.comparison = Comparison.of([r for r in data.overall if r["period_start"] == current], win)
     _scorecard(data, win, earlier(None, None), earlier("channel", ["first_response_time_median"]))
@@ -216,7 +224,9 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
 
 def _trend_periods(win: Window, overall: Sequence[dict[str, Any]]) -> tuple[Period, ...]:
     """The window's periods from the first one with data: a leading month before the data began shows nothing."""
-    with_data = {r["period_start"] for r in overall if r["value"] is not None and r["value"] != 0}
+    # The helpdesks' data: an order feed usually reaches further back than the contacts.
+    with_data = {r["period_start"] for r in overall if r["value"] is not None and r["value"] != 0
+                 and r["kpi"] not in VALUE_KPIS}
     for i, period in enumerate(win.periods):
         if period.start.isoformat() in with_data:
             return win.periods[i:]
@@ -271,6 +281,8 @@ def _scorecard(data: ReportData, win: Window, previous: list[dict[str, Any]],
     found = {ln.kpi: ln for ln in plain}
     data.highlights = [found[k] for k in HIGHLIGHTS if k in found]
     for group, title in GROUPS:
+        if group == "value" and not data.order_feed:  # without an order feed: a block of "no data"
+            continue
         members = [ln for ln in plain if META.get(ln.kpi) is not None and META[ln.kpi].group.value == group]
         if members:
             data.scorecard.append(LineGroup(title, members))

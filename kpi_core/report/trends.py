@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Final
 
 from kpi_core.kpis.periods import Grain
-from kpi_core.report.charts import ChartSpec, Series
+from kpi_core.report.charts import Band, ChartSpec, Series
 from kpi_core.report.figures import segment_label
 from kpi_core.report.gather import ReportData, index
 
@@ -41,7 +42,7 @@ def trend_specs(data: ReportData) -> list[ChartSpec]:
     overall, channels = _Source(data, data.overall), _Source(data, data.by_channel)
     labels = [p.label() for p in data.trends]
     x_label = f"{X_LABELS[data.window.grain]} ({data.zone})"  # periods start at midnight in the account's zone
-    return [
+    specs = [
         _frt_by_channel(overall, channels, data, labels, x_label),
         ChartSpec("chart-resolution", "Resolution time (first resolution)", "hours", "hours from creation",
                   x_label, labels, [overall.series("resolution_time_median", "median"),
@@ -63,7 +64,42 @@ def trend_specs(data: ReportData) -> list[ChartSpec]:
                   notes=["CSAT coverage: resolved contacts with a rating / resolved contacts. Response rate:"
                          " contacts with an agent reply / contacts received."]),
         _volume_by_channel(overall, channels, data, labels, x_label),
+        *(_value_charts(overall, labels, x_label) if data.order_feed else []),
     ]
+    bands = event_bands(data)
+    if not bands:
+        return specs
+    note = "Shaded: events of the event log \u2014 " + "; ".join(b.label for b in bands) + "."
+    return [replace(spec, bands=bands, notes=[*spec.notes, note]) for spec in specs]
+
+
+def _value_charts(overall: _Source, labels: list[str], x_label: str) -> list[ChartSpec]:
+    """The value section's trends (an order feed): conversion of pre-sales contacts, repurchase after a contact."""
+    filling = ("A contact counts once its window has passed (conversion: conversion_window_days after it;"
+               " repurchase: 30 or 90 days after its resolution), so the latest periods fill in later.")
+    return [
+        ChartSpec("chart-conversion", "Consultation conversion (pre-sales contacts that led to an order)", "%",
+                  "% of pre-sales contacts", x_label, labels,
+                  [overall.series("consultation_conversion_pct", "conversion")], notes=[filling],
+                  empty_note="No pre-sales contact has a passed conversion window in these periods."),
+        ChartSpec("chart-repurchase", "Repurchase after a contact", "%", "% of resolved contacts of customers",
+                  x_label, labels, [overall.series("repurchase_30d_pct", "within 30 days"),
+                                    overall.series("repurchase_90d_pct", "within 90 days")],
+                  notes=[filling, "Repurchase lift (in the scorecard) compares the 90-day figure with customers"
+                                  " who had no contact around their order."],
+                  empty_note="No resolved contact of a returning customer has a passed window in these periods."),
+    ]
+
+
+def event_bands(data: ReportData) -> list[Band]:
+    """The logged events over the trend periods they touch (an event outside every period is not drawn)."""
+    bands = []
+    for event in data.events:
+        touched = [i for i, p in enumerate(data.trends) if event.overlaps(p.start, p.end)]
+        if touched:
+            segment = f" ({event.segment_text})" if event.segment else ""
+            bands.append(Band(touched[0], touched[-1], f"{event.title}{segment}, {event.dates}", event.title))
+    return bands
 
 
 def _channels_by_volume(data: ReportData) -> list[str]:

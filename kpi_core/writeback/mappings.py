@@ -44,7 +44,7 @@ def _m(name: str, levels: set[Level], kind: Kind, description: str, **extra: obj
     return Metric(name, frozenset(levels), kind, description, **extra)  # type: ignore[arg-type]
 
 
-_C, _PEOPLE = {Level.CONTACT}, {Level.REQUESTER, Level.ORGANIZATION}
+_C, _PEOPLE, _CUSTOMER = {Level.CONTACT}, {Level.REQUESTER, Level.ORGANIZATION}, {Level.REQUESTER}
 NPS_CATEGORIES: Final = ("promoter", "passive", "detractor")
 
 METRICS: Final[dict[str, Metric]] = {m.name: m for m in (
@@ -70,6 +70,12 @@ METRICS: Final[dict[str, Metric]] = {m.name: m for m in (
        " NPS answer", values=NPS_CATEGORIES),
     _m("first_response_minutes_median_90d", _PEOPLE, Kind.NUMBER, "median first response of the contacts"
        " created in the last 90 days, in minutes"),
+    # From the order feed (customers matched by their keyed e-mail hash or an explicit customer-id map).
+    _m("orders_90d", _CUSTOMER, Kind.INTEGER, "the customer's orders (not cancelled) placed in the last 90 days"),
+    _m("last_order_days_ago", _CUSTOMER, Kind.INTEGER, "whole days since the customer's latest order (not"
+       " cancelled)"),
+    _m("clv_90d", _CUSTOMER, Kind.NUMBER, "the customer's order value of the last 90 days, refunds of the period"
+       " subtracted at their own dates, in the shop's currency"),
 )}
 
 def write_facts(helpdesk: str) -> WriteFacts:

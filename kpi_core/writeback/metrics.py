@@ -20,10 +20,14 @@ Notes are read by people, about one contact: besides the metrics, a note templat
 that contact's previous contact by the same customer (`previous_contact_id`, and
 `previous_contact_ago`, e.g. "2 days"), and the latest CSAT answer in words on its own
 scale ("good", "4 of 5"), see `ContactRecord.note_values` and `SourceMetrics.requester_notes`.
+
+With an order feed, customers also get `orders_90d`, `last_order_days_ago` and `clv_90d` from
+their orders, matched as the value KPIs match them (catalogue 3b).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -128,6 +132,8 @@ def for_source(ctx: Context, source: str) -> SourceMetrics:
             answers = answers_by_requester.get(requester, [])
             out.requesters[requester] = _people_metrics(contacts, answers, recent, survey_since, per_requester=True)
             out.requester_notes[requester] = _requester_words(answers)
+    for requester, values in _order_metrics(ctx, source, set(out.requesters)).items():
+        out.requesters[requester].update(values)
     known = _ids(ctx, "organizations", source)
     for org, contacts in by_org.items():
         if org in known:
@@ -234,6 +240,55 @@ def _people_metrics(contacts: list[tuple[str, str, int | None]], answers: list[A
         ("promoter" if last_nps >= 9 else "detractor" if last_nps <= 6 else "passive"),
         "first_response_minutes_median_90d": _minutes(frts[(len(frts) + 1) // 2 - 1]) if frts else None,
     }
+
+
+_ORDERS_SQL = """
+SELECT p.source_id, o.rowid, o.created_at, o.total, o.refunds FROM people p
+JOIN orders o ON o.customer_key = p.email_hash
+WHERE p.source = :source AND p.email_hash IS NOT NULL AND o.cancelled_at IS NULL
+UNION
+SELECT substr(o.requester, length(:source) + 2), o.rowid, o.created_at, o.total, o.refunds FROM orders o
+WHERE o.requester >= :source || ':' AND o.requester < :source || ';' AND o.cancelled_at IS NULL
+"""
+
+
+def _order_metrics(ctx: Context, source: str, requesters: set[str]) -> dict[str, dict[str, Any]]:
+    """`orders_90d`, `last_order_days_ago` and `clv_90d` of the customers `requesters`, from the order feed (as
+    the value KPIs match them: the keyed e-mail hash, or an order naming the requester; each order once). Without
+    an order feed, none: a customer's zero orders would then say nothing."""
+    if ctx.conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None:
+        return {}
+    since = ctx.now - timedelta(days=SURVEY_DAYS)
+    found = {r: _Orders() for r in requesters}
+    for requester, _, created, total, refunds in ctx.conn.execute(_ORDERS_SQL, {"source": source}):
+        if requester in found:
+            found[requester].add(ctx.now, since, _moment(created), float(total or 0.0),
+                                 [(_moment(r["at"]), float(r["amount"])) for r in json.loads(refunds or "[]")])
+    return {r: {"orders_90d": o.count, "last_order_days_ago": o.days_ago, "clv_90d": _round(o.value)}
+            for r, o in found.items()}
+
+
+@dataclass
+class _Orders:
+    """One customer's orders as write-back sums them up."""
+
+    count: int = 0  # placed in the window
+    days_ago: int | None = None  # since the latest order placed by now
+    value: float = 0.0  # totals placed in the window minus refunds dated in it
+
+    def add(self, now: datetime, since: datetime, placed: datetime, total: float,
+            refunds: list[tuple[datetime, float]]) -> None:
+        if placed <= now:
+            days = (now - placed).days
+            self.days_ago = days if self.days_ago is None else min(self.days_ago, days)
+        if since < placed <= now:
+            self.count += 1
+            self.value += total
+        self.value -= sum(amount for at, amount in refunds if since < at <= now)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
 def _requester_words(answers: list[Answer]) -> dict[str, str]:
