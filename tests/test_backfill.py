@@ -190,10 +190,21 @@ def test_a_stopped_backfill_resumes_and_marks_what_is_still_filling(
     assert all("filling" not in r for r in fresh)
 
 
-def test_a_sync_fills_for_its_slice_and_the_next_one_goes_on(fake: FakeApi, oldest_first: Store, store: Store) -> None:
+def test_a_sync_fills_for_its_slice_and_the_next_one_goes_on(fake: FakeApi, oldest_first: Store, store: Store,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The daemon's syncs take turns: each reads new changes, then fills older months for a while."""
     name = fake_name(fake)
+    kind = registry.plugin(name).connector
+    real = kind.read_window
+
+    def slow_months(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for page in real(self, *args, **kwargs):
+            time.sleep(0.5)  # so the older months are still being read when the sync's own reads end
+            yield page
+
+    monkeypatch.setattr(kind, "read_window", slow_months)
     first = sync(store, fake, BackfillOptions(threads=1, slice_seconds=0.0))
+    monkeypatch.undo()
     assert first.finished  # a slice ending is no failure and no stop
     assert any(not w.done for w in store.backfill_windows(name))
     # Newest first turned off meanwhile: the backfill begun is finished all the same.
