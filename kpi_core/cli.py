@@ -187,8 +187,7 @@ def _print_sync_results(results: Sequence[SourceResult]) -> None:
         if r.ok:
             streams = ", ".join(f"{name} {count:,}" for name, count in r.by_stream.items())
             state = "stopped early (resumes next time)" if r.stopped else "ok"
-            stored = f"; {r.contacts_stored:,} records (tickets and conversations) stored" \
-                if r.contacts_stored is not None else ""
+            stored = r.stored_text()
             out(f"{r.source}: {state}: read {r.records:,} items in {r.pages:,} pages with {r.api_calls:,} API calls"
                 + (f" ({streams})" if streams else "") + stored)
         else:

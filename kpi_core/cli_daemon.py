@@ -91,8 +91,7 @@ def _print_cycle(cycle: CycleResult) -> None:
     for r in cycle.syncs:
         if r.ok:
             state = "stopped early (resumes next time)" if r.stopped else "ok"
-            stored = f"; {r.contacts_stored:,} records (tickets and conversations) stored" \
-                if r.contacts_stored is not None else ""
+            stored = r.stored_text()
             out(f"{r.source}: {state}: read {r.records:,} items in {r.pages:,} pages with {r.api_calls:,} API calls"
                 + stored)
         else:

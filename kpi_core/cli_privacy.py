@@ -18,6 +18,7 @@ from kpi_core.cli_common import (
     settings_from,
     store_from,
 )
+from kpi_core.model import email_hash
 
 
 @command("forget")
@@ -32,6 +33,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store = store_from(settings)
     try:
+        keys: list[str] = []
         if args.requester:
             people = [privacy.person(store, args.source, args.requester)]
         else:
@@ -39,11 +41,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 people = privacy.people_by_email(store, args.email, settings.privacy.hash_key_bytes(), args.source)
             except privacy.PrivacyError as exc:
                 raise UsageError(str(exc)) from None
-        deletion = privacy.forget(store, settings, people)
+            hash_key = settings.privacy.hash_key_bytes()
+            if hash_key is not None and args.source is None:  # a shop's customer the helpdesks may not know
+                keys.append(email_hash(args.email.strip().lower(), hash_key))
+        deletion = privacy.forget(store, settings, people, customer_keys=keys)
     finally:
         store.close()
-    who = ", ".join(f"{p.source} {p.id}" + (f" ({p.role})" if p.role else "") for p in people)
-    if not people or deletion.total == 0:
+    who = ", ".join(f"{p.source} {p.id}" + (f" ({p.role})" if p.role else "") for p in people) or "a shop customer"
+    if deletion.total == 0:
         # Nothing matched what was asked to erase: a mistyped id must not read as a success.
         asked = f"{args.source} requester {args.requester}" if args.requester else "that address"
         err(f"forget: nothing is stored for {asked}: nothing deleted (check the id and --source)")
@@ -55,9 +60,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
     _print_wal(deletion, settings.store.path)
     out(f"KPI values were kept: they are aggregates and name no one. {_periods(deletion.frozen)} they fall in"
             " had ended and are now frozen (final); the running periods were recomputed without them.")
-    sources = sorted({p.source for p in people})
+    sources = sorted({p.source for p in people} | ({"the shop"} if deletion.counts.get("orders") else set()))
     out(f"A later sync brings back only what {', '.join(sources)} still holds: delete the person there too,"
-        " or the next sync stores their tickets again.")
+        " or the next sync stores their records again.")
     return EXIT_OK
 
 

@@ -128,8 +128,7 @@ def _sync(store: Store, settings: Settings, say: Say, warn: Say) -> list[SourceR
         results = sync_all(store, settings)
     for r in results:
         if r.ok:
-            stored = f"; {r.contacts_stored:,} records (tickets and conversations) stored" \
-                if r.contacts_stored is not None else ""
+            stored = r.stored_text()
             say(f"  {r.source}: read {r.records:,} items with {r.api_calls:,} API calls{stored}")
         else:
             warn(f"  {r.source}: FAILED: {r.error}")

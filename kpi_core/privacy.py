@@ -109,15 +109,22 @@ def people_by_email(store: Store, address: str, hash_key: bytes | None, source: 
 # --- erasure ---------------------------------------------------------------------------------
 
 
-def forget(store: Store, settings: Settings, people: Sequence[Person], now: datetime | None = None) -> Deletion:
-    """Delete every record of these people (see the module docstring); the ended periods they fall in are frozen."""
+def forget(store: Store, settings: Settings, people: Sequence[Person], now: datetime | None = None,
+           customer_keys: Sequence[str] = ()) -> Deletion:
+    """Delete every record of these people (see the module docstring); the ended periods they fall in are frozen.
+
+    `customer_keys` (keyed e-mail hashes) also erase the shop orders of a customer no helpdesk knows."""
     deletion = Deletion()
-    if not people:
+    if not people and not customer_keys:
         deletion.wal_truncated = checkpoint(store)
         return deletion
     moment = now or datetime.now(timezone.utc)
     conn = store.db.conn
-    first = _first_day_of(conn, people)
+    keys = json.dumps(list(customer_keys))
+    ordered = conn.execute("SELECT min(created_at) FROM orders WHERE customer_key IN (SELECT value FROM json_each(?))",
+                           [keys]).fetchone()[0]
+    first = min((d for d in (_first_day_of(conn, people),
+                             date.fromisoformat(ordered[:10]) if ordered else None) if d is not None), default=None)
     if first is not None:
         compute(store, settings, since=first, now=moment)
     with immediate(conn), _scratch(conn):
@@ -127,7 +134,7 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
                      " JOIN temp.gone_people g ON g.source = c.source AND g.source_id = c.requester_id")
         _note_gone_days(conn, settings.kpis.timezone)
         deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment, settings))
-        _delete_traces(conn, deletion)
+        _delete_traces(conn, deletion, keys)
     # The engine's columnar copy is rebuilt from what is left rather than edited: no byte of theirs outlives it.
     columns.remove(conn)
     if first is not None:
@@ -172,8 +179,9 @@ def _note_gone_days(conn: sqlite3.Connection, zone: str, loose_before: str | Non
                      [(day.isoformat(),) for day in P.local_days(utc_days, zone)])
 
 
-def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
-    """Delete what temp.gone_contacts and temp.gone_people name, in every table of PERSON_TABLES."""
+def _delete_traces(conn: sqlite3.Connection, deletion: Deletion, customer_keys: str = "[]") -> None:
+    """Delete what temp.gone_contacts and temp.gone_people name, in every table of PERSON_TABLES, and the orders of
+    `customer_keys` (a JSON list of keyed e-mail hashes)."""
     in_contacts = "(source, {col}) IN (SELECT source, source_id FROM temp.gone_contacts)"
     in_people = "(source, {col}) IN (SELECT source, source_id FROM temp.gone_people)"
     authored = "(source, author_id) IN (SELECT source, source_id FROM temp.gone_people WHERE authored = 1)"
@@ -193,7 +201,8 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion) -> None:
     _delete(conn, deletion, "orders",
             "customer_key IN (SELECT p.email_hash FROM people p JOIN temp.gone_people g ON g.source = p.source"
             " AND g.source_id = p.source_id WHERE p.email_hash IS NOT NULL)"
-            " OR requester IN (SELECT source || ':' || source_id FROM temp.gone_people)")
+            " OR requester IN (SELECT source || ':' || source_id FROM temp.gone_people)"
+            " OR customer_key IN (SELECT value FROM json_each(?))", [customer_keys])
     _delete(conn, deletion, "people", in_people.format(col="source_id"))
     _writeback_records(conn)
     for table in WRITEBACK_TABLES:

@@ -63,6 +63,15 @@ class SourceResult:
     warnings: list[str] = field(default_factory=list)  # the connector's page warnings, each once
     quarantined: int = 0  # records set aside as unreadable during this run
     contacts_stored: int | None = None  # the source's contacts in the store afterwards (`status`'s "records")
+    orders_stored: int | None = None  # a shop's orders in the store afterwards
+
+    def stored_text(self) -> str:
+        """What the store holds of the source afterwards, for a summary line ("" before a sync ran)."""
+        if self.orders_stored:
+            return f"; {self.orders_stored:,} orders stored"
+        if self.contacts_stored is None:
+            return ""
+        return f"; {self.contacts_stored:,} records (tickets and conversations) stored"
 
     @property
     def finished(self) -> bool:
@@ -218,6 +227,7 @@ def sync_source(
     store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
     result.contacts_stored = store.count("contacts", name)
+    result.orders_stored = store.count("orders", name)
     status = "ok" if result.ok and not result.stopped else ("stopped" if result.ok else "failed")
     store.finish_run(run_id, status, connector.api_calls, result.error, warnings=result.warnings)
     return result

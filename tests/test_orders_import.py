@@ -173,3 +173,17 @@ def test_an_order_marks_its_customers_contacts_for_the_kpis_and_leaves_with_a_fo
     assert main(["forget", "--email", "ana@example.org", "--config", str(config)]) == 0
     assert "orders" in capsys.readouterr().out
     assert set(orders(config)) == {"csv:10"}, "Ana's order left with her; the other customer's stays"
+
+
+def test_forgetting_an_address_the_helpdesks_never_saw_erases_that_shop_customers_orders(
+        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text("order id,email,created at,total\n1,only@shop.example,2026-03-04T10:00:00Z,30\n"
+                      "2,other@shop.example,2026-03-05T10:00:00Z,5\n")
+    assert run(config, str(export)) == 0
+    capsys.readouterr()
+    assert main(["forget", "--email", " Only@Shop.example", "--config", str(config)]) == 0
+    said = capsys.readouterr().out
+    assert "forget a shop customer:" in said and "orders" in said and "the shop still holds" in said
+    assert set(orders(config)) == {"csv:2"}
+    assert main(["forget", "--email", "only@shop.example", "--config", str(config)]) == 1  # nothing left of them

@@ -78,6 +78,7 @@ def test_a_second_sync_reads_only_the_changed_orders(fake: FakeShopify, store: S
     first = sync(store, fake)
     assert first.ok, first.error
     assert stored(store) == expected(fake.world)
+    assert first.stored_text() == f"; {len(fake.world.orders):,} orders stored"  # what the summary lines say
     assert len(fake.world.orders) > 3 * PAGE, "several pages"
     assert not graphql_calls(fake, "bulkOperationRunQuery"), "a small shop is read by paged queries"
     assert store.get_cursor("shopify", "orders") == max(
