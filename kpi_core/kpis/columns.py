@@ -245,12 +245,8 @@ def _apply_log(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: _
     db.unregister("columns_keys")
     for start in range(0, len(rids), _CHUNK):
         part = rids[start:start + _CHUNK]
-        marks = ", ".join("?" for _ in part) if len(part) < 900 else None
-        if marks:
-            rows = conn.execute(f"{table.select_sql()} WHERE rowid IN ({marks})", part).fetchall()
-        else:
-            rows = conn.execute(f"{table.select_sql()} WHERE rowid IN (SELECT value FROM json_each(?))",
-                                ["[" + ",".join(map(str, part)) + "]"]).fetchall()
+        rows = conn.execute(f"{table.select_sql()} WHERE rowid IN (SELECT value FROM json_each(?))",
+                            ["[" + ",".join(map(str, part)) + "]"]).fetchall()
         if rows:
             _insert(db, table, rows)
 

@@ -9,7 +9,7 @@ at earlier contacts). Nothing here changes a value: rows are only marked `fillin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the scorecard imports this module's marks without loading the store
@@ -53,9 +53,3 @@ def mark(store: Store, sources: Iterable[str], rows: Iterable[MutableMapping[str
         if is_filling(str(row["kpi"]), str(row["period_start"]), point):
             row["filling"] = any_filling = True
     return any_filling
-
-
-def filling_periods(rows: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
-    """(start, end) of the periods with a filling value other than a whole-history KPI's."""
-    return {(r["period_start"], r["period_end"]) for r in rows
-            if r.get("filling") and r.get("kpi") not in WHOLE_HISTORY}
