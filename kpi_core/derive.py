@@ -108,7 +108,7 @@ WHERE contacts.source = :source AND contacts.source_id = f.contact_id AND contac
 def touched_contacts(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> set[str]:
     """Contact ids whose facts a page may change: the page's contacts, messages and events."""
     ids: set[str] = {row["source_id"] for row in records.get("contacts", ())}
-    for table in ("messages", "status_events"):
+    for table in ("messages", "status_events", "contact_changes"):
         ids.update(row["contact_id"] for row in records.get(table, ()))
     return ids
 

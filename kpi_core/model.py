@@ -205,6 +205,10 @@ MESSAGE = _record_type(
         "public": bool,
         "created_at": str,
         "body": str,  # None unless the admin stores message bodies
+        # Conversation insight ([insight] enabled), read from the body in memory during the sync:
+        "language": str,  # ISO 639-1 code of the detected language; None when unsure or not analysed
+        "sentiment": float,  # -1 (negative) .. 1 (positive); None where no method covers the language
+        "topic": str,  # the first admin topic rule the text matches; None when none does
     },
     {"contact_id", "created_at", "public"},
 )
@@ -283,8 +287,19 @@ ORDER = _record_type(
     {"created_at", "total"},
 )
 
+# A change of a contact's group, priority or assignee, from the same event streams as the status history:
+# the escalation facts (moved to another group after the first reply, raised to high/urgent, assigned to an
+# escalation tier) are derived from these. `value`/`previous`: the group or assignee id, or the priority
+# spelled as in CONTACT.priority (low, normal, high, urgent); None when the field was emptied or unknown.
+CONTACT_CHANGE = _record_type(
+    "contact_changes",
+    {"contact_id": str, "field": str, "value": str, "previous": str, "at": str},
+    {"contact_id", "field", "at"},
+)
+
 RECORD_TYPES: Final[dict[str, RecordType]] = {
-    t.table: t for t in (CONTACT, MESSAGE, STATUS_EVENT, SURVEY_RESPONSE, PERSON, GROUP, ORGANIZATION, ORDER)
+    t.table: t for t in (CONTACT, MESSAGE, STATUS_EVENT, SURVEY_RESPONSE, PERSON, GROUP, ORGANIZATION, ORDER,
+                         CONTACT_CHANGE)
 }
 
 _NUMERIC = (int, float)

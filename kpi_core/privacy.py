@@ -1,9 +1,9 @@
 """Erasing one person (`forget`) and the retention purge (`purge`); history is kept (catalogue 2c).
 
 Where a person's records live (`PERSON_TABLES`, checked by the tests against the schema):
-their contacts (as requester) and what hangs off them (messages, status events, survey
-responses, the KPI engine's per-contact facts), their own row in `people`, the messages
-and survey answers they left elsewhere, write-back rows about their contacts or
+their contacts (as requester) and what hangs off them (messages, status events, group and
+priority changes, survey responses, the KPI engine's per-contact facts), their own row in
+`people`, the messages and survey answers they left elsewhere, write-back rows about their contacts or
 themselves, and quarantine entries of those records.
 
 Deleting a contact fires the KPI engine's change triggers, which would have the next
@@ -41,7 +41,7 @@ from kpi_core.store import Store, immediate, utc_now
 
 # Every table that holds a trace of a person, in deletion order: children before parents.
 PERSON_TABLES = (
-    "messages", "status_events", "survey_responses", "kpi_facts", "contacts", "people",
+    "messages", "status_events", "contact_changes", "survey_responses", "kpi_facts", "contacts", "people",
     "writeback_ledger", "writeback_log", "quarantine", "derive_pending", "alert_events", "orders",
 )
 # Write-back rows (migration m020_writeback) name a record by (helpdesk, object, record_id).
@@ -187,6 +187,7 @@ def _delete_traces(conn: sqlite3.Connection, deletion: Deletion, customer_keys: 
     authored = "(source, author_id) IN (SELECT source, source_id FROM temp.gone_people WHERE authored = 1)"
     _delete(conn, deletion, "messages", f"{in_contacts.format(col='contact_id')} OR {authored}")
     _delete(conn, deletion, "status_events", in_contacts.format(col="contact_id"))
+    _delete(conn, deletion, "contact_changes", in_contacts.format(col="contact_id"))
     _delete(conn, deletion, "survey_responses",
             f"{in_contacts.format(col='contact_id')} OR {in_people.format(col='requester_id')}")
     _leave_backlog(conn)

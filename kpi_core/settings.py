@@ -587,6 +587,23 @@ class WritebackSettings(Section):
         return self
 
 
+class InsightSettings(Section):
+    """Conversation insight (off by default: it reads the text of customers' messages during the sync).
+
+    Message bodies are read in memory only: what is kept is each message's detected language,
+    sentiment score and topic, and facts derived from them (docs/privacy.md). The bodies
+    themselves stay unstored unless `[privacy] store_message_bodies` says otherwise.
+    """
+
+    enabled: bool = False
+    # Groups (by name or id) that are an escalation tier: a contact assigned to one is escalated.
+    escalation_groups: list[str] = Field(default_factory=list)
+    # Topic rules per language: {"en": {"where is my order": ["where is my order", "tracking", "re:^wism"]}};
+    # "*" holds rules for every language. A rule is a phrase (matched as whole words, case-insensitively)
+    # or, prefixed "re:", a regular expression. The first customer message's first matching topic wins.
+    topics: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything the program reads from its configuration, validated."""
 
@@ -608,6 +625,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     digests: DigestSettings = Field(default_factory=DigestSettings)
+    insight: InsightSettings = Field(default_factory=InsightSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from kpi_core import derive
-from kpi_core.model import ORDER, RECORD_TYPES, RecordType, check_record, to_json
+from kpi_core.model import CONTACT_CHANGE, MESSAGE, ORDER, RECORD_TYPES, RecordType, check_record, to_json
 
 SCHEMA_NAME = "helpdesk_kpi"
 migrations = Migrations(SCHEMA_NAME)
@@ -428,6 +428,19 @@ def m028_value_facts(db: Database) -> None:
         " (SELECT 1 FROM kpi_dirty_contacts d WHERE d.source = c.source AND d.source_id = c.source_id); END")
 
 
+@migrations()
+def m029_insight_records(db: Database) -> None:
+    """Conversation insight: each message's detected language, sentiment and topic (kept instead of its words),
+    and the group, priority and assignee changes the escalation facts are derived from (`contact_changes`)."""
+    if not db[CONTACT_CHANGE.table].exists():  # a store created by this version has it from m001
+        _create_record_table(db, CONTACT_CHANGE)
+    db.execute("CREATE INDEX IF NOT EXISTS contact_changes_contact ON contact_changes (source, contact_id)")
+    have = set(db["messages"].columns_dict)
+    for column in ("language", "sentiment", "topic"):
+        if column not in have:
+            db.execute(f"ALTER TABLE messages ADD COLUMN [{column}] {_SQL_TYPES[MESSAGE.columns[column]]}")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -673,7 +686,7 @@ class Store:
 
 # Parents before children, so a page's contacts exist before their messages refresh them.
 _WRITE_ORDER = ("groups", "organizations", "people", "orders", "contacts", "messages", "status_events",
-                "survey_responses")
+                "contact_changes", "survey_responses")
 
 
 @contextmanager
