@@ -110,6 +110,11 @@ class PrivacyChoices(Protocol):
 
     def hash_key_bytes(self) -> bytes | None: ...
 
+    # Message bodies are read into memory (conversation insight analyses them during the sync), whether or not
+    # they are stored: the sync keeps only what is derived from them unless store_message_bodies is on too.
+    @property
+    def read_message_bodies(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Privacy:
@@ -128,6 +133,7 @@ class Privacy:
     comments: bool = False
     hash_key: bytes | None = field(default=None, repr=False)
     agent_names: bool = False
+    read_bodies: bool = False  # bodies travel in memory for conversation insight (stored only with `bodies`)
 
     @classmethod
     def choose(cls, keys: PersonalKeys, choices: PrivacyChoices | None = None) -> Privacy:
@@ -143,7 +149,7 @@ class Privacy:
         return cls(keys.every() - kept, names=choices.store_names, emails=choices.store_emails,
                    phones=choices.store_phones, bodies=choices.store_message_bodies,
                    comments=choices.store_survey_comments, hash_key=choices.hash_key_bytes(),
-                   agent_names=choices.store_agent_names)
+                   agent_names=choices.store_agent_names, read_bodies=choices.read_message_bodies)
 
     def raw(self, payload: Any) -> Any:
         return scrub(payload, self.drop)
@@ -166,7 +172,7 @@ class Privacy:
         return row
 
     def body(self, text: Any) -> str | None:
-        return text if self.bodies and isinstance(text, str) else None
+        return text if (self.bodies or self.read_bodies) and isinstance(text, str) else None
 
     def comment(self, text: Any) -> str | None:
         return text if self.comments and isinstance(text, str) and text else None

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core import ValidationError as CoreValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -526,6 +535,12 @@ class PrivacySettings(Section):
     # Key of the keyed hash that stands in for an e-mail address (cross-helpdesk identity,
     # survey imports, erasure by address). Give it through the environment.
     hash_key: SecretStr | None = None
+    _read_bodies: bool = PrivateAttr(default=False)  # set from [insight] enabled (Settings)
+
+    @property
+    def read_message_bodies(self) -> bool:
+        """Connectors read message bodies into memory for conversation insight (`[insight] enabled`)."""
+        return self._read_bodies or self.store_message_bodies
 
     def hash_key_bytes(self) -> bytes | None:
         secret = self.hash_key.get_secret_value() if self.hash_key else ""
@@ -668,7 +683,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _hand_privacy_to_connectors(self) -> Settings:
-        """Connectors are built from their own table, so each table carries the [privacy] switches."""
+        """Connectors are built from their own table, so each table carries the [privacy] switches (and whether
+        conversation insight needs message bodies read into memory)."""
+        self.privacy._read_bodies = self.insight.enabled
         for section in self.connectors.values():
             section.with_privacy(self.privacy)
         return self
