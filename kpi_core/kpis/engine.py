@@ -329,6 +329,8 @@ class _Evaluation:
         if anchor is Anchor.ORDER:  # an order has none of the contacts' segments: unsegmented only
             segs = [s for s in (self.segs if segs is None else segs) if not s.dims]
         out: dict[str, Table] = {s.key: {} for s in (self.segs if segs is None else segs)}
+        if anchor is Anchor.ORDER and self.feed_start is None:
+            return out  # no order feed: nothing to read (its queries scan every contact's keys all the same)
         for sets in self._sets(segs):
             src, anchor_col, base, dims = self._source(anchor, sets.union)
             if where:
@@ -610,7 +612,7 @@ class _Evaluation:
                     f" AND c.e <= k.e + {window})")
 
         base: dict[str, tuple[int, int]] = {}
-        for run in self.runs:
+        for run in self.runs if self.feed_start is not None else []:
             key = self._key("b.created_at", run)
             sql = (f"WITH {_ORDERS_KEPT}, contact AS ({_CONTACT_KEYS}),"
                    f" alone AS (SELECT * FROM kept k WHERE k.created_at >= :lo AND k.created_at < :hi"
