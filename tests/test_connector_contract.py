@@ -371,3 +371,25 @@ def test_rewinding_brings_back_a_recent_row_lost_from_the_store(name: str, fake:
                                     [name, str(lost.id)]).fetchall()
     assert updated == iso_utc(lost.updated_at)
     assert {str(t.id) for t in live(fake, name)} <= ids(store, "contacts")
+
+
+# --- group, priority and assignee changes --------------------------------------------------------------
+
+
+def test_every_connector_that_reads_changes_stores_the_worlds_changes(name: str, fake: FakeApi, store: Store) -> None:
+    built = connector(name, fake)
+    try:
+        reads = any("contact_changes" in s.tables for s in built.streams())
+    finally:
+        built.close()
+    if not reads:
+        pytest.skip(f"{name} reads no group, priority or assignee changes")
+    assert sync(store, name, fake).ok
+    moves = {(str(t.id), c.field, str(c.value), str(c.previous), iso_utc(c.at))
+             for t in live(fake, name) for c in t.moves() if c.field in fake.change_fields}
+    assert moves, "the world moved some of these tickets"
+    stored = {tuple(r) for r in store.db.execute("SELECT contact_id, field, value, previous, at FROM contact_changes"
+                                                 " WHERE source = ? AND previous IS NOT NULL", [name])}
+    assert stored == moves
+    fields = {f for (f,) in store.db.execute("SELECT DISTINCT field FROM contact_changes WHERE source = ?", [name])}
+    assert fields <= {"group", "priority", "assignee"}

@@ -44,6 +44,10 @@ Where the Freshdesk API surprises (reference §3), and what this connector does 
   the bot in its description, so it gets a bot message beside the customer's first one
   (`normalize.opening_messages`): resolved with no human reply, it is bot-only. Messages of
   the agent accounts listed in `bot_agent_ids` are the bot's on every source.
+- Group, priority and agent changes: API v2 documents no history of them and a ticket shows only
+  its current values (the contact row), so no change is stored (`contact_changes` stays empty: a
+  value seen on an untouched ticket could not be read again once it changed, and the store must
+  be rebuildable by a full read); see docs/freshdesk.md for what escalation Freshdesk can show.
 - Channels: ticket `source` codes map as catalogue 2c says; `source_channels` and
   `source_platforms` map a code the account added (or override one).
 """
@@ -497,8 +501,9 @@ class FreshdeskConnector(ClientOwner):
 
     def _read_tickets(self, cursor: str | None, until: str | None = None) -> Iterator[Page]:
         """Tickets changed since the bookmark; `until` (a backfill window's end) stops once past it."""
-        # The description (the first message's text) costs 2 more credits per call: asked only to be stored.
-        include = "stats,description" if self.privacy.bodies else "stats"
+        # The description (the first message's text) costs 2 more credits per call: asked only to be stored or
+        # read in memory (conversation insight).
+        include = "stats,description" if self.privacy.bodies or self.privacy.read_bodies else "stats"
         params = {"order_by": "updated_at", "order_type": "asc", "include": include}
         agents = self._agent_ids()
         mark = Watermark.parse(cursor, "tickets") if cursor else None

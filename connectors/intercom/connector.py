@@ -20,8 +20,8 @@ Streams, in sync order:
   sync; the daily bookmark does not move, so each sync tries once more (one request) and
   warns again until the token can read them.
 - `conversations`: `POST /conversations/search` on `updated_at`, then
-  `GET /conversations/{id}` for the parts -> contacts, messages, status_events and
-  survey_responses.
+  `GET /conversations/{id}` for the parts -> contacts, messages, status_events, the group and
+  assignee changes of the assigning parts (contact_changes) and survey_responses.
 
 The bookmark of a search stream (contacts, conversations) is a small JSON document:
 `since` (the `updated_at` lower bound of the pass), `signpost` (when the pass started,
@@ -156,8 +156,8 @@ class IntercomConnector(ClientOwner):
         StreamSpec("admins", ("people", "groups"), "admins (agents) and teams"),
         StreamSpec("contacts", ("people",), "contacts (users and leads) changed since the bookmark"),
         StreamSpec("companies", ("organizations",), "companies, re-read once a day"),
-        StreamSpec("conversations", ("contacts", "messages", "status_events", "survey_responses"),
-                   "conversations changed since the bookmark, with parts and ratings"),
+        StreamSpec("conversations", ("contacts", "messages", "status_events", "contact_changes", "survey_responses"),
+                   "conversations changed since the bookmark, with parts, assignments and ratings"),
     )
 
     def __init__(self, settings: IntercomSettings, *, sleep: Callable[[float], None] = time.sleep,

@@ -24,6 +24,12 @@ How the world is rendered, and the vendor behaviours it mimics:
   `admin_assignee_id` (an integer).
 - `GET /conversations/{id}` returns at most `parts_cap` (500) most recent parts;
   `statistics.count_conversation_parts` keeps the true count.
+- A ticket's assignments are `assignment` parts (`assigned_to` `{type: admin}`), the first one
+  at the status change that opens it; a move to another team is an `assignment` part assigning
+  the team (`assigned_to` `{type: team}`, as `POST /conversations/{id}/parts` takes
+  `type: team`), after the routing part (the bot assigning the first team at creation) that
+  such a conversation starts with. API 2.14 documents no part for a priority change, so the
+  world's priority raises show only as the conversation's current `priority`.
 - Deleted world tickets vanish: search never lists them and `GET` answers 404 (Intercom
   has no deleted state to search on).
 - World messages of role `system` (automated acknowledgements) are the Operator's comments:
@@ -62,7 +68,7 @@ from typing import Any
 
 from connectors.intercom.fake_writes import IntercomWrites
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
-from connectors.sandbox.world import Message, Organization, Person, StatusChange, Ticket, World
+from connectors.sandbox.world import FieldChange, Message, Organization, Person, StatusChange, Ticket, World
 
 TOKEN = "sandbox-intercom-token"
 API_VERSION = "2.14"
@@ -72,6 +78,7 @@ MAX_FILTERS = 15
 COMPANIES_CAP = 10_000  # POST /companies/list returns at most this many companies
 DAY = 86400
 FRESH_SECONDS = 600  # statistics of a part-less conversation younger than this are not computed yet
+ROUTING_PART_BASE = 4 * 10**12  # the part assigning a conversation's first team, by ticket id
 
 # World channel -> possible `source.type` values (picked by ticket id, so stable).
 SOURCE_TYPES: dict[str, tuple[str, ...]] = {
@@ -143,6 +150,8 @@ class FakeIntercom(IntercomWrites, FakeApi):
     """Intercom's conversations, contacts, admins, teams and companies, rendered from the world."""
 
     name = "intercom"
+    # What API 2.14 shows of a conversation's history: assignments of teammates and teams (no priority changes).
+    change_fields = frozenset({"group", "assignee"})
 
     def __init__(self, world: World, *, page_size_cap: int | None = None, parts_cap: int = 500,
                  companies_cap: int = COMPANIES_CAP) -> None:
@@ -323,32 +332,63 @@ class FakeIntercom(IntercomWrites, FakeApi):
 
     def render_parts(self, ticket: Ticket, *, plaintext: bool = False) -> list[dict[str, Any]]:
         """Every conversation part after the source, oldest first."""
-        events: list[tuple[int, int, int, Message | StatusChange]] = [
+        events: list[tuple[int, int, int, Message | StatusChange | FieldChange]] = [
             (m.created_at, 0, m.id, m) for m in ticket.messages[1:]]
         events += [(c.at, 1, c.id, c) for c in ticket.status_changes if c.previous is not None]
+        # The first assignment is the part of the status change opening the conversation, when it has one.
+        opening = next((c for c in ticket.status_changes if _status_part_type(c) == "assignment"), None)
+        first = next((f for f in ticket.changes if f.field == "assignee" and f.previous is None), None)
+        shown_first = first is not None and opening is not None and first.at == opening.at
+        events += [(f.at, 2, f.id, f) for f in ticket.changes
+                   if f.field == "group" or (f.field == "assignee" and not (f is first and shown_first))]
         events.sort(key=lambda e: e[:3])
         state = "open"
-        parts: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = self._routing_part(ticket)
         for at, _, ident, event in events:
-            if isinstance(event, StatusChange):
+            if isinstance(event, FieldChange):
+                kind = "team" if event.field == "group" else "admin"
+                parts.append(self._part(ident, "assignment", at, None, self._assigner(ticket, event), state,
+                                        assigned_to=int(event.value), assignee_type=kind))
+            elif isinstance(event, StatusChange):
                 part_type = _status_part_type(event)
                 state = _STATE[event.status]
                 if part_type is None:
                     continue
+                assignee = (first.value if shown_first and first else ticket.assignee_id)
                 parts.append(self._part(ident, part_type, at, None, self._status_author(ticket, event), state,
-                                        assigned_to=ticket.assignee_id if part_type == "assignment" else None))
+                                        assigned_to=int(assignee) if part_type == "assignment" and assignee else None))
             else:
                 part_type = _message_part_type(event)
                 parts.append(self._part(ident, part_type, at, _body_text(event.body, plaintext), self._author(event),
                                         state))
         return parts
 
+    def _routing_part(self, ticket: Ticket) -> list[dict[str, Any]]:
+        """The bot's part assigning the first team, for a conversation later moved to another team."""
+        team = ticket.initial("group")
+        if team is None or team == ticket.group_id:
+            return []
+        bot = self.world.sources["intercom"].bots()[0]
+        author = {"type": "bot", "id": str(bot.id), "name": "Operator", "email": bot.email,
+                  "from_ai_agent": False, "is_ai_answer": False}
+        return [self._part(ROUTING_PART_BASE + ticket.id, "assignment", ticket.created_at, None, author, "open",
+                           assigned_to=int(team), assignee_type="team")]
+
+    def _assigner(self, ticket: Ticket, change: FieldChange) -> dict[str, Any]:
+        """The teammate who made an assignment: the one assigned until then (else the first agent)."""
+        data = self.world.sources["intercom"]
+        before = [f.value for f in ticket.changes if f.field == "assignee" and f.at <= change.at and f is not change]
+        admin = data.people.get(int(before[-1])) if before else None
+        admin = admin or data.agents()[0]
+        return {"type": "admin", "id": str(admin.id), "name": admin.name, "email": admin.email,
+                "from_ai_agent": False, "is_ai_answer": False}
+
     def _part(self, ident: int, part_type: str, at: int, body: str | None, author: dict[str, Any], state: str,
-              assigned_to: int | None = None) -> dict[str, Any]:
+              assigned_to: int | None = None, assignee_type: str = "admin") -> dict[str, Any]:
         return {
             "type": "conversation_part", "id": str(ident), "part_type": part_type, "body": body,
             "created_at": at, "updated_at": at, "notified_at": at,
-            "assigned_to": {"type": "admin", "id": str(assigned_to)} if assigned_to else None,
+            "assigned_to": {"type": assignee_type, "id": str(assigned_to)} if assigned_to else None,
             "author": author, "attachments": [], "external_id": None, "redacted": False, "state": state,
             "tags": [], "event_details": {}, "metadata": {}, "app_package_code": None,
         }

@@ -37,6 +37,13 @@ Read as the 2.14 specification and the reference's errata say:
   into). A closed conversation with that part is `merged`; `merged_into` is the linked
   conversation when `linked_objects` names exactly one (else unknown). The primary's merge
   part is no message, so it is never a reply.
+- Group and assignee changes: the parts that assign (`assignment`, `assign_and_reopen`, and
+  `default_assignment` as recorded data shows it) carry `assigned_to` (a reference: `admin` ->
+  the assignee, `team` -> the group, id `0` or type `nobody_admin` -> nobody; null: no change in
+  assignment, per the 2.14 schema). The part names no previous value: it is the one the last
+  earlier assigning part of the same kind set, in the API's order (None for the first, and for
+  the first returned of a conversation whose oldest parts are no longer returned). API 2.14
+  documents no part for a priority change: only the current `priority` is known.
 """
 
 from __future__ import annotations
@@ -101,6 +108,9 @@ BOT_AUTHORS = frozenset({"bot"})  # Fin, custom bots, Operator (catalogue 2c)
 # `source.delivered_as` of a conversation a teammate or an automation opened (catalogue 1); the inbound ones.
 OUTBOUND_DELIVERIES = frozenset({"admin_initiated", "automated", "campaigns_initiated"})
 INBOUND_DELIVERIES = frozenset({"customer_initiated", "operator_initiated"})
+# Parts that assign the conversation (see the module docstring), and what each kind of assignee changes.
+ASSIGNING_PARTS = frozenset({"assignment", "assign_and_reopen", "default_assignment"})
+ASSIGNED_FIELDS: dict[str, str] = {"admin": "assignee", "nobody_admin": "assignee", "team": "group"}
 # The part Intercom adds to a conversation merged away into another (see the module docstring).
 MERGED_AWAY_PART = "merged_secondary_conversation"
 RATING_SCALE = "1-5"  # conversation_rating.rating (documented)
@@ -226,6 +236,8 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
     yield "contacts", row
     for message in messages:
         yield "messages", message
+    for change in change_rows(cid, ordered):
+        yield "contact_changes", change
     if complete:
         for kind, event in status_history(ordered):
             yield "status_events", {"source": SOURCE, "source_id": record_id(event["id"]), "contact_id": cid,
@@ -235,6 +247,25 @@ def conversation_records(conversation: Mapping[str, Any], parts: list[dict[str, 
         survey = _survey_row(cid, conversation, rating, privacy)
         if survey is not None:
             yield "survey_responses", survey
+
+
+def change_rows(cid: str, parts: Sequence[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The group and assignee changes the assigning parts show, in the API's order (see the module docstring)."""
+    current: dict[str, str | None] = {}
+    for part in parts:
+        assigned = part.get("assigned_to")
+        if part.get("part_type") not in ASSIGNING_PARTS or not isinstance(assigned, dict):
+            continue
+        name = ASSIGNED_FIELDS.get(str(assigned.get("type")))
+        if name is None:
+            continue
+        value = None if assigned.get("type") == "nobody_admin" else _assignee_id(assigned.get("id"))
+        previous = current.get(name)
+        current[name] = value
+        if value == previous:
+            continue
+        yield {"source": SOURCE, "source_id": record_id(part["id"]), "contact_id": cid, "field": name,
+               "value": value, "previous": previous, "at": epoch_time(part["created_at"], "created_at")}
 
 
 def is_outbound(source: Mapping[str, Any], source_role: str) -> bool:

@@ -101,6 +101,9 @@ class FakeApi:
     # and (rule, template) notes. Empty: the demo pushes nothing here.
     demo_mappings: tuple[tuple[str, str, str], ...] = ()
     demo_notes: tuple[tuple[str, str], ...] = ()
+    # The world's field changes (`Ticket.changes`: group, priority, assignee) whose moves this vendor's API
+    # shows and this fake serves; what a connector reading changes must store (tests/test_connector_contract.py).
+    change_fields: frozenset[str] = frozenset()
 
     def __init__(self, world: World, *, page_size_cap: int | None = None) -> None:
         self.world = world

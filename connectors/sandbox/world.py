@@ -8,6 +8,12 @@ connectors and the store.
 
 Times are epoch seconds (ints). Every change stamps the ticket with `world.tick()`, a
 clock that never repeats a second, so incremental exports see each change exactly once.
+
+Two later passes draw from random streams of their own, so that adding them moved no
+ticket, message, status change or rating the main stream makes: the tickets' group,
+priority and assignee history (`Ticket.changes`, ending at the values the ticket shows) and
+the words of the messages (customers write in their locale's language, agents mostly answer
+in it; see `connectors/sandbox/phrases.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from connectors.sandbox.phrases import PhraseBook
 
 Source = Literal["zendesk", "intercom", "freshdesk"]
 SOURCES: tuple[Source, ...] = ("zendesk", "intercom", "freshdesk")
@@ -56,6 +64,11 @@ REPLY_DELAY = {"chat": 90, "messaging": 150, "phone": 25, "email": 5 * 3600, "we
 LIVE = {"chat", "messaging", "phone"}
 
 StatusName = Literal["new", "open", "pending", "on_hold", "resolved", "closed"]
+ChangeField = Literal["group", "priority", "assignee"]
+# Ids of field changes: a space of their own, far above the world's ids, so that drawing the changes after
+# everything else moves no id the world hands out (`next_id`) and no fake's derived id.
+CHANGE_ID_BASE = 5 * 10**11
+RAISED_PRIORITIES = ("high", "urgent")
 
 
 @dataclass(slots=True)
@@ -111,6 +124,20 @@ class StatusChange:
 
 
 @dataclass(slots=True)
+class FieldChange:
+    """A ticket's group, priority or assignee set to `value` at `at`; `previous` None for a first assignment.
+
+    Groups and assignees are world ids, priorities the neutral names (low, normal, high, urgent).
+    """
+
+    at: int
+    field: ChangeField
+    value: int | str
+    previous: int | str | None
+    id: int
+
+
+@dataclass(slots=True)
 class Rating:
     """A satisfaction survey: offered at `offered_at`, answered at `answered_at` (or never)."""
 
@@ -147,6 +174,7 @@ class Ticket:
     handle_seconds: int | None = None  # time logged by agents (Freshdesk time entries, Intercom handling)
     deleted_at: int | None = None
     custom: dict[str, Any] = field(default_factory=dict)  # custom field values written through the API
+    changes: list[FieldChange] = field(default_factory=list)  # group, priority and assignee history, in time order
 
     @property
     def status(self) -> StatusName:
@@ -161,6 +189,17 @@ class Ticket:
     def reopen_times(self) -> list[int]:
         return [c.at for c in self.status_changes
                 if c.previous in ("resolved",) and c.status not in ("resolved", "closed")]
+
+    def initial(self, name: ChangeField) -> int | str | None:
+        """The group, priority or assignee the ticket had when it was created (None: no assignee yet)."""
+        for change in self.changes:
+            if change.field == name:
+                return change.previous
+        return {"group": self.group_id, "priority": self.priority, "assignee": self.assignee_id}[name]
+
+    def moves(self) -> list[FieldChange]:
+        """The changes from one value to another (first assignments left out)."""
+        return [c for c in self.changes if c.previous is not None]
 
 
 @dataclass(slots=True)
@@ -234,6 +273,9 @@ class World:
             self._populate(self.sources[source], max(1, round(tickets * SOURCE_WEIGHTS[source])))
         self.orders: dict[int, Order] = {}
         self._populate_orders(random.Random(seed * 7919 + 1))  # its own stream: the tickets stay as they were
+        self._next_change_id = CHANGE_ID_BASE
+        self._populate_changes(random.Random(seed * 7919 + 2))  # its own stream, as the orders'
+        self._populate_words(random.Random(seed * 7919 + 3))  # and the messages' words
 
     # --- clock and ids ----------------------------------------------------------------
 
@@ -452,6 +494,8 @@ class World:
                 self._message(ticket, ticket.requester_id, "customer", True, at, "Sorry, still broken.")
                 self._status(ticket, at, "open")
         elif not any(m.role == "agent" and m.public for m in ticket.messages):
+            if ticket.assignee_id is None:
+                self._record_change(ticket, at, "assignee", agent.id, None)
             ticket.assignee_id = agent.id
             self._message(ticket, agent.id, "agent", True, at, "Sorry for the wait, looking now.")
             self._status(ticket, at, "open")
@@ -507,6 +551,61 @@ class World:
             ticket = self.sources[source].tickets[ticket_id]
             ticket.deleted = True
             ticket.deleted_at = ticket.updated_at = self.tick()
+
+    # --- group, priority and assignee history ---------------------------------------------
+
+    def _record_change(self, ticket: Ticket, at: int, name: ChangeField, value: int | str,
+                       previous: int | str | None) -> None:
+        with self.lock:
+            self._next_change_id += 1
+            ticket.changes.append(FieldChange(at, name, value, previous, self._next_change_id))
+            ticket.changes.sort(key=lambda c: (c.at, c.id))
+
+    def _populate_changes(self, rng: random.Random) -> None:
+        """Each ticket's first assignment, and on a share of the answered tickets the escalations a
+        helpdesk shows: a move out of the first tier after the first reply, a raise to high or urgent
+        priority after it, a reassignment before it. Every history ends at the values the ticket shows."""
+        for data in self.sources.values():
+            tier_one = next(iter(data.groups))
+            agents = [p.id for p in data.agents()]
+            for ticket in data.tickets.values():
+                if ticket.deleted or ticket.assignee_id is None:
+                    continue
+                self._draw_changes(ticket, rng, tier_one, agents)
+
+    def _draw_changes(self, ticket: Ticket, rng: random.Random, tier_one: int, agents: list[int]) -> None:
+        opened = next((c.at for c in ticket.status_changes if c.previous == "new" and c.status == "open"), None)
+        assigned_at = ticket.created_at if ticket.outbound or opened is None else opened
+        first_reply = next((m.created_at for m in ticket.messages
+                            if m.role == "agent" and m.public and m.created_at > assigned_at), None)
+        resolved = ticket.resolved_times
+        # Moves happen while the ticket is being worked: before it is first resolved (and never after its last change).
+        until = min(resolved[0] if resolved else ticket.updated_at, ticket.updated_at)
+        first_assignee: int = ticket.assignee_id  # type: ignore[assignment]
+        others = [a for a in agents if a != ticket.assignee_id]
+        if first_reply is not None and others and first_reply - assigned_at >= 2 and rng.random() < 0.08:
+            first_assignee = rng.choice(others)
+            self._record_change(ticket, rng.randint(assigned_at + 1, first_reply - 1), "assignee",
+                                ticket.assignee_id, first_assignee)  # type: ignore[arg-type]
+        self._record_change(ticket, assigned_at, "assignee", first_assignee, None)
+        if first_reply is None or until - first_reply < 2:
+            return
+        if ticket.group_id is not None and ticket.group_id != tier_one and rng.random() < 0.12:
+            self._record_change(ticket, rng.randint(first_reply + 1, until - 1), "group", ticket.group_id, tier_one)
+        if ticket.priority in RAISED_PRIORITIES and rng.random() < 0.3:
+            self._record_change(ticket, rng.randint(first_reply + 1, until - 1), "priority", ticket.priority,
+                                rng.choice(("low", "normal", "normal")))
+
+    # --- the words of the messages -------------------------------------------------------------
+
+    def _populate_words(self, rng: random.Random) -> None:
+        """Customers write in their locale's language, in a mood drawn per ticket; agents answer in the
+        customer's language four times in five, else in English. Bots' and triggers' texts stay as made."""
+        book = PhraseBook()
+        for data in self.sources.values():
+            for ticket in data.tickets.values():
+                requester = data.people[ticket.requester_id]
+                book.write(ticket.messages, requester.locale, rng)
 
     # --- orders (the shop's side of the same customers) ---------------------------------
 

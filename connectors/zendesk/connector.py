@@ -17,6 +17,8 @@ Where Zendesk surprises:
 - Ticket events and organizations only have the time-based export: a page ends on a whole
   second and the next one repeats that second (upserts by id absorb it); a page lying
   entirely inside one second is stepped over, since its whole second was delivered.
+- Group, priority and assignee changes come from the same ticket events as the status history
+  (`Create`/`Change` child events keyed by the field's name, `normalize.field_change_row`).
 - Reply and resolution facts are derived by the store from the comments and status changes
   of the ticket events (`facts_from_events`); tickets created before `start_date`, whose early
   events are not read, take them from the ticket's `metric_set` instead (minute precision).
@@ -75,7 +77,8 @@ STREAMS = (
     StreamSpec("groups", ("groups",), "all groups (cursor list)"),
     StreamSpec("organizations", ("organizations",), "incremental organization export (time-based)"),
     StreamSpec("tickets", ("contacts", "people"), "incremental ticket export (cursor)"),
-    StreamSpec("ticket_events", ("messages", "status_events"), "comments and status changes (time-based)"),
+    StreamSpec("ticket_events", ("messages", "status_events", "contact_changes"),
+               "comments, status changes and group/priority/assignee changes (time-based)"),
     StreamSpec("csat", ("survey_responses",), "legacy satisfaction ratings (cursor list, look-back)"),
     StreamSpec("csat_survey_responses", ("survey_responses",), "new CSAT survey responses (cursor list, look-back)"),
 )

@@ -22,7 +22,11 @@ Served under `/api/v2`, every path also with a `.json` suffix (reference §1):
   ("Web form", "Rule"; `VIA_DISPLAY`), and so is its status events'; every child event carries
   `via` and `via_reference_id`. Without `include=comment_events` comments show only as one
   `Comment` child event with `comment_present`/`comment_public`; with it, each comment is a
-  child event of its own (the comment object: `via` an object, `audit_id`).
+  child event of its own (the comment object: `via` an object, `audit_id`). A ticket's group,
+  priority and assignee history (the world's `Ticket.changes`) shows as documented for the
+  export: a child event keyed by the field's name (`group_id`, `priority`, `assignee_id`)
+  with `previous_value`, `Create` in the ticket's first audit (which also sets its first
+  group and priority), `Change` later; a change in a second of its own is an audit of its own.
 - `GET /users/me`: the user the credentials act as (the sandbox's admin, role `admin`,
   `ADMIN_ID`); without credentials, Zendesk's anonymous user (`id` null, role `end-user`) with
   200, as Zendesk answers; wrong credentials: 401. `check-config --online` calls it.
@@ -51,7 +55,7 @@ import re
 import sys
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import pairwise
@@ -59,6 +63,8 @@ from typing import Any, Literal
 
 from connectors.sandbox.server import FakeApi, FakeRequest, FakeResponse, HttpError
 from connectors.sandbox.world import (
+    ChangeField,
+    FieldChange,
     Group,
     Message,
     Organization,
@@ -79,6 +85,12 @@ SYSTEM_VIA = "rule"
 AGENT_VIA = "web"
 AUDIT_ID_BASE = 10**12
 METRIC_ID_BASE = 10**11
+CREATE_ID_BASE = 3 * 10**12  # the Create events setting a ticket's first group and priority (2 per ticket)
+# The world's change fields as the ticket names them (the key of a change event in the export).
+CHANGE_KEYS = {"group": "group_id", "priority": "priority", "assignee": "assignee_id"}
+CREATED_FIELDS: tuple[ChangeField, ...] = ("group", "priority")  # set on every new ticket
+# What one audit holds: its comments, status changes and group/priority/assignee changes.
+Children = tuple[list[Message], list[StatusChange], list[FieldChange]]
 
 STATUS = {"new": "new", "open": "open", "pending": "pending", "on_hold": "hold", "resolved": "solved",
           "closed": "closed"}
@@ -146,7 +158,7 @@ class _Index:
     version: tuple[int, int]
     tickets: list[tuple[int, int]]  # (generated_timestamp, ticket id)
     events: list[tuple[int, int, int]]  # (timestamp, audit id, ticket id)
-    audits: dict[int, tuple[list[Message], list[StatusChange]]]
+    audits: dict[int, Children]
     users: list[tuple[int, int]]  # (updated_at, user id)
     organizations: list[tuple[int, int]]
     ratings: list[tuple[int, int, int]]  # (offered_at, rating id, ticket id)
@@ -168,6 +180,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
     """Zendesk Support over the world's zendesk slice."""
 
     name = "zendesk"
+    change_fields = frozenset({"group", "priority", "assignee"})  # the ticket-events export shows all three
     email = "admin@sandbox.example"
     api_token = "sandbox-zendesk-token"
     oauth_token = "sandbox-zendesk-oauth-token"
@@ -261,7 +274,7 @@ class FakeZendesk(ZendeskWrites, FakeApi):
     def _build_index(self) -> _Index:
         data = self.data
         events: list[tuple[int, int, int]] = []
-        audits: dict[int, tuple[list[Message], list[StatusChange]]] = {}
+        audits: dict[int, Children] = {}
         ratings: list[tuple[int, int, int]] = []
         responses: list[tuple[str, int]] = []
         offers = sorted(t.rating.offered_at for t in data.tickets.values() if t.rating is not None and not t.deleted)
@@ -410,7 +423,8 @@ class FakeZendesk(ZendeskWrites, FakeApi):
             raise HttpError(400, "support_type_scope must be agent, ai_agent or all", "InvalidValue")
         index = self.index()
         lo, hi, end_of_stream = self._time_window(index.events, start, per_page)
-        events = [self.render_audit(stamp, audit_id, self.data.tickets[tid], index.audits[audit_id], with_comments)
+        events = [self.render_audit(stamp, audit_id, self.data.tickets[tid], index.audits[audit_id][:2], with_comments,
+                                    index.audits[audit_id][2])
                   for stamp, audit_id, tid in index.events[lo:hi]
                   if scope == "all" or (scope == "ai_agent") == _is_ai_agent_ticket(self.data.tickets[tid])]
         return FakeResponse(200, self._time_body("ticket_events", events, index.events, lo, hi, start, end_of_stream,
@@ -577,12 +591,16 @@ class FakeZendesk(ZendeskWrites, FakeApi):
                 "updated_at": iso(o.updated_at), "deleted_at": None}
 
     def render_audit(self, stamp: int, audit_id: int, t: Ticket,
-                     children: tuple[list[Message], list[StatusChange]], with_comments: bool) -> dict[str, Any]:
+                     children: tuple[list[Message], list[StatusChange]], with_comments: bool,
+                     field_changes: Sequence[FieldChange] = ()) -> dict[str, Any]:
         messages, changes = children
         requester = self.data.people[t.requester_id]
         via = _comment_via(messages[0], t, requester) if messages else _status_via(changes)
         shown = VIA_DISPLAY[via["channel"]]
         child_events = [_status_event(c, shown) for c in changes]
+        if any(c.previous is None for c in changes):  # the ticket's creation: its first group and priority
+            child_events.extend(_created_fields(t, shown))
+        child_events.extend(_field_event(c, t, shown) for c in field_changes)
         if with_comments:
             child_events.extend(_comment_event(m, t, requester, audit_id) for m in messages)
         elif messages:
@@ -687,16 +705,44 @@ def _status_via(changes: list[StatusChange]) -> dict[str, Any]:
     return {"channel": AGENT_VIA, "source": NO_SOURCE}
 
 
-def _audits_of(t: Ticket) -> Iterable[tuple[int, int, tuple[list[Message], list[StatusChange]]]]:
-    """One audit per second of the ticket's history: its comments and status changes."""
-    by_second: dict[int, tuple[list[Message], list[StatusChange]]] = {}
+def _audits_of(t: Ticket) -> Iterable[tuple[int, int, Children]]:
+    """One audit per second of the ticket's history: its comments, status changes and field changes.
+
+    The audit's id comes from its comments and status changes, else from its field changes.
+    """
+    by_second: dict[int, Children] = {}
     for m in t.messages:
-        by_second.setdefault(m.created_at, ([], []))[0].append(m)
+        by_second.setdefault(m.created_at, ([], [], []))[0].append(m)
     for c in t.status_changes:
-        by_second.setdefault(c.at, ([], []))[1].append(c)
+        by_second.setdefault(c.at, ([], [], []))[1].append(c)
+    for f in t.changes:
+        by_second.setdefault(f.at, ([], [], []))[2].append(f)
     for stamp, children in by_second.items():
-        first_id = min([m.id for m in children[0]] + [c.id for c in children[1]])
+        first_id = min([m.id for m in children[0]] + [c.id for c in children[1]] or [f.id for f in children[2]])
         yield stamp, AUDIT_ID_BASE + first_id, children
+
+
+def _created_fields(t: Ticket, via: str) -> list[dict[str, Any]]:
+    """The Create events of a new ticket's group and priority (its values before any change)."""
+    events = []
+    for offset, name in enumerate(CREATED_FIELDS):
+        value = t.initial(name)
+        if value is not None:
+            key = CHANGE_KEYS[name]
+            events.append({"id": CREATE_ID_BASE + 2 * t.id + offset, "event_type": "Create", "field_name": key,
+                           key: value, "via": via, "via_reference_id": None})
+    return events
+
+
+def _field_event(c: FieldChange, t: Ticket, via: str) -> dict[str, Any]:
+    """A group, priority or assignee change, keyed by the field's name as the export's status changes are."""
+    key = CHANGE_KEYS[c.field]
+    created = c.at == t.created_at and c.previous is None
+    event: dict[str, Any] = {"id": c.id, "event_type": "Create" if created else "Change", "field_name": key,
+                             key: c.value, "via": via, "via_reference_id": None}
+    if not created:
+        event["previous_value"] = c.previous
+    return event
 
 
 def _status_event(c: StatusChange, via: str) -> dict[str, Any]:

@@ -91,6 +91,8 @@ STATUSES = {"new": "new", "open": "open", "pending": "pending", "hold": "on_hold
             "closed": "closed", "deleted": "deleted"}
 RESOLVED = frozenset({"solved", "closed"})
 PRIORITIES = frozenset({"low", "normal", "high", "urgent"})
+# Ticket fields whose changes are kept (contact_changes), by the name the ticket gives them.
+CHANGE_FIELDS = {"group_id": "group", "priority": "priority", "assignee_id": "assignee"}
 ROLES = {"end-user": "customer", "agent": "agent", "admin": "agent"}
 # Business rules (triggers, automations) and Zendesk's own notices (`system`, an example value of
 # the audit via object's `channel` in Zendesk's OpenAPI description): neither replies nor bots.
@@ -227,7 +229,8 @@ def call_seconds(comments: Iterable[Any]) -> float | None:
 
 def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY,
                bot_ids: frozenset[str] = frozenset()) -> Iterator[tuple[str, Row]]:
-    """The messages and resolution events of one ticket event (an audit and its children).
+    """The messages, resolution events and group/priority/assignee changes of one ticket event (an audit and
+    its children; see `field_change_row` for the changes).
 
     A comment's author role is decided here where the comment itself tells it (a trigger, the
     AI agent, an author listed in `bot_ids`), else left to the author's user role. A Talk call
@@ -260,6 +263,42 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY,
             if transition:
                 yield "status_events", {"source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
                                         "kind": transition, "at": at}
+        if kind in ("Create", "Change"):
+            change = field_change_row(child, contact_id, at)
+            if change is not None:
+                yield "contact_changes", change
+
+
+def field_change_row(child: Mapping[str, Any], contact_id: str, at: str) -> Row | None:
+    """A `Create`/`Change` child event of the ticket's group, priority or assignee as a change; None for another field.
+
+    Both documented forms are read: the export keys the event by the ticket field's name
+    (`"group_id": 360002, "previous_value": 360001`), an audit's event names the field in
+    `field_name` and the new value in `value`. A `Create` sets a new ticket's field (no previous
+    value). Ids may come as numbers or text; a priority outside low/normal/high/urgent, like an
+    emptied field, is None. A change to the same value is no change.
+    """
+    for key, name in CHANGE_FIELDS.items():
+        if key in child:
+            new = child[key]
+        elif child.get("field_name") == key and "value" in child:
+            new = child["value"]
+        else:
+            continue
+        value, previous = _change_value(name, new), _change_value(name, child.get("previous_value"))
+        if value == previous:
+            return None
+        return {"source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id, "field": name,
+                "value": value, "previous": previous, "at": at}
+    return None
+
+
+def _change_value(name: str, value: Any) -> str | None:
+    if name == "priority":
+        return value if value in PRIORITIES else None
+    if isinstance(value, list):  # audits of some clients show a one-item list (zendesk2's TicketChange)
+        value = value[0] if len(value) == 1 else None
+    return opt_id(value, name)
 
 
 def _call_rows(child: Mapping[str, Any], contact_id: str, at: str, audit_via: Any) -> Iterator[tuple[str, Row]]:
