@@ -12,6 +12,15 @@ connector, and prints:
 - the peak RSS of the syncing process (it should stay flat as N grows);
 - API calls per 1,000 tickets per stream against the minimum the pagination allows.
 
+    python bench/ingest.py --insight [--source zendesk] [N ...]
+
+`--insight` runs each size twice, without and with conversation insight (`[insight] enabled`:
+the connector reads message bodies into memory, kpi_core/insight_pass.py analyses each page's
+bodies and drops them before storing), and prints both reports and the two runs side by side:
+tickets/s of local processing and the syncing process's peak RSS, with the analysers' share of
+the CPU time and the messages they read. The goal is 1,000 tickets/s or more with insight (the
+vendors' export limits allow about 170), memory flat as N grows.
+
 The fake advertises a rate limit high enough never to slow the client down: the bench
 measures this program, not Zendesk's 10 exports per minute. Another helpdesk is one more
 entry in `SOURCES` (how to read the minimum calls from its fake, and its page sizes).
@@ -68,6 +77,8 @@ from connectors.sandbox import fake_class
 from connectors.sandbox.server import FakeApi
 from connectors.sandbox.world import SOURCE_WEIGHTS, World
 from connectors.zendesk.connector import ZendeskConnector
+from kpi_core.insight_pass import InsightPass
+from kpi_core.settings import InsightSettings, Settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_source
 
@@ -290,16 +301,28 @@ def serve(source: str, tickets: int, seed: int) -> None:
 # --- the syncing subprocess -------------------------------------------------------------
 
 
-def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
-    """One full sync; prints wall/HTTP times, peak RSS and calls by stream as JSON."""
+def sync_once(source: str, settings: dict[str, Any], store_path: str, insight: bool = False) -> None:
+    """One full sync; prints wall/HTTP times, peak RSS and calls by stream as JSON.
+
+    `insight`: as with `[insight] enabled` (and bodies not stored): the connector reads message bodies and
+    every page is analysed before it is stored; the analysers' CPU time is measured apart."""
     section = plugin(source).settings.model_validate(settings)  # as [connectors.SOURCE] is validated
+    analysis: InsightPass | None = None
+    if insight:
+        on = Settings(insight=InsightSettings(enabled=True))  # its [privacy] now reads bodies (not storing them)
+        section.with_privacy(on.privacy)
+        analysis = InsightPass.from_settings(on)
     connector = build_connector(source, section)
     timing = _instrument(connector, SOURCES[source].stream_of_path)
+    timing["insight_cpu"] = 0.0
     store = open_store(store_path)
     _time_store(store, timing)
+    if analysis is not None:
+        _time_insight(analysis, timing)
     started, started_cpu = time.perf_counter(), time.thread_time()
-    result = sync_source(store, connector)
+    result = sync_source(store, connector, insight=analysis)
     wall, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
+    bodies = store.db.execute("SELECT count(body) FROM messages").fetchone()[0]
     counts = {t: store.count(t) for t in ("contacts", "messages", "status_events", "people", "survey_responses")}
     store.close()
     connector.close()
@@ -307,7 +330,8 @@ def sync_once(source: str, settings: dict[str, Any], store_path: str) -> None:
         "ok": result.ok, "error": result.error, "wall_s": wall, "http_s": timing["http"],
         "network_s": timing["network"], "cpu_s": cpu, "http_cpu_s": timing["http_cpu"],
         "store_cpu_s": timing["store_cpu"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "calls": timing["calls"], "stored": counts,
+        "calls": timing["calls"], "stored": counts, "insight_cpu_s": timing["insight_cpu"],
+        "analysed": analysis.analysed if analysis else 0, "bodies_stored": bodies,
     }))
 
 
@@ -355,10 +379,24 @@ def _time_store(store: Store, timing: dict[str, Any]) -> None:
     store.settle = timed(store.settle)  # type: ignore[method-assign]
 
 
+def _time_insight(analysis: InsightPass, timing: dict[str, Any]) -> None:
+    """CPU spent analysing pages (language, sentiment, topic) and dropping their bodies."""
+    apply = analysis.apply
+
+    def timed(page: Any, roles: Any = None) -> None:
+        started = time.thread_time()
+        try:
+            apply(page, roles)
+        finally:
+            timing["insight_cpu"] += time.thread_time() - started
+
+    analysis.apply = timed  # type: ignore[method-assign]
+
+
 # --- the driver ---------------------------------------------------------------------------
 
 
-def run_size(source: str, tickets: int, seed: int) -> dict[str, Any]:
+def run_size(source: str, tickets: int, seed: int, insight: bool = False) -> dict[str, Any]:
     me = [sys.executable, str(Path(__file__).resolve())]
     server = subprocess.Popen([*me, "--serve", "--source", source, "--tickets", str(tickets), "--seed", str(seed)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -367,7 +405,7 @@ def run_size(source: str, tickets: int, seed: int) -> dict[str, Any]:
         sandbox = json.loads(server.stdout.readline())
         with tempfile.TemporaryDirectory() as tmp:
             worker = subprocess.run([*me, "--worker", "--source", source, "--settings", json.dumps(sandbox["settings"]),
-                                     "--store", os.path.join(tmp, "bench.sqlite")],
+                                     "--store", os.path.join(tmp, "bench.sqlite"), *(["--insight"] if insight else [])],
                                     capture_output=True, text=True, check=True)
         stats = json.loads(worker.stdout.strip().splitlines()[-1])
     finally:
@@ -405,6 +443,24 @@ def report(source: str, stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(source: str, plain: dict[str, Any], insight: dict[str, Any]) -> str:
+    """The runs without and with insight: tickets/s of local processing (CPU time) and peak RSS."""
+    tickets = plain["volumes"]["tickets"][1]
+
+    def rate(stats: dict[str, Any]) -> float:
+        return float(tickets / (stats["cpu_s"] - stats["http_cpu_s"]))
+
+    analysed, insight_cpu = insight["analysed"], insight["insight_cpu_s"]
+    return "\n".join([
+        f"{source}: {tickets:,} tickets, conversation insight off -> on",
+        f"  local processing: {rate(plain):,.0f} -> {rate(insight):,.0f} tickets/s by CPU time"
+        f" (goal with insight: >= 1,000)",
+        f"  peak RSS of the syncing process: {plain['peak_rss_mb']:.0f} -> {insight['peak_rss_mb']:.0f} MB",
+        f"  analysis: {analysed:,} messages in {insight_cpu:.1f} s CPU"
+        f" ({analysed / insight_cpu if insight_cpu else 0:,.0f} messages/s); bodies stored: {insight['bodies_stored']}",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sizes", nargs="*", type=int, default=[50_000, 200_000], help="tickets of the source")
@@ -413,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--second-sync", action="store_true",
                         help="measure a second sync after --changed tickets change, against its floor")
     parser.add_argument("--changed", type=int, default=1000, help="tickets changed before the second sync")
+    parser.add_argument("--insight", action="store_true",
+                        help="each size without and with conversation insight, side by side")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tickets", type=int, help=argparse.SUPPRESS)
@@ -422,10 +480,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.source, args.tickets, args.seed)
     elif args.worker:
-        sync_once(args.source, json.loads(args.settings), args.store)
+        sync_once(args.source, json.loads(args.settings), args.store, insight=args.insight)
     elif args.second_sync:
         for size in args.sizes if args.sizes != [50_000, 200_000] else [5_000]:
             print(second_sync(args.source, size, args.changed, args.seed), flush=True)
+    elif args.insight:
+        for size in args.sizes:
+            plain = run_size(args.source, size, args.seed)
+            print(report(args.source, plain), flush=True)
+            analysed = run_size(args.source, size, args.seed, insight=True)
+            print(report(args.source, analysed), flush=True)
+            print(side_by_side(args.source, plain, analysed), flush=True)
     else:
         for size in args.sizes:
             print(report(args.source, run_size(args.source, size, args.seed)), flush=True)

@@ -81,8 +81,10 @@ def parse_iso(text: str) -> datetime:
 
 
 def begin(store: Store, connector: Backfillable, source: str, stream: StreamSpec, run_id: int,
-          now: datetime | None = None) -> tuple[str | None, int]:
+          now: datetime | None = None, prepare: Callable[[Page], None] | None = None) -> tuple[str | None, int]:
     """Start a stream's first sync; returns the cursor its incremental read starts from, and records stored.
+
+    `prepare`: what the sync does to every page before storing it (conversation insight), done to the first too.
 
     A stream with no bounded window returns (None, 0): it is read oldest first, as before.
     One whose history lies within the current month (or fits the first page) is read oldest
@@ -93,6 +95,8 @@ def begin(store: Store, connector: Backfillable, source: str, stream: StreamSpec
         return None, 0
     head = month_start(now or datetime.now(timezone.utc))
     first = start.first
+    if prepare is not None:
+        prepare(first)
     if start.complete or start.oldest is None or start.oldest >= head:
         # Nothing older than the current month: today's read, resumed after its first page.
         count = store.write_pages(source, stream.name, [(first.records, start.position)], run_id=run_id, checked=True)
@@ -163,6 +167,7 @@ class FillStatus:
 
 
 PageHook = Callable[[str, Page], None]
+PagePrep = Callable[[Page], None]  # done to each page before it is stored (conversation insight drops bodies)
 Job = tuple[float, str, str]  # (-end, stream, start): the newest window first
 
 
@@ -177,13 +182,13 @@ class Filler:
 
     def __init__(self, store: Store, connector: Connector, *, run_id: int, threads: int,
                  stop: threading.Event | None, on_page: PageHook,
-                 on_progress: Callable[[FillStatus], None] | None = None) -> None:
+                 on_progress: Callable[[FillStatus], None] | None = None, prepare: PagePrep | None = None) -> None:
         found = capable(connector)
         if found is None:
             raise TypeError(f"{connector.name}: the connector cannot read time windows")
         self.backfillable: Backfillable = found
         self.store, self.connector, self.source, self.run_id = store, connector, connector.name, run_id
-        self.on_page, self.on_progress = on_page, on_progress
+        self.on_page, self.on_progress, self.prepare = on_page, on_progress, prepare
         self.stop = stop or threading.Event()
         self.abort = threading.Event()
         self.no_more_jobs = threading.Event()
@@ -338,7 +343,7 @@ class Filler:
 
     def _store_batch(self, items: list[tuple[str, BackfillWindow | None, Any]]) -> None:
         done_before = self.status.done
-        _store(self.store, self.source, self.run_id, items, self.status, self.on_page, self.skipped)
+        _store(self.store, self.source, self.run_id, items, self.status, self.on_page, self.skipped, self.prepare)
         self.status.calls = self.calls()
         self._update_eta()
         if self.status.done > done_before:  # what the daemon's log shows of a long first sync
@@ -350,14 +355,19 @@ class Filler:
 
 
 def _store(store: Store, source: str, run_id: int, items: list[tuple[str, BackfillWindow | None, Any]],
-           status: FillStatus, on_page: PageHook, taken: set[tuple[str, str]]) -> None:
-    """Store read pages, each window's position and the windows read to their end, in one transaction."""
+           status: FillStatus, on_page: PageHook, taken: set[tuple[str, str]], prepare: PagePrep | None = None) -> None:
+    """Store read pages, each window's position and the windows read to their end, in one transaction.
+
+    `prepare` runs on this (the storing) thread, before the transaction: the analysers need not be thread-safe,
+    and the write transaction stays as short as it was."""
     positions: dict[tuple[str, str], BackfillWindow] = {}
     # Read before the write transaction begins: a transaction that reads first and writes later
     # cannot wait for another writer (SQLite answers "database is locked" at once). Only this
     # thread writes this source's contacts, so what is read here still holds when writing.
     for kind, _, page in items:
         if kind == "page":
+            if prepare is not None:
+                prepare(page)
             _keep_newer_states(store, source, page)
     with store.db.atomic():
         for kind, window, page in items:

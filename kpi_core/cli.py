@@ -25,6 +25,7 @@ from kpi_core import (
     cli_orders,
     cli_privacy,
     cli_report,
+    cli_topics,
     cli_writeback,
     online_check,
     surveys,
@@ -63,7 +64,7 @@ from kpi_core.sync import Progress, SourceResult, sync_one
 # The top-level help lists the sub-commands by the task they serve, in this order; a command in no
 # group (a newer one) is listed under "more".
 TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("set up", ("check-config", "demo", "sandbox")),
+    ("set up", ("check-config", "demo", "sandbox", "topics")),
     ("sync", ("sync", "surveys", "orders", "inputs", "compute")),
     ("read", ("kpis", "diagnose", "reasons", "report")),
     ("write back", ("push", "fields")),
@@ -81,6 +82,7 @@ MORE_COMMANDS: tuple[AddParsers, ...] = (
     cli_orders.add_parsers,
     cli_privacy.add_parsers,
     cli_report.add_parsers,
+    cli_topics.add_parsers,
     cli_writeback.add_parsers,
 )
 
@@ -131,9 +133,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if secret_in_file_readable_by_others(path):
         err(f"warning: {path}: holds a secret and is readable by other users; run: chmod 600 {path}")
     enabled = settings.enabled_connectors()
+    insight = cli_topics.check_insight(path, settings)  # a topic rule that cannot compile: ConfigProblem, exit 2
     out(f"{path}: OK")
     out(f"  store: {settings.store.path}")
     out(f"  sources enabled: {', '.join(enabled) if enabled else 'none'}")
+    for line in insight:
+        out(line)
     if not args.online:
         return EXIT_OK
     checks = online_check.check_sources(settings)

@@ -170,7 +170,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 @command("reasons")
 def cmd_reasons(args: argparse.Namespace) -> int:
-    """Print the top contact reasons (tags, ticket type or a custom field) with share and change."""
+    """Print the top contact reasons (tags, ticket type, insight topic or a custom field) with share and change."""
     since, until = date_range(args)
     with _engine(args) as (settings, store):
         bring_up_to_date(store, settings)
@@ -181,6 +181,9 @@ def cmd_reasons(args: argparse.Namespace) -> int:
             return EXIT_OK
         found = top_reasons(store, settings, since, until, args.by, args.top)
         skus = top_refunded_skus(store, settings, since, until, args.top) if args.format != "json" else []
+    if (args.by or settings.kpis.reasons.by) == "topic" and not (settings.insight.enabled and settings.insight.topics):
+        err("note: topics are set during the sync only with [insight] enabled and [insight] topics rules;"
+            " `helpdesk-kpi topics suggest` proposes rules")
     text = format_reasons(found) + ("\n" + format_refunded_skus(skus) if skus else "")
     out(json.dumps(found, indent=2, ensure_ascii=False) if args.format == "json" else text.rstrip())
     return EXIT_OK
@@ -229,7 +232,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("reasons", parents=[common], help=cmd_reasons.__doc__)
     _range(p)
-    p.add_argument("--by", help="tag, ticket_type or custom.FIELD (default: [kpis.reasons] by)")
+    p.add_argument("--by", help="tag, ticket_type, topic or custom.FIELD (default: [kpis.reasons] by); a topic is"
+                                " the one the [insight] topics rules gave the first customer message when the"
+                                " contact was synced: rules changed later apply to contacts synced afterwards"
+                                " (the text is not kept; `sync --full` reads it again)")
     p.add_argument("--top", type=int, help="how many reasons (default: [kpis.reasons] top)")
     p.add_argument("--refunded-skus", action="store_true",
                    help="the top refunded SKUs of the order feed, with the contacts around the refunds, instead")

@@ -22,6 +22,12 @@ with the rows, so a crash leaves it for the next settle.
 
 Role of a message author: the message's own `author_role` when the connector knew it,
 else the role of the person in `people` (Zendesk tells roles only on users).
+
+Conversation insight's facts (the languages, sentiment scores and topics the sync stored on
+messages, kpi_core/insight_pass.py; the group and priority changes of `contact_changes`) are
+derived for every touched contact, whether or not its connector delivered its whole history:
+they describe what was stored, and need no vendor figure to fall back on. They stay free of
+settings; the admin's escalation groups are applied by the KPI facts (kpi_core/kpis/facts.py).
 """
 
 from __future__ import annotations
@@ -43,10 +49,36 @@ SETTLE_AT = 250_000
 
 _ROLE = "coalesce(m.author_role, p.role)"
 
+
+def _after_bar(expr: str) -> str:
+    """What follows the first '|' of `expr` (NULL stays NULL)."""
+    return f"substr({expr}, instr({expr}, '|') + 1)"
+
+
+def _earliest(value: str, when: str, pick: str = "min") -> str:
+    """`value` of the earliest (`pick` max: the latest) message meeting `when`, in the one pass of the grouped
+    rows: time and value are joined into one text, compared as text (ISO times sort as text), and split after
+    the separator (a time never holds '|'). Cheaper than a window per contact, which the settle of a first sync
+    would pay for every contact."""
+    return _after_bar(f"{pick}(CASE WHEN {when} THEN created_at || '|' || {value} END)")
+
+
+_CUSTOMER = "role = 'customer'"
+_REPLY = "m.role = 'agent' AND m.public = 1"
+_PRIORITY_RANK = "CASE {col} WHEN 'low' THEN 1 WHEN 'normal' THEN 2 WHEN 'high' THEN 3 WHEN 'urgent' THEN 4 ELSE 0 END"
+# The facts below follow the messages and events only for contacts whose connector delivered them whole
+# (`facts_from_events`); the others keep the connector's own figures.
+_OWN = "contacts.facts_from_events = 1 AND f.contact_id IS NOT NULL"
+
+
+def _own(column: str, new: str) -> str:
+    return f"{column} = CASE WHEN {_OWN} THEN {new} ELSE contacts.{column} END"
+
+
 _FACTS_SQL = f"""
 WITH touched(source_id) AS (SELECT value FROM json_each(:ids)),
 msgs AS (
-  SELECT m.contact_id, m.created_at, m.public, {_ROLE} AS role
+  SELECT m.contact_id, m.created_at, m.public, {_ROLE} AS role, m.language, m.sentiment, m.topic
   FROM messages m
   LEFT JOIN people p ON p.source = m.source AND p.source_id = m.author_id
   WHERE m.source = :source AND m.contact_id IN (SELECT source_id FROM touched)
@@ -55,7 +87,17 @@ customers AS (
   SELECT contact_id,
          min(CASE WHEN role = 'customer' THEN created_at END) AS first_customer_message_at,
          count(CASE WHEN role = 'customer' THEN 1 END) AS customer_messages,
-         max(created_at) AS last_message_at
+         max(created_at) AS last_message_at,
+         -- Conversation insight (kpi_core/insight_pass.py). The language of the first customer message whose
+         -- language was detected (a greeting too short to tell does not hide the language of what follows).
+         nullif({_earliest("language", f"{_CUSTOMER} AND language IS NOT NULL AND language != 'und'")}, '')
+           AS detected_language,
+         -- Sentiment of the first and the last customer message with a score, and the lowest of any.
+         CAST({_earliest("sentiment", f"{_CUSTOMER} AND sentiment IS NOT NULL")} AS REAL) AS first_sentiment,
+         CAST({_earliest("sentiment", f"{_CUSTOMER} AND sentiment IS NOT NULL", "max")} AS REAL) AS last_sentiment,
+         min(CASE WHEN role = 'customer' THEN sentiment END) AS min_sentiment,
+         -- The topic of the first customer message itself (topic rules are written for opening messages).
+         nullif({_earliest("coalesce(topic, '')", _CUSTOMER)}, '') AS topic
   FROM msgs GROUP BY contact_id
 ),
 firsts AS (
@@ -68,11 +110,14 @@ firsts AS (
 ),
 replies AS (
   SELECT f.contact_id,
-         min(CASE WHEN m.role = 'agent' AND m.public = 1 THEN m.created_at END) AS first_agent_reply_at,
-         count(CASE WHEN m.role = 'agent' AND m.public = 1 THEN 1 END) AS agent_replies,
+         min(CASE WHEN {_REPLY} THEN m.created_at END) AS first_agent_reply_at,
+         count(CASE WHEN {_REPLY} THEN 1 END) AS agent_replies,
          -- A bot's greeting sent before the customer wrote does not make a contact bot-only, nor does a bot's
          -- private note (a hand-over summary): the bot must have answered the customer.
-         max(CASE WHEN m.role = 'bot' AND m.public = 1 THEN 1 ELSE 0 END) AS has_bot_message
+         max(CASE WHEN m.role = 'bot' AND m.public = 1 THEN 1 ELSE 0 END) AS has_bot_message,
+         -- The language of that first reply (None when it could not be told).
+         nullif({_after_bar(f"min(CASE WHEN {_REPLY} THEN m.created_at || '|' || coalesce(m.language, '') END)")},
+                '') AS reply_language
   FROM firsts f
   LEFT JOIN msgs m ON m.contact_id = f.contact_id AND m.created_at >= f.customer_start
   GROUP BY f.contact_id
@@ -86,22 +131,61 @@ resolutions AS (
   FROM status_events
   WHERE source = :source AND contact_id IN (SELECT source_id FROM touched)
   GROUP BY contact_id
+),
+changed AS (
+  -- A change's former value where the source did not say: the value of the same field's change before it (looked
+  -- up only then: a window over every change cost a sort of them all).
+  SELECT ch.contact_id, ch.field, ch.value, ch.at,
+         coalesce(ch.previous, (SELECT x.value FROM contact_changes x WHERE x.source = :source
+                                AND x.contact_id = ch.contact_id AND x.field = ch.field
+                                AND (x.at < ch.at OR (x.at = ch.at AND x.rowid < ch.rowid))
+                                ORDER BY x.at DESC, x.rowid DESC LIMIT 1)) AS before
+  FROM contact_changes ch
+  WHERE ch.source = :source AND ch.contact_id IN (SELECT source_id FROM touched) AND ch.field IN ('group', 'priority')
+),
+escalations AS (
+  -- The escalation inputs (the escalation-group rule needs the admin's list: the KPI facts apply it):
+  -- the last move from one group to another, the last rise of the priority to high or urgent, and every
+  -- group the contact was put in.
+  SELECT contact_id,
+         max(CASE WHEN field = 'group' AND value IS NOT NULL AND before IS NOT NULL AND value != before
+                  THEN at END) AS last_regroup_at,
+         max(CASE WHEN field = 'priority' AND value IN ('high', 'urgent')
+                  AND {_PRIORITY_RANK.format(col="value")} > {_PRIORITY_RANK.format(col="before")}
+                  THEN at END) AS last_raise_at,
+         nullif(json_group_array(DISTINCT value) FILTER (WHERE field = 'group' AND value IS NOT NULL), '[]')
+           AS groups_seen
+  FROM changed GROUP BY contact_id
 )
 UPDATE contacts SET
-  first_customer_message_at = f.first_customer_message_at,
-  customer_messages = f.customer_messages,
-  has_bot_message = r.has_bot_message,
-  first_agent_reply_at = r.first_agent_reply_at,
-  agent_replies = r.agent_replies,
-  first_resolved_at = s.first_resolved_at,
-  last_resolved_at = s.last_resolved_at,
-  reopens = coalesce(s.reopens, 0),
-  last_activity_at = max(f.last_message_at, coalesce(s.last_event_at, ''), contacts.created_at),
-  is_bot_only = (s.first_resolved_at IS NOT NULL AND r.agent_replies = 0 AND r.has_bot_message = 1)
-FROM firsts f
-JOIN replies r ON r.contact_id = f.contact_id
-LEFT JOIN resolutions s ON s.contact_id = f.contact_id
-WHERE contacts.source = :source AND contacts.source_id = f.contact_id AND contacts.facts_from_events = 1
+  {_own("first_customer_message_at", "f.first_customer_message_at")},
+  {_own("customer_messages", "f.customer_messages")},
+  {_own("has_bot_message", "r.has_bot_message")},
+  {_own("first_agent_reply_at", "r.first_agent_reply_at")},
+  {_own("agent_replies", "r.agent_replies")},
+  {_own("first_resolved_at", "s.first_resolved_at")},
+  {_own("last_resolved_at", "s.last_resolved_at")},
+  {_own("reopens", "coalesce(s.reopens, 0)")},
+  {_own("last_activity_at", "max(f.last_message_at, coalesce(s.last_event_at, ''), contacts.created_at)")},
+  {_own("is_bot_only", "(s.first_resolved_at IS NOT NULL AND r.agent_replies = 0 AND r.has_bot_message = 1)")},
+  detected_language = f.detected_language,
+  reply_language = r.reply_language,
+  first_sentiment = f.first_sentiment,
+  last_sentiment = f.last_sentiment,
+  min_sentiment = f.min_sentiment,
+  topic = f.topic,
+  -- Moved to another group after the first agent reply (that of the messages, or the connector's own figure).
+  regrouped_after_reply = coalesce(e.last_regroup_at > CASE WHEN {_OWN} THEN r.first_agent_reply_at
+                                   ELSE contacts.first_agent_reply_at END, 0),
+  -- Raised to high or urgent after the contact was created (a contact opened as urgent was not raised).
+  priority_raised = coalesce(e.last_raise_at > contacts.created_at, 0),
+  groups_seen = e.groups_seen
+FROM touched t
+LEFT JOIN firsts f ON f.contact_id = t.source_id
+LEFT JOIN replies r ON r.contact_id = t.source_id
+LEFT JOIN resolutions s ON s.contact_id = t.source_id
+LEFT JOIN escalations e ON e.contact_id = t.source_id
+WHERE contacts.source = :source AND contacts.source_id = t.source_id
 """
 
 

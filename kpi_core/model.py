@@ -190,6 +190,17 @@ CONTACT = _record_type(
         # so the store may derive reply/resolution facts from them (see kpi_core/derive.py).
         "facts_from_events": bool,
         "messages_truncated": bool,
+        # Conversation insight, derived from the messages' language, sentiment and topic and from the contact's
+        # changes (kpi_core/derive.py); never set by a connector.
+        "detected_language": str,  # of the first customer message whose language was detected
+        "reply_language": str,  # of the first agent reply
+        "first_sentiment": float,  # of the first customer message with a score (-1 .. 1)
+        "last_sentiment": float,  # of the last customer message with a score
+        "min_sentiment": float,  # the lowest score of any customer message
+        "topic": str,  # the first customer message's topic
+        "regrouped_after_reply": bool,  # moved from one group to another after the first agent reply
+        "priority_raised": bool,  # priority raised to high or urgent after the contact was created
+        "groups_seen": list,  # every group id the contact's changes put it in (the escalation-group rule)
         "vendor": dict,  # the vendor's own metrics, kept for comparison (`*_vendor` values)
         "raw": dict,  # the payload with personal fields removed
     },

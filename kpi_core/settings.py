@@ -141,17 +141,17 @@ class BusinessInputSettings(Section):
 
 
 class ReasonSettings(Section):
-    """Where contact reasons come from: tags, the ticket type or a custom field."""
+    """Where contact reasons come from: tags, the ticket type, the insight topic or a custom field."""
 
-    by: str = "tag"  # tag | ticket_type | custom.FIELD
+    by: str = "tag"  # tag | ticket_type | topic | custom.FIELD
     top: int = Field(default=10, ge=1, le=100)
     exclude: list[str] = Field(default_factory=list)
 
     @field_validator("by")
     @classmethod
     def _check_by(cls, value: str) -> str:
-        if value not in ("tag", "ticket_type") and not (value.startswith("custom.") and len(value) > 7):
-            raise ValueError('expected "tag", "ticket_type" or "custom.FIELD"')
+        if value not in ("tag", "ticket_type", "topic") and not (value.startswith("custom.") and len(value) > 7):
+            raise ValueError('expected "tag", "ticket_type", "topic" or "custom.FIELD"')
         return value
 
 
@@ -183,6 +183,13 @@ class KpiSettings(Section):
     # The scale of CSAT answers nobody could classify, stated by the admin: "source:scale seen" -> a scale
     # ("1-5", "good_bad", ... or any "low-high" range). `status` lists the scales seen without one.
     csat_scales: dict[str, str] = Field(default_factory=dict)
+    # `[insight] escalation_groups`, handed over by Settings: the KPI facts apply the escalation-group rule.
+    _escalation_groups: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def escalation_groups(self) -> list[str]:
+        """Groups (names or ids) whose contacts count as escalated (`[insight] escalation_groups`)."""
+        return self._escalation_groups
 
     _parse_abandon = field_validator("abandon_after", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 
@@ -686,6 +693,7 @@ class Settings(BaseSettings):
         """Connectors are built from their own table, so each table carries the [privacy] switches (and whether
         conversation insight needs message bodies read into memory)."""
         self.privacy._read_bodies = self.insight.enabled
+        self.kpis._escalation_groups = list(self.insight.escalation_groups)  # the KPI facts read [kpis] only
         for section in self.connectors.values():
             section.with_privacy(self.privacy)
         return self

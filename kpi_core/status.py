@@ -74,7 +74,22 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
             "backfill": backfill.summary(store, name),
         }
     return {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "sources": sources, "daemon": daemon,
-            "writeback": writeback_ledger.status(store)}
+            "writeback": writeback_ledger.status(store), "insight": insight_report(settings)}
+
+
+def insight_report(settings: Settings) -> dict[str, Any]:
+    """Whether conversation insight reads message text during the sync, and how many topic rules it applies."""
+    topics = settings.insight.topics
+    return {"enabled": settings.insight.enabled, "topics": sum(len(t) for t in topics.values()),
+            "topic_languages": sorted(topics)}
+
+
+def _insight_line(found: dict[str, Any] | None) -> str:
+    if not found or not found["enabled"]:
+        return "insight: off (message text is not read; [insight] enabled = true turns it on)"
+    rules = (f"{found['topics']} topics for {', '.join(found['topic_languages'])}" if found["topics"]
+             else "no topic rules")
+    return f"insight: on (language, sentiment and topic of messages, read in memory during the sync; {rules})"
 
 
 def daemon_report(settings: Settings) -> dict[str, Any]:
@@ -172,6 +187,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines.extend(_undecided_line(name, u) for u in s.get("csat_undecided") or ())
         if s.get("backfill") and not s["backfill"]["complete"]:
             lines.append(_backfill_line(name, s["backfill"]))
+    lines.append(_insight_line(report.get("insight")))
     lines.append("")
     if daemon["running"]:
         lines.append(f"daemon: running (pid {daemon['pid']}, since {daemon['started_at'] or '?'})")

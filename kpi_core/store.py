@@ -441,6 +441,31 @@ def m029_insight_records(db: Database) -> None:
             db.execute(f"ALTER TABLE messages ADD COLUMN [{column}] {_SQL_TYPES[MESSAGE.columns[column]]}")
 
 
+@migrations()
+def m030_insight_facts(db: Database) -> None:
+    """Conversation insight's derived facts: on contacts (kpi_core/derive.py: detected and reply language, first,
+    last and lowest sentiment, topic, the escalation inputs) and in kpi_facts (kpi_core/kpis/facts.py: reply
+    language match, sentiment flags, escalated, topic). A store created after the model gained the contact
+    columns has them from m001. The contacts with insight values or changes stored are derived again; the facts
+    are rebuilt (their fingerprint forgotten) and the columnar copy takes the new columns whole."""
+    have = set(db["contacts"].columns_dict)
+    for column, kind in (("detected_language", "TEXT"), ("reply_language", "TEXT"), ("first_sentiment", "REAL"),
+                         ("last_sentiment", "REAL"), ("min_sentiment", "REAL"), ("topic", "TEXT"),
+                         ("regrouped_after_reply", "INTEGER"), ("priority_raised", "INTEGER"),
+                         ("groups_seen", "TEXT")):
+        if column not in have:
+            db.execute(f"ALTER TABLE contacts ADD COLUMN [{column}] {kind}")
+    for column, kind in (("reply_match", "INTEGER"), ("first_sentiment", "REAL"), ("last_sentiment", "REAL"),
+                         ("min_sentiment", "REAL"), ("negative", "INTEGER"), ("started_negative", "INTEGER"),
+                         ("recovered", "INTEGER"), ("escalated", "INTEGER"), ("topic", "TEXT")):
+        db.execute(f"ALTER TABLE kpi_facts ADD COLUMN {column} {kind}")
+    db.execute("DELETE FROM kpi_meta WHERE key = 'facts_fingerprint'")
+    db.execute("INSERT OR IGNORE INTO kpi_columns_stale VALUES ('kpi_facts')")  # the copy takes the new columns
+    db.execute("INSERT OR IGNORE INTO derive_pending (source, contact_id) SELECT source, contact_id FROM messages"
+               " WHERE language IS NOT NULL OR sentiment IS NOT NULL OR topic IS NOT NULL"
+               " UNION SELECT source, contact_id FROM contact_changes")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

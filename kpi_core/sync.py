@@ -24,6 +24,8 @@ from connectors.registry import build_connector
 from kpi_core import backfill
 from kpi_core.backfill import BackfillOptions, FillStatus
 from kpi_core.collector import fewer_collections
+from kpi_core.insight.topics import TopicRuleError
+from kpi_core.insight_pass import InsightPass, prepare
 from kpi_core.model import RecordError
 from kpi_core.settings import Settings
 from kpi_core.store import Store
@@ -140,8 +142,12 @@ def sync_source(
     on_progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     backfill_options: BackfillOptions | None = None,
+    insight: InsightPass | None = None,
 ) -> SourceResult:
     """Sync one connector's streams in order; never raises SyncError (it is returned).
+
+    With `insight` (conversation insight on), every page's message bodies are analysed and dropped
+    before the page is stored, whichever path stores it (kpi_core/insight_pass.py).
 
     With `backfill_options` enabled and a connector offering `Backfillable`, a stream's first
     sync reads the current month first and older months after every stream's incremental
@@ -155,6 +161,7 @@ def sync_source(
         store.clear_cursors(name)
         store.clear_backfill(name)
     batch = _Batch(store, name, run_id, connector, progress, on_progress)
+    prep = prepare(insight, store.db.conn)
     # A backfill begun earlier is finished even when first syncs now read oldest first.
     planning = bool(backfill_options and backfill_options.enabled)
     newest_first = backfill.capable(connector) if planning or store.backfill_windows(name) else None
@@ -176,7 +183,7 @@ def sync_source(
         with fewer_collections(), announcing_waits(lambda _seconds: batch.flush()), stopping_waits(stop):
             if newest_first is not None:
                 filler = _start_filling(store, connector, run_id, backfill_options or BackfillOptions(enabled=False),
-                                        progress, on_progress, stop, note)
+                                        progress, on_progress, stop, note, prep)
             for stream in connector.streams():
                 progress.stream = stream.name
                 batch.stream, batch.stream_records = stream.name, 0
@@ -186,6 +193,8 @@ def sync_source(
                     before = batch.stream_records
                     try:
                         for page in connector.read(stream, cursor, full=full and cursor is None):
+                            if prep is not None:
+                                prep(page)  # before anything else sees the page: its bodies go here
                             note(stream.name, page)
                             batch.add(page)
                             if filler is not None:
@@ -225,6 +234,8 @@ def sync_source(
         if filler is not None:
             _close_filling(filler, result)
     store.settle(name)  # what was stored is derived, whether the sync ended, stopped or failed
+    if insight is not None:
+        log.info("%s: conversation insight analysed %d messages", name, insight.analysed)
     result.records, result.pages, result.api_calls = progress.records, progress.pages, connector.api_calls
     result.contacts_stored = store.count("contacts", name)
     result.orders_stored = store.count("orders", name)
@@ -235,18 +246,19 @@ def sync_source(
 
 def _start_filling(store: Store, connector: Connector, run_id: int, options: BackfillOptions, progress: Progress,
                    on_progress: ProgressCallback | None, stop: threading.Event | None,
-                   note: Callable[[str, Page], None]) -> backfill.Filler:
+                   note: Callable[[str, Page], None], prep: Callable[[Page], None] | None) -> backfill.Filler:
     """Plan the first syncs newest first (one look per stream) and start the threads reading older months.
 
     The threads read while this thread syncs every stream as usual; their pages are stored
     between the stream's own pages. Each stored batch is reported as progress.
     """
-    filler = backfill.Filler(store, connector, run_id=run_id, threads=options.threads, stop=stop, on_page=note)
+    filler = backfill.Filler(store, connector, run_id=run_id, threads=options.threads, stop=stop, on_page=note,
+                             prepare=prep)
     unseen: set[str] = set()
     for stream in connector.streams():
         if options.enabled and store.get_cursor(connector.name, stream.name) is None:
             progress.stream = stream.name
-            _, stored = backfill.begin(store, filler.backfillable, connector.name, stream, run_id)
+            _, stored = backfill.begin(store, filler.backfillable, connector.name, stream, run_id, prepare=prep)
             progress.records += stored
         if backfill.head_unseen(store, connector.name, stream):
             unseen.add(stream.name)
@@ -322,10 +334,16 @@ def sync_one(
     except Exception as exc:  # a connector that cannot even be built fails alone
         return _failed_to_start(store, name, describe(exc))
     try:
+        insight = InsightPass.from_settings(settings)  # built once per run: loading the models is the slow part
+    except Exception as exc:  # without its analyser no page may be stored: the bodies would have nowhere to go
+        connector.close()
+        said = str(exc) if isinstance(exc, TopicRuleError) else describe(exc)  # a rule error names key and rule
+        return _failed_to_start(store, name, f"conversation insight cannot start: {said}")
+    try:
         if rewind_since is not None:
             _rewind(store, connector, rewind_since)
         result = sync_source(store, connector, full=full, on_progress=on_progress, stop=stop,
-                             backfill_options=sync_options(settings))
+                             backfill_options=sync_options(settings), insight=insight)
         if result.ok:
             result.records += apply_mappings(store, settings.surveys.mappings, name)
     except Exception as exc:  # a bug or a store problem: logged with its traceback, its run closed

@@ -45,6 +45,7 @@ class Group(StrEnum):
     COST = "cost"
     COVERAGE = "coverage"
     VALUE = "value"
+    INSIGHT = "insight"  # conversation insight: languages, sentiment and escalations read from the messages
 
 
 # --- measures: how a KPI's value comes out of grouped rows ---------------------------
@@ -369,6 +370,32 @@ def _value_kpis() -> list[Kpi]:
     ]
 
 
+def _insight_kpis() -> list[Kpi]:
+    """Conversation insight (docs/kpi-definitions.md). Each denominator holds only contacts with the data its
+    question needs (a reply whose two languages are known, a scored customer message, a source whose changes
+    are read), so with insight off, or before a sync analysed anything, a KPI has no value rather than 0 %."""
+    return [
+        Kpi("reply_language_match_pct", "Reply language match", "contacts whose first agent reply is in the"
+            " customer's language (detected, else the helpdesk's) / contacts with a reply whose two languages are"
+            " known", Anchor.CREATED, "%", Direction.HIGHER, None, Group.INSIGHT,
+            Share("f.reply_match = 1", "f.reply_match IS NOT NULL")),
+        Kpi("negative_contact_pct", "Negative contacts", "contacts with a customer message scored negative /"
+            " contacts with a scored customer message", Anchor.CREATED, "%", Direction.LOWER, None, Group.INSIGHT,
+            Share("f.negative = 1", "f.negative IS NOT NULL")),
+        Kpi("sentiment_recovery_pct", "Sentiment recovery", "resolved contacts whose first scored customer message"
+            " was negative and last was neutral or positive / resolved contacts whose first was negative",
+            Anchor.FIRST_RESOLVED, "%", Direction.HIGHER, None, Group.INSIGHT,
+            Share("f.recovered = 1", "f.started_negative = 1")),
+        Kpi("escalation_rate_pct", "Escalation rate", "contacts moved to another group after the first agent reply,"
+            " raised to high/urgent priority or put in an escalation group / contacts (of sources whose group and"
+            " priority changes are read)", Anchor.CREATED, "%", Direction.LOWER, None, Group.INSIGHT,
+            Share("f.escalated = 1", "f.escalated IS NOT NULL")),
+        Kpi("negative_escalation_pct", "Negative escalations", "escalated contacts with a customer message scored"
+            " negative / escalated contacts with a scored customer message", Anchor.CREATED, "%", Direction.LOWER,
+            None, Group.INSIGHT, Share("f.negative = 1", "f.escalated = 1 AND f.negative IS NOT NULL")),
+    ]
+
+
 def _scoped(kpi: Kpi) -> Kpi:
     """The KPI with outbound contacts nobody answered left out of its contact rows (catalogue 2c).
 
@@ -391,7 +418,7 @@ def _scoped(kpi: Kpi) -> Kpi:
 
 KPIS: Final[tuple[Kpi, ...]] = tuple(_scoped(kpi) for kpi in (
     _speed_kpis() + _resolution_kpis() + _survey_kpis() + _cost_kpis() + _coverage_kpis() + _hidden_kpis()
-    + _value_kpis()
+    + _value_kpis() + _insight_kpis()
 ))
 BY_ID: Final[dict[str, Kpi]] = {kpi.id: kpi for kpi in KPIS}
 # The catalogue's public ids, in catalogue order (business-hours twins and hidden figures excluded).
@@ -405,8 +432,11 @@ CATALOGUE_IDS: Final[tuple[str, ...]] = (
     "agent_utilization_pct", "customer_retention_pct",
     "orders", "consultation_conversion_pct", "repurchase_30d_pct", "repurchase_90d_pct", "repurchase_lift_90d_pp",
     "clv_increment", "support_influenced_revenue", "refund_contact_rate_pct",
+    "reply_language_match_pct", "negative_contact_pct", "sentiment_recovery_pct", "escalation_rate_pct",
+    "negative_escalation_pct",
 )
 VALUE_KPIS: Final = frozenset(k.id for k in KPIS if k.group is Group.VALUE)
+INSIGHT_KPIS: Final = frozenset(k.id for k in KPIS if k.group is Group.INSIGHT)
 # Days after a period's end during which its value KPIs can still move with time alone (their windows pass).
 VALUE_SETTLE_DAYS: Final = VALUE_DAYS + 1
 COUNT_KPIS: Final = frozenset({"ticket_volume", "backlog", "csat_responses", "nps_responses", "language_coverage",

@@ -86,15 +86,18 @@ class Context:
 
     def facts_fingerprint(self) -> str:
         """Changes when the settings that shape the per-contact facts change (markets, schedules, the gap that
-        ends a live session)."""
-        return _digest({
+        ends a live session, the escalation groups)."""
+        shaping: dict[str, Any] = {
             "abandon_after": self.settings.abandon_after.total_seconds(),
             "csat_scales": self.settings.csat_scales,
             "markets": [m.model_dump() for m in self.settings.markets],
             "default_market": self.settings.default_market,
             "fcr_window_days": self.settings.fcr_window_days,
             "business_hours": {k: v.model_dump(mode="json") for k, v in self.settings.business_hours.items()},
-        })
+        }
+        if self.settings.escalation_groups:  # absent when none: stores computed before the setting stay fresh
+            shaping["escalation_groups"] = self.settings.escalation_groups
+        return _digest(shaping)
 
     def values_fingerprint(self) -> str:
         """Changes when any setting that shapes stored values changes (targets are applied on reading)."""

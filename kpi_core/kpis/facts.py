@@ -20,11 +20,13 @@ for the backlog.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kpi_core import derive
+from kpi_core.insight.sentiment import NEGATIVE_BELOW
 from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.scales import positive_sql
 from kpi_core.store import utc_now
@@ -34,12 +36,15 @@ from kpi_core.store import utc_now
 VALUE_COLUMNS = ("customer", "shop_known", "shop_matched", "ordered_before", "created_epoch", "next_order_epoch",
                  "reorder_epoch", "value_before", "value_after", "refund_gap_s")
 VALUE_DAYS = 90  # the CLV windows before the contact and after its resolution (catalogue 3b)
+# Conversation insight (migration m030), from the contact's derived facts (kpi_core/derive.py): see `_insight_sql`.
+INSIGHT_COLUMNS = ("reply_match", "first_sentiment", "last_sentiment", "min_sentiment", "negative",
+                   "started_negative", "recovered", "escalated", "topic")
 COLUMNS = (
     "source", "source_id", "is_deleted", "channel", "platform", "outbound", "agent", "grp", "language", "market",
     "priority", "ticket_type", "tags", "custom", "requester", "created_at", "first_resolved_at", "last_resolved_at",
     "replied", "start_epoch", "first_resolved_epoch", "activity_epoch", "frt_s", "res_s", "full_res_s", "handle_s",
     "agent_replies", "reopens", "bot_only", "csat_n", "csat_classified", "csat_pos", "transitions",
-    "next_contact_epoch", *VALUE_COLUMNS, "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
+    "next_contact_epoch", *VALUE_COLUMNS, *INSIGHT_COLUMNS, "schedule", "frt_bh_s", "res_bh_s", "full_res_bh_s",
 )
 ANCHOR_COLUMNS = ("created_at", "first_resolved_at", "last_resolved_at")
 INDEXES = {
@@ -158,6 +163,83 @@ def _value_sql(epoch: Callable[[str], str]) -> str:
         THEN coalesce({read[5]}, 0) END AS value_after, {read[6]} AS refund_gap_s FROM shop)"""
 
 
+def _quoted(values: Iterable[str]) -> str:
+    """An SQL list of text literals (empty: `()`, which SQLite reads as an empty set)."""
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
+
+
+def tracked_sources(conn: sqlite3.Connection) -> list[str]:
+    """Sources that stored any group or priority change: only their contacts' escalation is known (a source whose
+    connector reads only assignments says nothing of moves between groups or of priorities).
+
+    The sources by one index step each (a skip scan of contact_changes_contact), then one look per source that
+    stops at its first group or priority change, not a read of every change."""
+    return [row[0] for row in conn.execute(
+        "WITH RECURSIVE s(x) AS (SELECT min(source) FROM contact_changes UNION ALL"
+        " SELECT (SELECT min(source) FROM contact_changes WHERE source > x) FROM s WHERE x IS NOT NULL)"
+        " SELECT x FROM s WHERE x IS NOT NULL AND EXISTS (SELECT 1 FROM contact_changes c WHERE c.source = s.x"
+        " AND c.field IN ('group', 'priority'))")]
+
+
+def escalation_keys(conn: sqlite3.Connection, listed: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The escalation tier `[insight] escalation_groups` names, as group keys: ("source:id" of the groups named by
+    name, case-insensitively, by id or by "source:id"; the ids listed as such, for any source)."""
+    wanted = [g.strip() for g in listed if g.strip()]
+    if not wanted:
+        return [], []
+    names = {g.casefold() for g in wanted}
+    # A helpdesk has tens of groups: compared here, where case folding knows every alphabet (SQLite's lower()
+    # folds ASCII only).
+    keys = {f"{source}:{gid}" for source, gid, name in conn.execute("SELECT source, source_id, name FROM groups")
+            if (isinstance(name, str) and name.strip().casefold() in names) or gid in wanted
+            or f"{source}:{gid}" in wanted}
+    keys |= {g for g in wanted if ":" in g}
+    return sorted(keys), sorted(wanted)
+
+
+def fingerprint(ctx: Context) -> str:
+    """The facts' settings fingerprint (`Context.facts_fingerprint`) with what the insight facts depend on beside the
+    store's rows: the escalation tier's groups (the admin's list, resolved through `groups`), the sources whose
+    changes are read, and the sentiment threshold. A change of any rebuilds the facts."""
+    keys, bare = escalation_keys(ctx.conn, ctx.settings.escalation_groups)
+    extra = repr((keys, bare, tracked_sources(ctx.conn), NEGATIVE_BELOW))
+    if extra == repr(([], [], [], NEGATIVE_BELOW)):
+        return ctx.facts_fingerprint()  # a store without insight keeps the fingerprint it had
+    return hashlib.sha256((ctx.facts_fingerprint() + extra).encode()).hexdigest()[:16]
+
+
+def _insight_sql(ctx: Context) -> str:
+    """The insight facts of contact `c` (see docs/kpi-definitions.md, "Conversation insight").
+
+    reply_match: the first agent reply is in the customer's language (the detected one, else the helpdesk's), NULL
+    when either is unknown. Sentiment flags, NULL without a scored customer message: negative at any point (the
+    lowest score below NEGATIVE_BELOW), started negative, and for those, recovered (the last score not negative).
+    escalated: NULL for a source that stored no group or priority change (its connector does not read them), else
+    moved to another group after the first reply, raised to high/urgent, or ever in an escalation-tier group."""
+    keys, bare = escalation_keys(ctx.conn, ctx.settings.escalation_groups)
+    tracked = tracked_sources(ctx.conn)
+    customer = "coalesce(c.detected_language, CASE WHEN c.language != 'und' THEN c.language END)"
+    tier = "0"
+    if keys or bare:
+        def in_tier(group: str) -> str:
+            return f"({group} IN {_quoted(bare)} OR c.source || ':' || {group} IN {_quoted(keys)})"
+
+        tier = (f"({in_tier('c.group_id')} OR EXISTS (SELECT 1 FROM json_each(c.groups_seen) j"
+                f" WHERE {in_tier('j.value')}))")
+    escalated = (f"CASE WHEN c.source IN {_quoted(tracked)} THEN CASE WHEN coalesce(c.regrouped_after_reply, 0) = 1"
+                 f" OR coalesce(c.priority_raised, 0) = 1 OR {tier} THEN 1 ELSE 0 END END")
+    neg = repr(float(NEGATIVE_BELOW))
+    return f"""CASE WHEN c.reply_language IS NOT NULL AND {customer} IS NOT NULL
+          THEN CASE WHEN c.reply_language = {customer} THEN 1 ELSE 0 END END AS reply_match,
+        c.first_sentiment, c.last_sentiment, c.min_sentiment,
+        CASE WHEN c.min_sentiment IS NOT NULL THEN CASE WHEN c.min_sentiment < {neg} THEN 1 ELSE 0 END END AS negative,
+        CASE WHEN c.first_sentiment IS NOT NULL THEN CASE WHEN c.first_sentiment < {neg} THEN 1 ELSE 0 END END
+          AS started_negative,
+        CASE WHEN c.first_sentiment < {neg} THEN CASE WHEN c.last_sentiment >= {neg} THEN 1 ELSE 0 END END
+          AS recovered,
+        {escalated} AS escalated, c.topic"""
+
+
 def select_sql(ctx: Context, keys: str | None) -> str:
     """The facts of the contacts in temp table `keys` (every contact when None), in COLUMNS order."""
     conn = ctx.conn
@@ -185,6 +267,9 @@ def select_sql(ctx: Context, keys: str | None) -> str:
     bh = ", ".join(f"{f'kpi_bh(schedule, {a}, {b})' if ctx.hours.configured else 'NULL'} AS {name}"
                    for (a, b), name in zip(spans, COLUMNS[-3:], strict=True))
     market = ctx.market_of_contact(_country_sql())
+    # The helpdesk's language (its locale), else the one detected in the customer's first messages.
+    language = ("CASE WHEN coalesce(c.language, 'und') = 'und' THEN coalesce(c.detected_language, 'und')"
+                " ELSE c.language END")
     return f"""
     WITH sv AS (
       SELECT source, contact_id, count(*) AS n, count(pos) AS classified, coalesce(sum(pos), 0) AS positive
@@ -196,7 +281,7 @@ def select_sql(ctx: Context, keys: str | None) -> str:
         coalesce(c.platform, c.channel) AS platform, coalesce(c.is_outbound, 0) AS outbound,
         CASE WHEN c.assignee_id IS NOT NULL THEN c.source || ':' || c.assignee_id END AS agent,
         CASE WHEN c.group_id IS NOT NULL THEN c.source || ':' || c.group_id END AS grp,
-        coalesce(c.language, 'und') AS language, {market} AS market, c.priority, c.ticket_type,
+        {language} AS language, {market} AS market, c.priority, c.ticket_type,
         coalesce(c.tags, '[]') AS tags, c.custom,
         CASE WHEN c.requester_id IS NOT NULL THEN c.source || ':' || c.requester_id END AS requester,
         c.created_at, c.first_resolved_at, c.last_resolved_at, ({replied}) AS replied,
@@ -216,7 +301,8 @@ def select_sql(ctx: Context, keys: str | None) -> str:
         {ep('c.created_at')} AS created_epoch,
         (SELECT p.email_hash FROM people p WHERE p.source = c.source AND p.source_id = c.requester_id) AS customer,
         {ep('c.first_agent_reply_at') if ctx.hours.configured else 'NULL'} AS reply_epoch,
-        {ep('c.last_resolved_at') if ctx.hours.configured else 'NULL'} AS last_resolved_epoch
+        {ep('c.last_resolved_at') if ctx.hours.configured else 'NULL'} AS last_resolved_epoch,
+        {_insight_sql(ctx)}
       FROM {contacts}
       LEFT JOIN sv ON sv.source = c.source AND sv.contact_id = c.source_id),
     placed AS (SELECT *, {schedule} AS schedule FROM base),
@@ -236,23 +322,23 @@ class Refresh:
 
 def built(ctx: Context) -> bool:
     """Whether the facts exist and were built under the current settings (markets, schedules, FCR window)."""
-    return get_meta(ctx.conn, "facts_fingerprint") == ctx.facts_fingerprint()
+    return get_meta(ctx.conn, "facts_fingerprint") == fingerprint(ctx)
 
 
 def refresh(ctx: Context, force_full: bool = False) -> Refresh:
     """Bring `kpi_facts` up to date with the store (inside the caller's write transaction)."""
     conn = ctx.conn
     derive.settle(conn)  # reply/resolution facts still waiting since a sync that did not finish
-    fingerprint = ctx.facts_fingerprint()
+    shaped_by = fingerprint(ctx)
     dirty = conn.execute("SELECT count(*) FROM kpi_dirty_contacts").fetchone()[0]
     total = conn.execute("SELECT coalesce(max(rowid), 0) FROM contacts").fetchone()[0]  # instant, about count(*)
-    full = force_full or get_meta(conn, "facts_fingerprint") != fingerprint or dirty > _FULL_SHARE * max(total, 1)
+    full = force_full or get_meta(conn, "facts_fingerprint") != shaped_by or dirty > _FULL_SHARE * max(total, 1)
     _prepare_clock(ctx, full)
     _drop_temp(conn)
     _note_feed_start(ctx)
     if full:
         _rebuild(ctx)
-        set_meta(conn, "facts_fingerprint", fingerprint)
+        set_meta(conn, "facts_fingerprint", shaped_by)
         return Refresh(total, True)
     changed = _refresh_some(ctx) if dirty else 0
     return Refresh(dirty, False, changed)

@@ -1,4 +1,4 @@
-"""Contact reasons: the top tags, ticket types or custom-field values of a period, against the period before.
+"""Contact reasons: the top tags, ticket types, topics or custom-field values of a period, against the period before.
 
 Share is of all contacts created in the period (deleted ones left out); with tags a contact
 counts once per tag, so shares need not add up to 100. Change is the volume change against
@@ -26,14 +26,20 @@ from kpi_core.store import Store
 
 
 def _reason_sql(by: str, settings: KpiSettings) -> tuple[str, str]:
-    """(SQL of the reason value, extra join) for `tag`, `ticket_type` or `custom.FIELD` (or a custom segment)."""
+    """(SQL of the reason value, extra join) for `tag`, `ticket_type`, `topic` or `custom.FIELD` (or a custom
+    segment).
+
+    `topic` is the topic the `[insight] topics` rules gave the contact's first customer message when it was
+    synced: the rules in force then, since the text is not kept to apply later rules to."""
     if by == "tag":
         return "tg.value", ", json_each(f.tags) tg"
     if by == "ticket_type":
         return "f.ticket_type", ""
+    if by == "topic":
+        return "f.topic", ""
     key = settings.custom_segments.get(by) or (by[7:] if by.startswith("custom.") and len(by) > 7 else None)
     if key is None:
-        raise SegmentError(f"unknown reason source {by!r}; use tag, ticket_type or custom.FIELD")
+        raise SegmentError(f"unknown reason source {by!r}; use tag, ticket_type, topic or custom.FIELD")
     return f"json_extract(f.custom, {json_path(key)})", ""
 
 

@@ -151,7 +151,7 @@ def format_scorecard(rows: Sequence[Mapping[str, Any]], previous_rows: Sequence[
         blocks[(row["period_start"], row["period_end"], json.dumps(seg, sort_keys=True))].append(row)
     out: list[str] = []
     low_n = False
-    feed = has_order_feed(rows)
+    hidden = hidden_groups(rows)
     for (start, end, seg_json), block in sorted(blocks.items()):
         segment = json.loads(seg_json)
         filling = any(r.get("filling") and r["kpi"] not in WHOLE_HISTORY for r in block)
@@ -163,7 +163,7 @@ def format_scorecard(rows: Sequence[Mapping[str, Any]], previous_rows: Sequence[
         order = {k: i for i, k in enumerate(BY_ID)}
         for group in Group:
             members = sorted(by_group.get(group, []), key=lambda r: (order[r["kpi"]], json.dumps(r["segment"])))
-            if not members or (group is Group.VALUE and not feed):
+            if not members or group in hidden:
                 continue
             out.append(group.value.upper())
             for row in members:
@@ -184,6 +184,18 @@ def has_order_feed(rows: Iterable[Mapping[str, Any]]) -> bool:
     """Whether the rows show an order feed's data (orders counted, or a value KPI with a value): without one,
     the value group would be a block of "no data" and is left out."""
     return any(BY_ID[r["kpi"]].group is Group.VALUE and r["value"] for r in rows)
+
+
+def has_insight(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any conversation-insight KPI has a value: with insight off (or no source that reads the
+    messages' changes), the insight group would be a block of "no data" and is left out."""
+    return any(BY_ID[r["kpi"]].group is Group.INSIGHT and r["value"] is not None for r in rows)
+
+
+def hidden_groups(rows: Sequence[Mapping[str, Any]]) -> set[Group]:
+    """The optional groups with nothing to show in these rows."""
+    return ({Group.VALUE} if not has_order_feed(rows) else set()) | \
+        ({Group.INSIGHT} if not has_insight(rows) else set())
 
 
 def _heading(start: str, end: str, segment: Mapping[str, Any], compared: Mapping[str, Any] | None,

@@ -20,7 +20,7 @@ from kpi_core.kpis.api import kpi_rows, previous_rows
 from kpi_core.kpis.catalogue import VALUE_KPIS
 from kpi_core.kpis.diagnostics import diagnose
 from kpi_core.kpis.periods import Grain, Period, PeriodError, parse_grain, period_containing, periods_between
-from kpi_core.kpis.scorecard import has_order_feed
+from kpi_core.kpis.scorecard import has_insight, has_order_feed
 from kpi_core.report.figures import (
     DIAGNOSTIC_TITLES,
     META,
@@ -41,7 +41,8 @@ TREND_PERIODS: Final = {Grain.DAY: 30, Grain.WEEK: 13, Grain.MONTH: 6, Grain.QUA
 HIGHLIGHTS: Final = ("ticket_volume", "first_response_time_median", "resolution_time_median",
                      "one_touch_resolution_pct", "fcr_pct", "csat_pct", "response_rate_pct", "backlog")
 GROUPS: Final = (("coverage", "Volume and coverage"), ("speed", "Speed"), ("resolution", "Resolution"),
-                 ("satisfaction", "Satisfaction"), ("cost", "Cost and capacity"), ("value", "Value (order feed)"))
+                 ("satisfaction", "Satisfaction"), ("cost", "Cost and capacity"), ("value", "Value (order feed)"),
+                 ("insight", "Conversation insight"))
 LANGUAGE_KPIS: Final = ("ticket_volume", "response_rate_pct", "first_response_time_median", "csat_pct",
                         "csat_responses")
 # Per platform (WhatsApp, Instagram, web chat ...): how fast and how well each app or network is served.
@@ -135,6 +136,7 @@ class ReportData:
     highlights: list[Line] = field(default_factory=list)
     scorecard: list[LineGroup] = field(default_factory=list)
     order_feed: bool = False  # an order feed has data in the window: the value group and charts are shown
+    insight: bool = False  # conversation-insight KPIs have values in the window: their group is shown
     channel_mix: list[Line] = field(default_factory=list)
     channel_frt: list[Line] = field(default_factory=list)
     overall: list[dict[str, Any]] = field(default_factory=list)
@@ -200,6 +202,7 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
                                    for r in data.overall if r.get("partial")})
     data.trend_periods = _trend_periods(win, data.overall)
     data.order_feed = has_order_feed(data.overall)
+    data.insight = has_insight(data.overall)
     data.by_channel = rows("channel", CHANNEL_KPIS, data.trends[0].start)
     data.events = event_log.between(store.db.conn, data.trends[0].start, win.current.end)
     current = win.current.start.isoformat()
@@ -282,6 +285,8 @@ def _scorecard(data: ReportData, win: Window, previous: list[dict[str, Any]],
     data.highlights = [found[k] for k in HIGHLIGHTS if k in found]
     for group, title in GROUPS:
         if group == "value" and not data.order_feed:  # without an order feed: a block of "no data"
+            continue
+        if group == "insight" and not data.insight:  # insight off: a block of "no data"
             continue
         members = [ln for ln in plain if META.get(ln.kpi) is not None and META[ln.kpi].group.value == group]
         if members:
