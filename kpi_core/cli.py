@@ -135,7 +135,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     enabled = settings.enabled_connectors()
     insight = cli_topics.check_insight(path, settings)  # a topic rule that cannot compile: ConfigProblem, exit 2
     out(f"{path}: OK")
-    out(f"  store: {settings.store.path}")
+    out(f"  store: {settings.store.shown}")
     out(f"  sources enabled: {', '.join(enabled) if enabled else 'none'}")
     for line in insight:
         out(line)

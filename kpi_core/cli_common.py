@@ -71,7 +71,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def store_from(settings: Settings) -> Store:
-    return open_store(settings.store.path)
+    return open_store(settings.store.location, settings.store.account)
 
 
 def parse_date(value: str | None, flag: str) -> date | None:

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kpi_core.cli_common import EXIT_FAILED, EXIT_OK, UsageError, command, err, out, settings_from
 from kpi_core.lock import AlreadyRunning, StoreLock
@@ -15,9 +15,22 @@ from kpi_core.logs import configure_logging
 from kpi_core.metrics import Metrics, MetricsUnavailable, metrics_from
 from kpi_core.scheduler import CycleResult, Daemon, kpi_compute_step
 from kpi_core.settings import ConfigProblem, Settings, config_path
+from kpi_core.store import account_schema
 from kpi_core.writeback.push import daemon_push_step
 
+if TYPE_CHECKING:
+    from kpi_core.postgres.lock import AccountLock as PgAccountLock
+
 log = logging.getLogger(__name__)
+
+
+def daemon_lock(settings: Settings) -> StoreLock | PgAccountLock:
+    """One daemon per store: the file lock beside a SQLite store, an advisory lock per PostgreSQL account."""
+    if settings.store.url is None:
+        return StoreLock(settings.store.path)
+    from kpi_core.postgres.lock import AccountLock  # the driver and translator load only for a PostgreSQL store
+
+    return AccountLock(str(settings.store.location), account_schema(settings.store.account))
 
 
 @command("run")
@@ -30,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.enabled_connectors():
         raise UsageError("no source is enabled in the configuration")
     metrics = _metrics(settings, args)
-    lock = StoreLock(settings.store.path)
+    lock = daemon_lock(settings)
     try:
         lock.acquire()
     except AlreadyRunning as exc:

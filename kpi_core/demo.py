@@ -43,7 +43,7 @@ def run(workdir: Path, *, tickets: int, seed: int, say: Say, warn: Say, report: 
             say(f"  fake {name} at {url}")
         settings = _write_config(sandbox, workdir)
         writeback_demo.prepare_fields(sandbox, settings)
-        store = open_store(settings.store.path)
+        store = open_store(settings.store.location, settings.store.account)
         try:
             results = _sync(store, settings, say, warn)
             ok = _compute_push_report(store, settings, report, say, warn)

@@ -19,11 +19,18 @@ log = logging.getLogger(__name__)
 class AlreadyRunning(Exception):
     """Another process holds the store's lock."""
 
-    def __init__(self, lock_path: Path, pid: int | None) -> None:
+    def __init__(self, lock_path: Path, pid: int | None, message: str | None = None) -> None:
         holder = f"pid {pid}" if pid else "another process (pid not yet written)"
-        super().__init__(f"another helpdesk-kpi daemon ({holder}) is already running on this store (lock: {lock_path})")
+        super().__init__(message or f"another helpdesk-kpi daemon ({holder}) is already running on this store"
+                         f" (lock: {lock_path})")
         self.lock_path = lock_path
         self.pid = pid
+
+    @classmethod
+    def on_server(cls, where: str, server_pid: int | None) -> AlreadyRunning:
+        """Another daemon holds a PostgreSQL account's lock (`server_pid`: its session's backend)."""
+        session = f" (its database session: backend pid {server_pid})" if server_pid else ""
+        return cls(Path(where), None, f"another helpdesk-kpi daemon is already running on {where}{session}")
 
 
 def lock_path_for(store_path: Path) -> Path:

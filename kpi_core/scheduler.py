@@ -297,6 +297,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.store_path = settings.store.path
+        self.store_location = settings.store.location
+        self.store_account = settings.store.account
         self.sources = settings.enabled_connectors()
         self.every = settings.schedule.sync_every
         self.report_every = settings.schedule.report_every
@@ -420,7 +422,7 @@ class Daemon:
 
         Its failures are returned; the metrics are fed and, when the data changed, a compute is asked for.
         """
-        with store_at(self.store_path) as store:
+        with store_at(self.store_location, self.store_account) as store:
             before = data_fingerprint(store, name)
             result = sync_one(store, self.settings, name, stop=self.stop, rewind_since=rewind_since)
             self._observe(store, result)
@@ -522,7 +524,7 @@ class Daemon:
 
     def _purge_expired(self) -> None:
         """Retention, after the nightly re-read: KPI values of what is past retention_days are stored, then it goes."""
-        with self._gate.alone(self.stop) as entered, store_at(self.store_path) as store:
+        with self._gate.alone(self.stop) as entered, store_at(self.store_location, self.store_account) as store:
             if entered:
                 result = purge(store, self.settings)
                 log.info("purge: %s rows of contacts idle since before %s deleted", result.total, result.cutoff)
@@ -556,7 +558,7 @@ class Daemon:
             if not entered:
                 run.stopped = True
                 return run
-            with store_at(self.store_path) as store:
+            with store_at(self.store_location, self.store_account) as store:
                 result = run_alerts(store, self.settings, stop=self.stop)
             run.stopped = result.stopped
             if not result.ok:
@@ -569,7 +571,7 @@ class Daemon:
             if not entered:
                 run.stopped = True
                 return run
-            with store_at(self.store_path) as store:
+            with store_at(self.store_location, self.store_account) as store:
                 values = self.compute_step(store)
                 if values is not None:
                     self.metrics.kpi_values(values)
@@ -608,7 +610,7 @@ class Daemon:
                 if not entered:
                     run.stopped = True
                     return run
-                with store_at(self.store_path) as store:
+                with store_at(self.store_location, self.store_account) as store:
                     kpi_api.refresh(store, self.settings)  # what synced since the last compute shows too
                     data = gather(store, self.settings)
             try:
@@ -629,7 +631,7 @@ class Daemon:
             if not entered:  # alone: bringing the values up to date is a compute
                 run.stopped = True
                 return run
-            with store_at(self.store_path) as store:
+            with store_at(self.store_location, self.store_account) as store:
                 failed = [problem for o in send_due(store, self.settings) for problem in o.sent.failed.values()]
             if failed:
                 run.fail("; ".join(failed))
@@ -638,7 +640,7 @@ class Daemon:
     def _push_body(self) -> JobRun:
         assert self.push_step is not None
         with self._job(PUSH, kind=PUSH) as run:
-            with store_at(self.store_path) as store:
+            with store_at(self.store_location, self.store_account) as store:
                 outcomes = self.push_step(store, self.stop)
             failed = 0
             for helpdesk, counts in outcomes.items():
@@ -691,7 +693,7 @@ class Daemon:
 
     def _prepare(self) -> None:
         """Open the store once (migrations run here; a newer schema refuses), tidy the run log."""
-        store = open_store(self.store_path)
+        store = open_store(self.store_location, self.store_account)
         try:
             interrupted = store.close_unfinished_runs("interrupted", "the process stopped before the run finished")
             if interrupted:

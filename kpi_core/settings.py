@@ -15,6 +15,7 @@ import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -62,8 +63,57 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
 class StoreSettings(Section):
-    path: Path = Path("helpdesk-kpi.sqlite")
+    """Where the store lives: a SQLite file (`path`, the default) or a PostgreSQL database (`url`).
+
+    With `url`, `account` names the brand or client this daemon writes: each account's tables live in a
+    schema of that name, so many daemons share one database (docs/postgresql.md). The password comes
+    from `password` (better: HELPDESK_KPI_STORE__PASSWORD in the environment) or libpq's own PGPASSWORD
+    and ~/.pgpass; it never appears in messages, logs or `status`.
+    """
+
+    path: Path = Path("helpdesk-kpi.sqlite")  # also where the daemon keeps its state file beside the store
+    url: str | None = None  # postgresql://user@host:5432/database
+    password: SecretStr | None = None
+    account: str = "main"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected a PostgreSQL URL such as postgresql://user@host:5432/database")
+        if value is not None and urlsplit(value).password:
+            raise ValueError("the URL holds a password: give it in HELPDESK_KPI_STORE__PASSWORD (or [store]"
+                             " password) instead, so the URL can be shown")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _check_account(cls, value: str) -> str:
+        if not _ACCOUNT.match(value):
+            raise ValueError("expected a short name of lower-case letters, digits, '-' or '_', starting with a"
+                             " letter (such as brand-a)")
+        return value
+
+    @property
+    def location(self) -> str | Path:
+        """What `open_store` opens: the URL with its password, or the SQLite file."""
+        if self.url is None:
+            return self.path
+        if self.password is None:
+            return self.url
+        parts = urlsplit(self.url)
+        user = quote(parts.username or "", safe="")
+        netloc = f"{user}:{quote(self.password.get_secret_value(), safe='')}@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    @property
+    def shown(self) -> str:
+        """The store as messages and `status` name it (never a password)."""
+        return f"{self.url} (account {self.account})" if self.url else str(self.path)
 
 
 _HOURS_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -762,7 +812,7 @@ def secret_in_file_readable_by_others(path: Path) -> bool:
 
 def secret_keys() -> set[str]:
     """Every key that holds a secret: the `SecretStr` fields of each connector's settings and of `[privacy]`."""
-    models: list[type[BaseModel]] = [PrivacySettings, DigestSettings,
+    models: list[type[BaseModel]] = [PrivacySettings, DigestSettings, StoreSettings,
                                      *(p.settings for p in registry.plugins().values())]
     return {name for model in models for name, info in model.model_fields.items()
             if info.annotation is SecretStr or SecretStr in get_args(info.annotation)}

@@ -485,6 +485,9 @@ class SyncRun:
     warnings: str | None = None  # one per line (m017)
 
 
+_SYNC_RUN_COLUMNS = ", ".join(SyncRun.__dataclass_fields__)  # named: a PostgreSQL table also has its `rowid`
+
+
 @dataclass(frozen=True)
 class BackfillWindow:
     """One time window of a stream's newest-first backfill (`backfill_windows`, m023)."""
@@ -502,6 +505,8 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # A PostgreSQL store (kpi_core/postgres/) rather than a SQLite file.
+        self.on_server = getattr(db, "dialect", "sqlite") == "postgresql"
         self._noted = 0  # contacts noted since the last settle, an upper bound (one transaction's repeats aside)
 
     # --- records --------------------------------------------------------------------
@@ -652,7 +657,7 @@ class Store:
             return self.db.execute(sql, params).rowcount
 
     def last_run(self, source: str, status: str | None = None) -> SyncRun | None:
-        sql = "SELECT * FROM sync_runs WHERE source = ?" + (" AND status = ?" if status else "")
+        sql = f"SELECT {_SYNC_RUN_COLUMNS} FROM sync_runs WHERE source = ?" + (" AND status = ?" if status else "")
         params: list[Any] = [source] + ([status] if status else [])
         row = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return SyncRun(*row) if row else None
@@ -789,8 +794,22 @@ def _restrict_permissions(path: Path) -> None:
             os.chmod(candidate, 0o600)
 
 
-def open_store(path: str | Path) -> Store:
-    """Open (creating if needed) the store at `path`, owner-only, WAL, schema up to date."""
+def is_server_url(location: str | Path) -> bool:
+    """Whether the store's location names a PostgreSQL server rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_ACCOUNT = "main"
+
+
+def open_store(path: str | Path, account: str = DEFAULT_ACCOUNT) -> Store:
+    """Open (creating if needed) the store at `path`, owner-only, WAL, schema up to date.
+
+    A `postgresql://` URL opens that server's database instead, in the schema of `account`
+    (kpi_core/postgres/): the same tables, migrations and statements."""
+    if is_server_url(path):
+        return _open_server(str(path), account)
     path = Path(path)
     if path.parent and not path.parent.exists():
         try:
@@ -827,6 +846,32 @@ def open_store(path: str | Path) -> Store:
     return Store(db)
 
 
+def account_schema(account: str) -> str:
+    """The PostgreSQL schema holding an account's tables: its name in lower case, `-` as `_`."""
+    return account.lower().replace("-", "_")
+
+
+def _open_server(url: str, account: str) -> Store:
+    from kpi_core.postgres import database, schema  # psycopg loads only for a PostgreSQL store
+
+    try:
+        db = database.connect(url, account_schema(account))
+    except ConnectionError as exc:
+        raise StoreError(str(exc)) from None
+    where = f"{database.safe_url(url)} (account {account})"
+    unknown = sorted(schema.applied(db, SCHEMA_NAME) - {m.name for m in migrations._migrations})
+    if unknown:
+        db.close()
+        raise StoreError(f"{where}: the store was written by a newer helpdesk-kpi (schema steps"
+                         f" {', '.join(unknown)}); upgrade helpdesk-kpi instead of downgrading")
+    try:
+        schema.apply_migrations(db, migrations)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StoreError(f"{where}: cannot bring the schema up to date: {exc}") from exc
+    return Store(db)  # type: ignore[arg-type]  # the same surface as sqlite-utils' Database
+
+
 def _open_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
     """Why a store could not be opened, in words an admin can act on."""
     name = getattr(exc, "sqlite_errorname", "") or ""
@@ -858,8 +903,8 @@ def _refuse_newer_schema(db: Database, path: Path) -> None:
 
 
 @contextmanager
-def store_at(path: str | Path) -> Iterator[Store]:
-    store = open_store(path)
+def store_at(path: str | Path, account: str = DEFAULT_ACCOUNT) -> Iterator[Store]:
+    store = open_store(path, account)
     try:
         yield store
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from chromium import DevTools, chromium_binary
+from pg_server import PgServer, unavailable_reason
 
 from connectors.http import HttpClient
 from connectors.sandbox import Sandbox
@@ -141,3 +142,24 @@ def browser() -> Iterator[DevTools]:
     devtools = DevTools(binary)
     yield devtools
     devtools.close()
+
+
+# -- PostgreSQL (tests/pg_server.py, docs/postgresql.md) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL cluster on a private Unix socket, one per test process (each xdist worker has its own);
+    skipped only where none can be started (PostgreSQL not installed: .ci/run installs it)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest, pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database named after the test, dropped after it (open sessions included)."""
+    with pg_server.database(request.node.name) as url:
+        yield url

@@ -16,7 +16,7 @@ from kpi_core.kpis import periods, segments
 from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.kpis.targets import Targets
 from kpi_core.settings import KpiSettings, Settings
-from kpi_core.store import Store
+from kpi_core.store import Store, StoreError
 
 
 @dataclass
@@ -29,6 +29,12 @@ class Context:
     zone: tzinfo = field(init=False)  # `[kpis] timezone`: periods' dates are dates there (catalogue 2)
 
     def __post_init__(self) -> None:
+        if self.store.on_server:
+            # The facts and the engine's statements use SQLite's date arithmetic and Python functions
+            # (business hours) that a PostgreSQL server cannot run: docs/postgresql.md.
+            raise StoreError("the KPI engine does not run on a PostgreSQL store in this version: it stores the"
+                             " syncs (records, cursors, run log, derived reply and resolution facts); compute"
+                             " KPIs from a SQLite store")
         self.now = self.now.astimezone(timezone.utc).replace(microsecond=0)
         self.zone = periods.zone_of(self.settings.timezone)
         self.targets = Targets(self.settings.targets)

@@ -1,0 +1,157 @@
+"""The PostgreSQL store (`[store] url`, kpi_core/postgres/) on a real server (tests/pg_server.py).
+
+The sandbox's helpdesks are synced into a SQLite store and into a PostgreSQL account with the same
+program; every stored row must be the same. Then what a server adds: accounts as schemas that never
+see each other, one daemon per account, the password never shown.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from connectors.sandbox import Sandbox
+from kpi_core.cli import main
+from kpi_core.lock import AlreadyRunning
+from kpi_core.postgres.lock import AccountLock
+from kpi_core.store import StoreError, account_schema, open_store
+
+pytestmark = pytest.mark.sandbox(seed=7, tickets=40)
+
+# Columns whose values are the time of the run (or the row's number), not what was read.
+RUN_TIME = {"id", "rowid", "seq", "updated_at", "started_at", "ended_at", "applied_at", "seen_at"}
+# Cursors and backfill positions of time-based reads hold the moment of the run.
+BY_RUN_TIME = {"cursors", "backfill_windows"}
+
+
+def _server_config(config: Path, url: str, account: str, extra: str = "") -> Path:
+    text = config.read_text().replace("[store]\n", f'[store]\nurl = "{url}"\naccount = "{account}"\n', 1)
+    server = config.with_name(f"{account}.toml")
+    server.write_text(text + extra)
+    server.chmod(0o600)
+    return server
+
+
+def _rows(fetch: Callable[[str], list[tuple[Any, ...]]], table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    listed = ", ".join(f'"{c}"' for c in columns)
+    return sorted((tuple(r) for r in fetch(f'SELECT {listed} FROM "{table}"')), key=repr)
+
+
+def test_a_sync_stores_the_same_rows_on_both_stores(module_sandbox: Sandbox, config_for: Callable[..., Path],
+                                                     tmp_path: Path, pg_url: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lite_config = config_for(module_sandbox)
+    server_config = _server_config(lite_config, pg_url, "brand-a")
+    assert main(["sync", "--config", str(lite_config)]) == 0
+    assert main(["sync", "--config", str(server_config)]) == 0
+    lite = sqlite3.connect(tmp_path / "store.sqlite")
+    server = psycopg.connect(pg_url)
+    server.execute('SET search_path TO "brand_a"')
+    tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                         " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    compared = 0
+    for table in tables:
+        columns = [r[1] for r in lite.execute(f"PRAGMA table_info([{table}])") if r[1] not in RUN_TIME]
+        if table in BY_RUN_TIME:
+            columns = columns[:2]  # which streams have a cursor, not the moment in it
+        on_lite = _rows(lambda q: lite.execute(q.replace('"', "")).fetchall(), table, columns)
+        on_server = _rows(lambda q: server.execute(q).fetchall(), table, columns)
+        assert on_server == on_lite, table
+        compared += len(on_lite)
+    counted = {t: lite.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in ("contacts", "messages")}
+    assert counted["contacts"] > 30 and counted["messages"] > 100 and compared > 500
+    # The derived facts are the store's own SQL, translated: the same on both.
+    assert server.execute("SELECT count(*) FROM contacts WHERE first_agent_reply_at IS NOT NULL").fetchone()[0] > 10
+    capsys.readouterr()
+
+
+def test_a_second_sync_adds_nothing_and_resumes_from_the_cursors(module_sandbox: Sandbox, pg_url: str,
+                                                                   config_for: Callable[..., Path]) -> None:
+    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
+    assert main(["sync", "--config", str(config)]) == 0
+    store = open_store(pg_url, "brand-a")
+    first = {t: store.count(t) for t in ("contacts", "messages", "status_events", "people")}
+    cursors = store.cursors("zendesk")
+    store.close()
+    assert main(["sync", "--config", str(config)]) == 0
+    store = open_store(pg_url, "brand-a")
+    assert {t: store.count(t) for t in first} == first
+    assert set(store.cursors("zendesk")) == set(cursors)
+    runs = store.db.execute("SELECT source, status FROM sync_runs WHERE source = 'zendesk' ORDER BY id").fetchall()
+    assert [tuple(r) for r in runs] == [("zendesk", "ok"), ("zendesk", "ok")]
+    store.close()
+
+
+def test_accounts_are_schemas_that_never_see_each_other(pg_url: str) -> None:
+    one, other = open_store(pg_url, "brand-a"), open_store(pg_url, "brand-b")
+    contact = {"source": "zendesk", "source_id": "1", "channel": "email", "status": "open",
+               "created_at": "2026-03-02T09:00:00Z"}
+    one.write_page("zendesk", "tickets", {"contacts": [contact]}, "cursor-a")
+    assert (one.count("contacts"), other.count("contacts")) == (1, 0)
+    assert (one.get_cursor("zendesk", "tickets"), other.get_cursor("zendesk", "tickets")) == ("cursor-a", None)
+    # A page and its cursor are one transaction: a failing page moves no cursor.
+    with pytest.raises(Exception, match="contact"):
+        one.write_page("zendesk", "tickets", {"contacts": [{**contact, "source_id": "2", "created_at": None}]},
+                       "cursor-b")
+    assert (one.count("contacts"), one.get_cursor("zendesk", "tickets")) == (1, "cursor-a")
+    one.close()
+    other.close()
+
+
+def test_one_daemon_per_account_and_the_lock_dies_with_its_session(pg_url: str) -> None:
+    first = AccountLock(pg_url, account_schema("brand-a"))
+    first.acquire()
+    with pytest.raises(AlreadyRunning, match=r"already running on .*brand_a"):
+        AccountLock(pg_url, account_schema("brand-a")).acquire()
+    with AccountLock(pg_url, account_schema("brand-b")):  # another account's daemon is not held up
+        pass
+    first.release()  # as a killed daemon's session ending does
+    with AccountLock(pg_url, account_schema("brand-a")):
+        pass
+
+
+def test_a_store_of_a_newer_version_is_refused(pg_url: str) -> None:
+    open_store(pg_url, "brand-a").close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO brand_a._sqlite_migrations VALUES ('helpdesk_kpi', 'm999_future', 'now')")
+    with pytest.raises(StoreError, match=r"newer helpdesk-kpi .*m999_future"):
+        open_store(pg_url, "brand-a")
+
+
+def test_the_password_is_never_shown(module_sandbox: Sandbox, config_for: Callable[..., Path], pg_url: str,
+                                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The throwaway cluster trusts its socket: a password is accepted and ignored, as a real server's would be read.
+    monkeypatch.setenv("HELPDESK_KPI_STORE__PASSWORD", "s3cret-Pa55")
+    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert main(["sync", "--config", str(config)]) == 0
+    assert main(["status", "--config", str(config)]) == 0
+    shown = capsys.readouterr()
+    assert "brand-a" in shown.out and "s3cret" not in shown.out + shown.err
+    broken = config.with_name("broken.toml")
+    broken.write_text(config.read_text().replace("host=", "host=/nonexistent", 1))
+    assert main(["status", "--config", str(broken)]) != 0
+    shown = capsys.readouterr()
+    assert "cannot connect to the PostgreSQL store" in shown.err and "s3cret" not in shown.out + shown.err
+
+
+def test_a_password_in_the_url_is_refused(module_sandbox: Sandbox, config_for: Callable[..., Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    config = _server_config(config_for(module_sandbox), "postgresql://kpi:s3cret@db.example/kpi", "brand-a")
+    assert main(["check-config", "--config", str(config)]) == 2
+    shown = capsys.readouterr().err
+    assert "store.url" in shown and "HELPDESK_KPI_STORE__PASSWORD" in shown
+
+
+def test_the_kpi_engine_says_it_does_not_run_on_a_server_store(module_sandbox: Sandbox, pg_url: str,
+                                                                 config_for: Callable[..., Path],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
+    assert main(["compute", "--config", str(config)]) == 1
+    shown = capsys.readouterr().err
+    assert "does not run on a PostgreSQL store" in shown and "Traceback" not in shown

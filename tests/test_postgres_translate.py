@@ -1,0 +1,66 @@
+"""The store's SQLite statements as PostgreSQL reads them (kpi_core/postgres/translate.py), on plain text.
+
+Each case is an idiom the store's modules use whose meaning differs between the two databases, not only
+its spelling; tests/test_postgres_store.py runs the translated statements on a real server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kpi_core.postgres.translate import translate
+
+
+def pg(sql: str, keys: tuple[str, ...] = ("key",)) -> str:
+    return translate(sql, lambda _table: keys)
+
+
+def test_a_comparison_read_as_a_number_is_cast_and_a_number_read_as_a_condition_is_compared() -> None:
+    assert pg("SELECT sum(a > b), coalesce(x = 1, 0) FROM t WHERE flag AND NOT other") == (
+        "SELECT SUM(CAST((a > b) AS INT)), COALESCE(CAST((x = 1) AS INT), 0) FROM t"
+        " WHERE (flag) <> 0 AND NOT (other) <> 0")
+
+
+def test_case_values_stay_values_and_then_branches_become_numbers() -> None:
+    assert pg("SELECT CASE p WHEN 'low' THEN 1 END, CASE WHEN x THEN a AND b ELSE c = 1 END FROM t") == (
+        "SELECT CASE p WHEN 'low' THEN 1 END, CASE WHEN (x) <> 0 THEN CAST((a AND b) AS INT)"
+        " ELSE CAST((c = 1) AS INT) END FROM t")
+
+
+def test_an_assignment_of_a_comparison_stores_a_number() -> None:
+    assert pg("UPDATE t SET is_bot = a > b WHERE id = ?") == "UPDATE t SET is_bot = CAST((a > b) AS INT) WHERE id = %s"
+
+
+def test_insert_or_ignore_and_insert_or_replace() -> None:
+    assert pg("INSERT OR IGNORE INTO d (source, contact_id) SELECT ?, value FROM json_each(?)") == (
+        "INSERT INTO d (source, contact_id) SELECT %s, value FROM JSON_ARRAY_ELEMENTS_TEXT(CAST(%s AS JSON))"
+        " ON CONFLICT DO NOTHING")
+    assert pg("INSERT OR REPLACE INTO kpi_meta (key, value) VALUES (?, ?)") == (
+        "INSERT INTO kpi_meta (key, value) VALUES (%s, %s) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+
+
+def test_an_upsert_names_its_conflict_target_without_sort_order() -> None:
+    upsert = "INSERT INTO [c] ([a], [b]) VALUES (?, ?) ON CONFLICT (source, source_id) DO UPDATE SET [b] = excluded.[b]"
+    assert pg(upsert) == ('INSERT INTO "c" ("a", "b") VALUES (%s, %s) ON CONFLICT(source, source_id)'
+                          ' DO UPDATE SET "b" = excluded."b"')
+
+
+def test_json_group_array_gives_sqlite_s_compact_text() -> None:
+    assert pg("SELECT json_group_array(DISTINCT v) FILTER (WHERE f = 'g') FROM t") == (
+        "SELECT COALESCE('[' || STRING_AGG(DISTINCT CAST(TO_JSON(v) AS TEXT), ',') FILTER(WHERE f = 'g') || ']',"
+        " '[]') FROM t")
+
+
+def test_named_placeholders_temp_tables_integers_and_percent_signs() -> None:
+    assert pg("SELECT CAST(x AS INTEGER) FROM temp.gone WHERE a = :source AND b LIKE '%x%'") == (
+        "SELECT CAST(x AS BIGINT) FROM pg_temp.gone WHERE a = %(source)s AND b LIKE '%%x%%'")
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("PRAGMA journal_mode=WAL", ""),
+    ("BEGIN IMMEDIATE", "BEGIN"),
+    ("SAVEPOINT derive_settle", "SAVEPOINT derive_settle"),
+    ("ROLLBACK TO derive_settle", "ROLLBACK TO derive_settle"),
+])
+def test_statements_of_sqlite_s_own(sql: str, expected: str) -> None:
+    assert pg(sql) == expected
