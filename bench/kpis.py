@@ -1,7 +1,7 @@
 """KPI engine benchmark: a year of 1,000,000 contacts, computed by month unsegmented and by channel x language.
 
     .venv/bin/python bench/kpis.py [--contacts 1000000] [--orders 0] [--store PATH] [--business-hours] [--keep]
-                                   [--compare duckdb]
+                                   [--compare duckdb] [--store-url postgresql://... [--account NAME]]
 
 Generates contacts (with messages, status events, CSAT and NPS answers, requesters) straight
 into a store with bulk SQL inserts, then, each in a fresh process so peak RSS is the
@@ -26,6 +26,12 @@ the rest by shop-only customers; 3 % cancelled, 8 % with a refund. It then repor
 KPIs' share: the per-contact value facts timed alone (the `valued` look-up of `facts.py`
 over every contact) against the whole facts rebuild, and, each in a fresh process, the
 evaluation of the value KPIs against that of the others (time and peak RSS).
+
+`--store-url URL` runs the same phases on an account (`--account`, default `bench`) of a
+PostgreSQL store (docs/postgresql.md) instead of a SQLite file: the contacts are generated into
+it with COPY, and the engine's columnar copy lives beside `--store` (a temporary folder's
+`store.sqlite` by default), as it does beside `[store] path`. The DuckDB reference and pandas,
+which read a SQLite file, are skipped there. The account is dropped at the end unless `--keep`.
 """
 
 from __future__ import annotations
@@ -47,9 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.freshdesk.normalize import FRESHDESK_SCALE
 from kpi_core.kpis.api import compute
+from kpi_core.kpis.context import Context, copy_rows
 from kpi_core.model import is_positive_response
-from kpi_core.settings import KpiSettings
-from kpi_core.store import open_store
+from kpi_core.settings import KpiSettings, Settings, StoreSettings
+from kpi_core.store import Store, account_schema, open_store
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 YEAR_START = date(2025, 1, 1)
@@ -63,6 +70,30 @@ REPLY_SECONDS = {"chat": 90, "messaging": 150, "phone": 25, "email": 5 * 3600, "
 TAGS = ["billing", "refund", "shipping", "login", "bug", "feature_request", "returns", "vip", "invoice", "delay"]
 LIVE = {"chat", "messaging", "phone"}
 BATCH = 50_000
+# `--store-url URL --account NAME` when the store is a PostgreSQL account: the phases' processes get them too.
+SERVER: list[str] = []
+
+
+def _store(path: Path) -> Store:
+    """The bench's store: the SQLite file `path`, or the PostgreSQL account given by --store-url."""
+    return open_store(SERVER[1], SERVER[3]) if SERVER else open_store(path)
+
+
+def _engine_settings(path: Path, business_hours: bool, stamp: int = 0) -> Settings | KpiSettings:
+    """What compute is given: on a PostgreSQL account, the whole settings, so the columnar copy lives beside `path`
+    (as beside `[store] path`) rather than being made anew in memory each time."""
+    kpis = settings(business_hours, stamp)
+    if not SERVER:
+        return kpis
+    return Settings(store=StoreSettings(path=path, url=SERVER[1], account=SERVER[3]), kpis=kpis)
+
+
+def _context(store: Store, path: Path) -> Context:
+    return Context(store, settings(False), NOW, beside=path if SERVER else None)
+
+
+def _phase_cmd(path: Path, phase: str, *extra: str) -> list[str]:
+    return [sys.executable, __file__, "--phase", phase, "--store", str(path), *SERVER, *extra]
 
 
 def _positive(kind: str, score: float, scale: str) -> bool | None:
@@ -99,7 +130,7 @@ def settings(business_hours: bool, stamp: int = 0) -> KpiSettings:
 def generate(path: Path, contacts: int, seed: int, orders: int = 0) -> dict[str, Any]:
     """Bulk-insert a year of contacts and their messages, status events, surveys and requesters (and orders)."""
     rng = random.Random(seed)
-    store = open_store(path)
+    store = _store(path)
     conn = store.db.conn
     started = time.perf_counter()
     channel, language, source = _picker(rng, CHANNELS), _picker(rng, LANGUAGES), _picker(rng, SOURCES)
@@ -110,8 +141,7 @@ def generate(path: Path, contacts: int, seed: int, orders: int = 0) -> dict[str,
     conn.execute("BEGIN")
     people = [(s, f"r{i}", "customer", lang, COUNTRIES.get(lang), f"h{i}" if orders else None)
               for i in range(requesters) for s, lang in [(source(), language())]]
-    conn.executemany("INSERT OR IGNORE INTO people (source, source_id, role, language, country, email_hash)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", people)
+    _insert(conn, "people", ("source", "source_id", "role", "language", "country", "email_hash"), people)
     counts["people"] = len(people)
     del people
     msg_id = ev_id = sv_id = 0
@@ -177,9 +207,20 @@ def generate(path: Path, contacts: int, seed: int, orders: int = 0) -> dict[str,
     if orders:
         counts["orders"] = _orders(conn, rng, orders, requesters)
     conn.execute("COMMIT")
+    size = (store.db.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+                             " ON n.oid = c.relnamespace WHERE n.nspname = current_schema()").fetchone()[0]
+            if SERVER else path.stat().st_size)
     store.close()
-    return {**counts, "seconds": round(time.perf_counter() - started, 1),
-            "store_mb": round(path.stat().st_size / 1e6, 1)}
+    return {**counts, "seconds": round(time.perf_counter() - started, 1), "store_mb": round(float(size) / 1e6, 1)}
+
+
+def _insert(conn: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Bulk rows: one INSERT statement run for each on SQLite, a COPY stream on PostgreSQL."""
+    if SERVER:
+        copy_rows(conn, table, columns, rows)
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 def _orders(conn: Any, rng: random.Random, n: int, requesters: int) -> int:
@@ -198,9 +239,8 @@ def _orders(conn: Any, rng: random.Random, n: int, requesters: int) -> int:
         batch.append(("shop", f"o{i}", customer, iso(created), iso(created), cancelled, "EUR", total,
                       json.dumps(refunds), json.dumps(lines)))
         if len(batch) >= BATCH or i == n - 1:
-            conn.executemany("INSERT INTO orders (source, source_id, customer_key, created_at, updated_at,"
-                             " cancelled_at, currency, total, refunds, lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             batch)
+            _insert(conn, "orders", ("source", "source_id", "customer_key", "created_at", "updated_at",
+                                     "cancelled_at", "currency", "total", "refunds", "lines"), batch)
             batch.clear()
     return n
 
@@ -208,10 +248,9 @@ def _orders(conn: Any, rng: random.Random, n: int, requesters: int) -> int:
 def phase_value_facts(path: Path) -> dict[str, Any]:
     """The per-contact value facts alone: the order look-up of facts.select_sql over every contact."""
     from kpi_core.kpis import facts as F
-    from kpi_core.kpis.context import Context
 
-    store = open_store(path)
-    ctx = Context(store, settings(False), NOW)
+    store = _store(path)
+    ctx = _context(store, path)
     placed = ("SELECT c.source || ':' || c.requester_id AS requester, c.created_at, unixepoch(c.created_at) AS"
               " created_epoch, unixepoch(c.first_resolved_at) AS first_resolved_epoch, (SELECT p.email_hash"
               " FROM people p WHERE p.source = c.source AND p.source_id = c.requester_id) AS customer FROM contacts c")
@@ -229,13 +268,12 @@ def phase_evaluate(path: Path, which: str) -> dict[str, Any]:
     """Evaluate every month of the year, unsegmented and channel x language, for the value KPIs or the others
     (nothing stored: the engine's evaluation alone, over the columnar copy brought up to date first)."""
     from kpi_core.kpis import catalogue
-    from kpi_core.kpis.context import Context
     from kpi_core.kpis.engine import evaluate
     from kpi_core.kpis.periods import Grain, periods_between
     from kpi_core.kpis.segments import parse
 
-    store = open_store(path)
-    ctx = Context(store, settings(False), NOW)
+    store = _store(path)
+    ctx = _context(store, path)
     kpis = [k for k in catalogue.selected(None, False) if (k.id in catalogue.VALUE_KPIS) == (which == "value")]
     months = periods_between(Grain.MONTH, YEAR_START, NOW.date())
     segs = [parse(s, ctx.settings) for s in SEGMENTS]
@@ -249,8 +287,7 @@ def phase_evaluate(path: Path, which: str) -> dict[str, Any]:
 
 
 def run_named(path: Path, phase: str, *extra: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--phase", phase, "--store", str(path), *extra]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(_phase_cmd(path, phase, *extra), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -268,18 +305,15 @@ def value_share(path: Path, first_compute: dict[str, Any]) -> dict[str, Any]:
 
 def _flush(conn: Any, rows: list[Any], msgs: list[Any], events: list[Any], surveys: list[Any],
            counts: dict[str, int]) -> None:
-    conn.executemany(
-        "INSERT INTO contacts (source, source_id, channel, status, priority, created_at, first_customer_message_at,"
-        " first_agent_reply_at, first_resolved_at, last_resolved_at, reopens, agent_replies, customer_messages,"
-        " handle_seconds, requester_id, assignee_id, group_id, language, country, ticket_type, tags, custom,"
-        " is_bot_only, has_bot_message, is_outbound, last_activity_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.executemany("INSERT INTO messages (source, source_id, contact_id, author_role, public, created_at)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", msgs)
-    conn.executemany("INSERT INTO status_events (source, source_id, contact_id, kind, at)"
-                     " VALUES (?, ?, ?, ?, ?)", events)
-    conn.executemany("INSERT INTO survey_responses (source, source_id, kind, score, scale, created_at, contact_id,"
-                     " requester_id, is_positive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", surveys)
+    _insert(conn, "contacts", (
+        "source", "source_id", "channel", "status", "priority", "created_at", "first_customer_message_at",
+        "first_agent_reply_at", "first_resolved_at", "last_resolved_at", "reopens", "agent_replies",
+        "customer_messages", "handle_seconds", "requester_id", "assignee_id", "group_id", "language", "country",
+        "ticket_type", "tags", "custom", "is_bot_only", "has_bot_message", "is_outbound", "last_activity_at"), rows)
+    _insert(conn, "messages", ("source", "source_id", "contact_id", "author_role", "public", "created_at"), msgs)
+    _insert(conn, "status_events", ("source", "source_id", "contact_id", "kind", "at"), events)
+    _insert(conn, "survey_responses", ("source", "source_id", "kind", "score", "scale", "created_at", "contact_id",
+                                       "requester_id", "is_positive"), surveys)
     for name, batch in (("contacts", rows), ("messages", msgs), ("status_events", events),
                         ("survey_responses", surveys)):
         counts[name] += len(batch)
@@ -294,7 +328,7 @@ def change_one_day(path: Path, day: date, seed: int) -> dict[str, int]:
     (`mark_for_kpis`) and notes them for derivation, the triggers note the changed days, and the sync's
     closing `settle` runs: the next compute refreshes exactly the facts a real sync would have it refresh."""
     rng = random.Random(seed)
-    store = open_store(path)
+    store = _store(path)
     conn = store.db.conn
     rows = conn.execute(
         "SELECT source, source_id, channel, created_at, first_agent_reply_at, agent_replies FROM contacts"
@@ -330,9 +364,9 @@ def change_one_day(path: Path, day: date, seed: int) -> dict[str, int]:
 
 
 def phase_compute(path: Path, business_hours: bool, stamp: int) -> dict[str, Any]:
-    store = open_store(path)
+    store = _store(path)
     started, cpu = time.perf_counter(), time.process_time()
-    summary = compute(store, settings(business_hours, stamp), YEAR_START, NOW.date(), grains=["month"],
+    summary = compute(store, _engine_settings(path, business_hours, stamp), YEAR_START, NOW.date(), grains=["month"],
                       segments=SEGMENTS, now=NOW)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
@@ -348,8 +382,7 @@ def phase_compute(path: Path, business_hours: bool, stamp: int) -> dict[str, Any
 
 def run_phase(path: Path, business_hours: bool, stamp: int = 0) -> dict[str, Any]:
     """One compute in a fresh process (so its peak RSS is its own); another stamp redoes every value."""
-    cmd = [sys.executable, __file__, "--phase", "compute", "--store", str(path), "--stamp", str(stamp)] + (
-        ["--business-hours"] if business_hours else [])
+    cmd = _phase_cmd(path, "compute", "--stamp", str(stamp), *(["--business-hours"] if business_hours else []))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -448,7 +481,13 @@ def main() -> None:
     parser.add_argument("--phase", choices=["compute", "generate", "duckdb", "value-facts", "evaluate"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--stamp", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", help="a PostgreSQL store (postgresql://...) instead of a SQLite file")
+    parser.add_argument("--account", default="bench", help="the PostgreSQL store's account (default: bench)")
     args = parser.parse_args()
+    if args.store_url:
+        SERVER.extend(["--store-url", args.store_url, "--account", args.account])
+        if args.compare:
+            parser.error("--compare duckdb reads a SQLite file: leave it out with --store-url")
     if args.phase == "compute":
         print(json.dumps(phase_compute(args.store, args.business_hours, args.stamp)))
         return
@@ -465,11 +504,12 @@ def main() -> None:
         print(json.dumps(phase_evaluate(args.store, args.which)))
         return
     path = args.store or Path(tempfile.mkdtemp(prefix="bench-kpis-")) / "store.sqlite"
-    report: dict[str, Any] = {"contacts": args.contacts, "orders": args.orders, "business_hours": args.business_hours}
-    if not path.exists():
+    report: dict[str, Any] = {"contacts": args.contacts, "orders": args.orders, "business_hours": args.business_hours,
+                              "store": "postgresql" if SERVER else "sqlite"}
+    if not _generated(path):
         # In its own process, like every phase: a child's peak RSS starts at its parent's size.
-        cmd = [sys.executable, __file__, "--phase", "generate", "--store", str(path), "--contacts",
-               str(args.contacts), "--seed", str(args.seed), "--orders", str(args.orders)]
+        cmd = _phase_cmd(path, "generate", "--contacts", str(args.contacts), "--seed", str(args.seed),
+                         "--orders", str(args.orders))
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         report["generate"] = json.loads(done.stdout.strip().splitlines()[-1])
         print("generated:", json.dumps(report["generate"]), flush=True)
@@ -497,7 +537,7 @@ def main() -> None:
     if args.compare:
         report["duckdb_after_incremental"] = run_duckdb(path, args.business_hours)
         print_check("(after the incremental compute)", report["duckdb_after_incremental"])
-    report["pandas"] = naive_pandas(path)
+    report["pandas"] = "skipped: it reads a SQLite file" if SERVER else naive_pandas(path)
     print("naive pandas:", json.dumps(report["pandas"]), flush=True)
     goals = {"incremental <= 0.3 s": report["incremental_compute"]["seconds"] <= 0.3,
              "RSS <= 500 MB": max(report[k]["peak_rss_mb"] for k in ("first_compute", "full_compute",
@@ -514,10 +554,37 @@ def main() -> None:
         print(f"duckdb: {duck['query_seconds']} s (the hand-written queries over DuckDB tables already loaded,"
               f" results fetched; loading them took {duck['load_seconds']} s more)")
         print(f"engine/duckdb ratio: {full['seconds'] / duck['query_seconds']:.2f}")
+    if SERVER and not args.keep:
+        _drop_account(args.store_url, args.account)
     if not args.keep and not args.store:
-        for suffix in ("", "-wal", "-shm", ".columns", ".columns.wal"):  # the store and the engine's copy
+        copy = f".{account_schema(args.account)}.columns" if SERVER else ".columns"
+        for suffix in ("", "-wal", "-shm", copy, copy + ".wal"):  # the store and the engine's copy
             Path(str(path) + suffix).unlink(missing_ok=True)
         path.parent.rmdir()
+
+
+def _generated(path: Path) -> bool:
+    """Whether the store already holds generated contacts (given with --store, or --keep'd earlier)."""
+    if not SERVER:
+        return path.exists()
+    store = _store(path)
+    try:
+        return store.db.execute("SELECT 1 FROM contacts LIMIT 1").fetchone() is not None
+    finally:
+        store.close()
+
+
+def _drop_account(url: str, account: str) -> None:
+    """Drop the bench's account; the views over every account (`all_accounts`) lose its tables with it, and are
+    defined again over the accounts left."""
+    from kpi_core.postgres import accounts, database
+
+    db = database.connect(url, "public")
+    try:
+        db.conn.run_ddl(f'DROP SCHEMA IF EXISTS "{account_schema(account)}" CASCADE')
+        accounts.refresh_views(db)
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":

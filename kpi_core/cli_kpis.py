@@ -7,11 +7,13 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, err, out, settings_from, store_from
 from kpi_core.kpis import filling
+from kpi_core.kpis.accounts import across
 from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows, refresh
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
@@ -30,7 +32,7 @@ from kpi_core.kpis.scorecard import (
 )
 from kpi_core.kpis.segments import SegmentError
 from kpi_core.settings import Settings
-from kpi_core.store import Store
+from kpi_core.store import Store, account_schema
 
 
 @contextmanager
@@ -105,6 +107,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     by, kpi_ids = _list(args.by), _list(args.kpi)
     with _engine(args) as (settings, store):
         bring_up_to_date(store, settings)
+        if args.account:
+            return _kpis_of_accounts(args, settings, store, since, until, by, kpi_ids)
         if args.format == "table" and by:
             columns = kpi_ids or list(PIVOT_KPIS)
             rows = kpi_rows(store, settings, args.period, since, until, by, sorted({*columns, "ticket_volume"}))
@@ -124,6 +128,30 @@ def cmd_kpis(args: argparse.Namespace) -> int:
             channels = (kpi_rows(store, settings, args.period, since, until, ["channel"], [frt])
                         if not kpi_ids or frt in kpi_ids else None)
             out(_mark_partial(format_scorecard(rows, before, channels).rstrip("\n"), rows))
+    return EXIT_OK
+
+
+def _kpis_of_accounts(args: argparse.Namespace, settings: Settings, store: Store, since: date | None,
+                      until: date | None, by: list[str] | None, kpi_ids: list[str] | None) -> int:
+    """`kpis --account`: the stored values of several accounts of a PostgreSQL store, one segment each."""
+    if settings.store.url is None:
+        raise UsageError("--account reads the accounts of a PostgreSQL store ([store] url); this store is a file")
+    from kpi_core.postgres.accounts import account_schemas  # the driver loads only for a PostgreSQL store
+
+    known = account_schemas(store.db)  # type: ignore[arg-type]  # a PostgreSQL store's database
+    wanted = known if args.account == "all" else [account_schema(a) for a in _list(args.account) or []]
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise UsageError(f"--account: no account {', '.join(unknown)} in this database (accounts: {', '.join(known)})")
+    rows = across(str(settings.store.location), wanted, settings, args.period, since, until, by, kpi_ids)
+    if args.format == "json":
+        out(rows_to_json(rows))
+    elif args.format == "csv":
+        out(rows_to_csv(rows).rstrip("\n"))
+    elif by:
+        out(format_pivot(rows, ["account", *by], kpi_ids or list(PIVOT_KPIS)).rstrip("\n"))
+    else:
+        out(format_scorecard(rows).rstrip("\n"))
     return EXIT_OK
 
 
@@ -223,6 +251,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                                 " priority, tag or custom.FIELD")
     p.add_argument("--kpi", help="only these KPI ids, comma-separated")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
+    p.add_argument("--account", help="a PostgreSQL store's accounts to show side by side: NAME[,NAME] or all;"
+                                     " the values each account's daemon stored, each row's segment led by its"
+                                     " account (this account's brought up to date first)")
 
     p = sub.add_parser("diagnose", parents=[common], help=cmd_diagnose.__doc__)
     _range(p)

@@ -19,6 +19,8 @@ from kpi_core.cli_common import (
     store_from,
 )
 from kpi_core.model import email_hash
+from kpi_core.settings import Settings
+from kpi_core.store import account_schema
 
 
 @command("forget")
@@ -57,7 +59,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     _print_counts(deletion)
     for note in deletion.notes:
         out(f"note: {note}")
-    _print_wal(deletion, settings.store.path)
+    _print_wal(deletion, settings)
     out(f"KPI values were kept: they are aggregates and name no one. {_periods(deletion.frozen)} they fall in"
             " had ended and are now frozen (final); the running periods were recomputed without them.")
     sources = sorted({p.source for p in people} | ({"the shop"} if deletion.counts.get("orders") else set()))
@@ -91,7 +93,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
             f" {_periods(result.frozen)} up to the cutoff (and any other the deleted records fall in) had ended"
             " and are now frozen (final); the running periods were recomputed from what is left.")
         _print_counts(result)
-    _print_wal(result, settings.store.path)
+    _print_wal(result, settings)
     return EXIT_OK
 
 
@@ -106,12 +108,22 @@ def _print_counts(deletion: privacy.Deletion) -> None:
     out(f"  {'total'.ljust(width)}  {deletion.total:>9,}")
 
 
-def _print_wal(deletion: privacy.Deletion, path: Any) -> None:
-    if deletion.wal_truncated:
+def _print_wal(deletion: privacy.Deletion, settings: Settings) -> None:
+    if settings.store.url is not None:  # PostgreSQL: the tables were rewritten (privacy.rewrite_tables)
+        if deletion.wal_truncated:
+            out("The tables rows were deleted from were rewritten without them (VACUUM FULL): no copy of a deleted"
+                " row stays in them; the server's WAL and backups keep theirs until recycled (docs/privacy.md).")
+        else:
+            # Running `forget` again would find nothing to delete, hence nothing to rewrite: name the statement.
+            tables = ", ".join(f"{account_schema(settings.store.account)}.{t}" for t in deletion.busy)
+            err(f"warning: {settings.store.shown}: another session (the daemon?) kept {', '.join(deletion.busy)}"
+                f" locked past {privacy.REWRITE_LOCK_WAIT}: copies of deleted rows stay in their files until they"
+                f" are rewritten; when that session is idle, run: VACUUM (FULL) {tables}")
+    elif deletion.wal_truncated:
         out("Deleted rows were overwritten in the store file and its WAL was emptied.")
     else:
-        err(f"warning: another process (the daemon?) kept {path}-wal busy: copies of deleted rows stay in it until"
-            " its next checkpoint; run this command again when that process is idle")
+        err(f"warning: another process (the daemon?) kept {settings.store.path}-wal busy: copies of deleted rows"
+            " stay in it until its next checkpoint; run this command again when that process is idle")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -122,17 +122,21 @@ def _insert(conn: sqlite3.Connection, starts: date, ends: date | None, title: st
             ) -> tuple[Event, bool]:
     seg = json.dumps(segment, sort_keys=True)
     end_text = ends.isoformat() if ends else None
+    same = (f"SELECT {_COLUMNS} FROM events WHERE starts = ? AND coalesce(ends, '') = ? AND title = ? AND segment = ?",
+            [starts.isoformat(), end_text or "", title, seg])
+    # Looked up first: PostgreSQL spends an id on an insert it then ignores, and events are shown by id.
+    row = conn.execute(*same).fetchone()
+    if row is not None:
+        return _event(row), False
     cur = conn.execute("INSERT OR IGNORE INTO events (starts, ends, title, segment, created_at) VALUES (?, ?, ?, ?, ?)",
                        [starts.isoformat(), end_text, title, seg, utc_now()])
-    row = conn.execute("SELECT * FROM events WHERE starts = ? AND coalesce(ends, '') = ? AND title = ? AND segment = ?",
-                       [starts.isoformat(), end_text or "", title, seg]).fetchone()
-    return _event(row), cur.rowcount == 1
+    return _event(conn.execute(*same).fetchone()), cur.rowcount == 1
 
 
 def remove(store: Store, event_id: int) -> Event | None:
     """Delete one event; returns it, or None when there is no such event."""
     with store.db.atomic():
-        row = store.db.conn.execute("SELECT * FROM events WHERE id = ?", [event_id]).fetchone()
+        row = store.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", [event_id]).fetchone()
         if row is None:
             return None
         store.db.conn.execute("DELETE FROM events WHERE id = ?", [event_id])
@@ -141,7 +145,7 @@ def remove(store: Store, event_id: int) -> Event | None:
 
 def between(conn: sqlite3.Connection, start: date | None = None, end: date | None = None) -> list[Event]:
     """Events running on any day of [start, end) (either bound open), by start date."""
-    sql, params = "SELECT * FROM events WHERE 1 = 1", []
+    sql, params = f"SELECT {_COLUMNS} FROM events WHERE 1 = 1", []
     if end is not None:
         sql += " AND starts < ?"
         params.append(end.isoformat())
@@ -154,6 +158,10 @@ def between(conn: sqlite3.Connection, start: date | None = None, end: date | Non
 def during(events: Iterable[Event], start: date, end: date, segment: Mapping[str, Any] | None = None) -> list[Event]:
     """The events among `events` that overlap [start, end) and concern `segment`."""
     return [e for e in events if e.overlaps(start, end) and e.concerns(segment or {})]
+
+
+# Named, in `_event`'s order: a PostgreSQL store's tables also have a `rowid` column.
+_COLUMNS = "id, starts, ends, title, segment, created_at"
 
 
 def _event(row: tuple[Any, ...]) -> Event:

@@ -18,6 +18,9 @@ backlog of later periods (the contacts' last facts go to the engine's change log
 
 The store runs with `secure_delete`, so deleted rows are overwritten in place; at the end
 the WAL is checkpointed and truncated, so no copy of a deleted page lingers there either.
+A PostgreSQL store has no such setting: a deleted row's bytes stay in its table's pages until
+they are reused, so the tables that lost rows are rewritten without them (`VACUUM FULL`) instead
+(what PostgreSQL's own WAL, archives and backups keep is the server's: docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, cast
 
 from connectors import registry
 from connectors.plugin import WriteLevel
@@ -38,6 +42,9 @@ from kpi_core.kpis.context import get_meta, set_meta
 from kpi_core.model import email_hash
 from kpi_core.settings import Settings
 from kpi_core.store import Store, immediate, utc_now
+
+if TYPE_CHECKING:
+    from kpi_core.postgres.database import PgConnection
 
 # Every table that holds a trace of a person, in deletion order: children before parents.
 PERSON_TABLES = (
@@ -57,10 +64,12 @@ class Person:
 
 @dataclass
 class Deletion:
-    """Rows deleted per table, and whether the WAL could be emptied afterwards."""
+    """Rows deleted per table, and whether the WAL could be emptied afterwards (on PostgreSQL: whether the tables
+    that lost rows were rewritten without them; `busy` names those another session kept locked)."""
 
     counts: dict[str, int] = field(default_factory=lambda: {t: 0 for t in PERSON_TABLES})
     wal_truncated: bool = False
+    busy: list[str] = field(default_factory=list)
     frozen: int = 0  # stored periods whose KPI values became final
     notes: list[str] = field(default_factory=list)
 
@@ -116,7 +125,7 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
     `customer_keys` (keyed e-mail hashes) also erase the shop orders of a customer no helpdesk knows."""
     deletion = Deletion()
     if not people and not customer_keys:
-        deletion.wal_truncated = checkpoint(store)
+        deletion.wal_truncated = checkpoint(store, deletion)
         return deletion
     moment = now or datetime.now(timezone.utc)
     conn = store.db.conn
@@ -136,10 +145,10 @@ def forget(store: Store, settings: Settings, people: Sequence[Person], now: date
         deletion.frozen = values.freeze_containing(conn, "temp.gone_days", _today(moment, settings))
         _delete_traces(conn, deletion, keys)
     # The engine's columnar copy is rebuilt from what is left rather than edited: no byte of theirs outlives it.
-    columns.remove(conn)
+    columns.remove(conn, settings.store.path)  # a PostgreSQL account's copy lives beside [store] path
     if first is not None:
         compute(store, settings, since=first, now=moment)  # the running periods, without them
-    deletion.wal_truncated = checkpoint(store)
+    deletion.wal_truncated = checkpoint(store, deletion)
     deletion.notes.extend(_staff_notes(people))
     return deletion
 
@@ -307,7 +316,7 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
                          [result.cutoff]).fetchone()[0]
     first = min(filter(None, (oldest, loose)), default=None)
     if first is None:
-        result.wal_truncated = checkpoint(store)
+        result.wal_truncated = checkpoint(store, result)
         return result
 
     result.computed_since = date.fromisoformat(first[:10])
@@ -328,7 +337,7 @@ def purge(store: Store, settings: Settings, now: datetime | None = None) -> Purg
         _delete(conn, result, "survey_responses", "contact_id IS NULL AND created_at < ?", [result.cutoff])
         _delete_traces(conn, result)
     compute(store, settings, since=result.computed_since, now=moment)  # the running periods, from what is left
-    result.wal_truncated = checkpoint(store)
+    result.wal_truncated = checkpoint(store, result)
     return result
 
 
@@ -355,11 +364,40 @@ _EXPIRED = "coalesce(last_activity_at, updated_at, created_at) < ?"
 # --- plumbing --------------------------------------------------------------------------------
 
 
-def checkpoint(store: Store) -> bool:
-    """Copy the WAL into the main file and truncate it; False when another connection kept it busy."""
+def checkpoint(store: Store, deletion: Deletion) -> bool:
+    """Copy the WAL into the main file and truncate it; False when another connection kept it busy.
+
+    On PostgreSQL, rewrite the tables `deletion` took rows from instead (see `rewrite_tables`)."""
+    if store.on_server:
+        return rewrite_tables(store, deletion)
     row: tuple[int, int, int] = store.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     busy, _, _ = row
     return busy == 0
+
+
+# How long a rewrite waits for a table another session (a syncing daemon) holds; a sync's page is far shorter.
+REWRITE_LOCK_WAIT = "30s"
+
+
+def rewrite_tables(store: Store, deletion: Deletion) -> bool:
+    """PostgreSQL keeps a deleted row's bytes in its table's pages (and the indexes' entries) until the space is
+    reused; `VACUUM FULL` writes each table that lost rows anew without them and drops the old files, as
+    `secure_delete` overwrites them on SQLite. A table locked by another session past REWRITE_LOCK_WAIT is
+    left as it is and named in `deletion.busy`; False then."""
+    tables = [t for t in PERSON_TABLES if deletion.counts.get(t)]
+    if deletion.counts.get("alert_events"):
+        tables.append("alert_deliveries")  # deleted with their alerts, not counted apart
+    run = cast("PgConnection", store.db.conn).run_ddl  # a statement of PostgreSQL's own, outside any transaction
+    run(f"SET lock_timeout = '{REWRITE_LOCK_WAIT}'")
+    try:
+        for table in tables:
+            try:
+                run(f'VACUUM (FULL) "{table}"')
+            except sqlite3.OperationalError:  # the lock was not granted in time
+                deletion.busy.append(table)
+    finally:
+        run("RESET lock_timeout")
+    return not deletion.busy
 
 
 @contextmanager

@@ -852,7 +852,7 @@ def account_schema(account: str) -> str:
 
 
 def _open_server(url: str, account: str) -> Store:
-    from kpi_core.postgres import database, schema  # psycopg loads only for a PostgreSQL store
+    from kpi_core.postgres import accounts, database, schema  # psycopg loads only for a PostgreSQL store
 
     try:
         db = database.connect(url, account_schema(account))
@@ -865,7 +865,8 @@ def _open_server(url: str, account: str) -> Store:
         raise StoreError(f"{where}: the store was written by a newer helpdesk-kpi (schema steps"
                          f" {', '.join(unknown)}); upgrade helpdesk-kpi instead of downgrading")
     try:
-        schema.apply_migrations(db, migrations)
+        if schema.apply_migrations(db, migrations):
+            accounts.refresh_views(db)  # a new account or a new schema step: all_accounts shows it
     except sqlite3.DatabaseError as exc:
         db.close()
         raise StoreError(f"{where}: cannot bring the schema up to date: {exc}") from exc

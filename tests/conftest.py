@@ -10,6 +10,7 @@ serve every registered fake over a small world. `fake` is the sandbox's only fak
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -163,3 +164,29 @@ def pg_url(request: pytest.FixtureRequest, pg_server: PgServer) -> Iterator[str]
     """The URL of a fresh, empty database named after the test, dropped after it (open sessions included)."""
     with pg_server.database(request.node.name) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store of each kind in turn: a SQLite file, then a PostgreSQL account (tests/pg_server.py).
+    A module whose tests must hold on both stores overrides `store` with it."""
+    if request.param == "sqlite":
+        opened = open_store(tmp_path / "kpi.sqlite")
+        yield opened
+        opened.close()
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    with server.database(request.node.name) as url:
+        opened = open_store(url, "contract")
+        yield opened
+        opened.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`main` points the root logger at the test's captured stderr; later tests must not write to it closed."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -33,7 +33,8 @@ from kpi_core.settings import Settings, load_settings
 from kpi_core.store import Store, open_store
 from kpi_core.sync import sync_one
 
-pytestmark = pytest.mark.sandbox(seed=11, tickets=40, names=("zendesk",))
+pytestmark = [pytest.mark.sandbox(seed=11, tickets=40, names=("zendesk",)),
+              pytest.mark.usefixtures("restore_logging")]
 
 TOKEN = "T0ALERT/B0ALERT/hookSECRETtoken"
 TARGET_MIN = 10.0  # every channel's first-response target in these tests
@@ -47,16 +48,6 @@ def smtp_toml(server: SmtpServer) -> str:
     return (f'[smtp]\nhost = "{server.host}"\nport = {server.port}\nstarttls = true\nusername = "{SMTP_USER}"\n'
             f'password = "{SMTP_PASSWORD}"\nsender = "kpi@acme.example"\ntimeout_seconds = 5\n'
             f'ca_file = "{server.ca_file}"\n')
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` points the root logger at this test's captured stderr; later tests must not write to it closed."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

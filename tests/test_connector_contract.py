@@ -1,7 +1,8 @@
 """The connector contract, once, for every registered connector that ships a sandbox fake.
 
-Each test runs against the connector's own fake over real HTTP on loopback, into a real
-SQLite store, through the one sync path (`kpi_core.sync`). Nothing here names a vendor: the
+Each test runs against the connector's own fake over real HTTP on loopback, into a real store
+(a SQLite file, then a PostgreSQL account: `any_store`), through the one sync path
+(`kpi_core.sync`). Nothing here names a vendor: the
 connector, its settings model and its fake come from the registry, the expected values from
 the sandbox's world. What is true of one vendor only stays in its own test module.
 """
@@ -53,6 +54,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 # --- the sandbox, the connector and the store ------------------------------------------------------
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """Every contract holds on both stores: SQLite and PostgreSQL (tests/conftest.py `any_store`)."""
+    return any_store
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ see each other, one daemon per account, the password never shown.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
+from store_compare import assert_same_tables, server_config
 
 from connectors.sandbox import Sandbox
 from kpi_core.cli import main
@@ -23,56 +22,24 @@ from kpi_core.store import StoreError, account_schema, open_store
 
 pytestmark = pytest.mark.sandbox(seed=7, tickets=40)
 
-# Columns whose values are the time of the run (or the row's number), not what was read.
-RUN_TIME = {"id", "rowid", "seq", "updated_at", "started_at", "ended_at", "applied_at", "seen_at"}
-# Cursors and backfill positions of time-based reads hold the moment of the run.
-BY_RUN_TIME = {"cursors", "backfill_windows"}
-
-
-def _server_config(config: Path, url: str, account: str, extra: str = "") -> Path:
-    text = config.read_text().replace("[store]\n", f'[store]\nurl = "{url}"\naccount = "{account}"\n', 1)
-    server = config.with_name(f"{account}.toml")
-    server.write_text(text + extra)
-    server.chmod(0o600)
-    return server
-
-
-def _rows(fetch: Callable[[str], list[tuple[Any, ...]]], table: str, columns: list[str]) -> list[tuple[Any, ...]]:
-    listed = ", ".join(f'"{c}"' for c in columns)
-    return sorted((tuple(r) for r in fetch(f'SELECT {listed} FROM "{table}"')), key=repr)
-
-
 def test_a_sync_stores_the_same_rows_on_both_stores(module_sandbox: Sandbox, config_for: Callable[..., Path],
                                                      tmp_path: Path, pg_url: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     lite_config = config_for(module_sandbox)
-    server_config = _server_config(lite_config, pg_url, "brand-a")
     assert main(["sync", "--config", str(lite_config)]) == 0
-    assert main(["sync", "--config", str(server_config)]) == 0
-    lite = sqlite3.connect(tmp_path / "store.sqlite")
-    server = psycopg.connect(pg_url)
-    server.execute('SET search_path TO "brand_a"')
-    tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                         " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    compared = 0
-    for table in tables:
-        columns = [r[1] for r in lite.execute(f"PRAGMA table_info([{table}])") if r[1] not in RUN_TIME]
-        if table in BY_RUN_TIME:
-            columns = columns[:2]  # which streams have a cursor, not the moment in it
-        on_lite = _rows(lambda q: lite.execute(q.replace('"', "")).fetchall(), table, columns)
-        on_server = _rows(lambda q: server.execute(q).fetchall(), table, columns)
-        assert on_server == on_lite, table
-        compared += len(on_lite)
-    counted = {t: lite.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in ("contacts", "messages")}
-    assert counted["contacts"] > 30 and counted["messages"] > 100 and compared > 500
-    # The derived facts are the store's own SQL, translated: the same on both.
-    assert server.execute("SELECT count(*) FROM contacts WHERE first_agent_reply_at IS NOT NULL").fetchone()[0] > 10
+    assert main(["sync", "--config", str(server_config(lite_config, pg_url, "brand-a"))]) == 0
+    compared = assert_same_tables(tmp_path / "store.sqlite", pg_url, "brand-a")
+    with psycopg.connect(pg_url) as server:
+        server.execute('SET search_path TO "brand_a"')
+        contacts, replied = server.execute("SELECT count(*), count(first_agent_reply_at) FROM contacts").fetchone()
+    # The derived facts are the store's own SQL, translated: compared above, and there to compare.
+    assert contacts > 30 and replied > 10 and compared > 500
     capsys.readouterr()
 
 
 def test_a_second_sync_adds_nothing_and_resumes_from_the_cursors(module_sandbox: Sandbox, pg_url: str,
                                                                    config_for: Callable[..., Path]) -> None:
-    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
+    config = server_config(config_for(module_sandbox), pg_url, "brand-a")
     assert main(["sync", "--config", str(config)]) == 0
     store = open_store(pg_url, "brand-a")
     first = {t: store.count(t) for t in ("contacts", "messages", "status_events", "people")}
@@ -127,7 +94,7 @@ def test_the_password_is_never_shown(module_sandbox: Sandbox, config_for: Callab
                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     # The throwaway cluster trusts its socket: a password is accepted and ignored, as a real server's would be read.
     monkeypatch.setenv("HELPDESK_KPI_STORE__PASSWORD", "s3cret-Pa55")
-    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
+    config = server_config(config_for(module_sandbox), pg_url, "brand-a")
     assert main(["check-config", "--config", str(config)]) == 0
     assert main(["sync", "--config", str(config)]) == 0
     assert main(["status", "--config", str(config)]) == 0
@@ -142,16 +109,22 @@ def test_the_password_is_never_shown(module_sandbox: Sandbox, config_for: Callab
 
 def test_a_password_in_the_url_is_refused(module_sandbox: Sandbox, config_for: Callable[..., Path],
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    config = _server_config(config_for(module_sandbox), "postgresql://kpi:s3cret@db.example/kpi", "brand-a")
+    config = server_config(config_for(module_sandbox), "postgresql://kpi:s3cret@db.example/kpi", "brand-a")
     assert main(["check-config", "--config", str(config)]) == 2
     shown = capsys.readouterr().err
     assert "store.url" in shown and "HELPDESK_KPI_STORE__PASSWORD" in shown
 
 
-def test_the_kpi_engine_says_it_does_not_run_on_a_server_store(module_sandbox: Sandbox, pg_url: str,
-                                                                 config_for: Callable[..., Path],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    config = _server_config(config_for(module_sandbox), pg_url, "brand-a")
-    assert main(["compute", "--config", str(config)]) == 1
-    shown = capsys.readouterr().err
-    assert "does not run on a PostgreSQL store" in shown and "Traceback" not in shown
+def test_all_accounts_reads_every_account_side_by_side(pg_url: str) -> None:
+    contact = {"source": "zendesk", "source_id": "1", "channel": "email", "status": "open",
+               "created_at": "2026-03-02T09:00:00Z"}
+    for account, ids in (("brand-a", ("1", "2")), ("brand-b", ("1",))):
+        store = open_store(pg_url, account)  # a new account redefines the views
+        store.write_page("zendesk", "tickets", {"contacts": [{**contact, "source_id": i} for i in ids]}, None)
+        store.close()
+    with psycopg.connect(pg_url) as bi:
+        rows = bi.execute("SELECT account, source_id FROM all_accounts.contacts ORDER BY 1, 2").fetchall()
+        assert rows == [("brand_a", "1"), ("brand_a", "2"), ("brand_b", "1")]
+        columns = [r[0] for r in bi.execute("SELECT column_name FROM information_schema.columns WHERE"
+                                            " table_schema = 'all_accounts' AND table_name = 'kpi_values'")]
+        assert columns[:2] == ["account", "grain"] and "rowid" not in columns

@@ -64,3 +64,47 @@ def test_named_placeholders_temp_tables_integers_and_percent_signs() -> None:
 ])
 def test_statements_of_sqlite_s_own(sql: str, expected: str) -> None:
     assert pg(sql) == expected
+
+
+def test_json_extract_reads_a_json_path_given_as_text_or_as_a_parameter_and_true_as_1() -> None:
+    def value(json: str, path: str) -> str:
+        return ("(SELECT CASE CAST(j AS TEXT) WHEN 'true' THEN '1' WHEN 'false' THEN '0' ELSE j #>> '{}' END"
+                f" FROM JSONB_PATH_QUERY_FIRST(CAST({json} AS JSONB), CAST({path} AS JSONPATH)) AS _json(j))")
+
+    assert pg("SELECT json_extract(raw, ?), json_extract(value, '$[0]') FROM t WHERE json_extract(c, :path) = '1'") == (
+        f"SELECT {value('raw', '%s')}, {value('value', repr('$[0]'))} FROM t WHERE {value('c', '%(path)s')} = '1'")
+
+
+def test_date_with_modifiers_is_sqlite_s_text_of_the_utc_date() -> None:
+    day = "CAST(CAST(c AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE)"
+    assert pg("SELECT date(c), date(c, '+90 days'), date(c, 'weekday 0', '-6 days') FROM t") == (
+        f"SELECT TO_CHAR({day}, 'YYYY-MM-DD'), TO_CHAR({day} + 90, 'YYYY-MM-DD'),"
+        f" TO_CHAR(CAST(DATE_TRUNC('WEEK', CAST({day} + 0 AS TIMESTAMP)) AS DATE) + 6 + -6, 'YYYY-MM-DD') FROM t")
+    with pytest.raises(Exception, match="modifier"):
+        pg("SELECT date(c, ?) FROM t")  # a modifier must be written in the statement
+
+
+def test_scalar_max_and_min_are_null_when_an_argument_is() -> None:
+    assert pg("SELECT max(0, a - b), min(a, b) FROM t") == (
+        "SELECT CASE WHEN 0 IS NULL OR a - b IS NULL THEN NULL ELSE GREATEST(0, a - b) END,"
+        " CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE LEAST(a, b) END FROM t")
+    # A placeholder is read once: the arguments become rows.
+    assert pg("SELECT max(?, a) FROM t") == (
+        "SELECT (SELECT CASE WHEN COUNT(v) = 2 THEN MAX(v) END FROM (VALUES (%s), (a)) AS _args(v)) FROM t")
+
+
+def test_json_array_is_compact_text_and_a_nested_array_stays_json() -> None:
+    assert pg("SELECT json_group_array(json_array(at, d)) FROM t") == (
+        "SELECT COALESCE('[' || STRING_AGG('[' || CONCAT_WS(',', COALESCE(CAST(TO_JSON(at) AS TEXT), 'null'),"
+        " COALESCE(CAST(TO_JSON(d) AS TEXT), 'null')) || ']', ',') || ']', '[]') FROM t")
+
+
+def test_subqueries_are_named_json_each_has_value_and_key_and_cross_join_on_is_a_join() -> None:
+    assert pg("SELECT r.key, n FROM (SELECT 1 AS n) CROSS JOIN o ON o.n = n, json_each(o.refunds) r") == (
+        "SELECT r.key, n FROM (SELECT 1 AS n) AS _sq1 JOIN o ON o.n = n"
+        " CROSS JOIN JSON_ARRAY_ELEMENTS_TEXT(CAST(o.refunds AS JSON)) WITH ORDINALITY AS r(value, key)")
+
+
+def test_an_empty_in_list_is_false() -> None:
+    assert pg("SELECT x NOT IN (), y IN (1) FROM t WHERE z IN ()") == (
+        "SELECT CAST((NOT FALSE) AS INT), CAST((y IN (1)) AS INT) FROM t WHERE FALSE")

@@ -37,6 +37,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# alert_events' columns, named: a PostgreSQL store's tables also have a `rowid`, which is no part of an alert.
+_EVENT = ("id, key, kind, source, contact_id, stage, kpi, grain, period_start, segment, channel, market, grp,"
+          " crossed_at, elapsed_s, target_s, value, target, decided_at, disposition, summary_id, covers")
+
+
 def _rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -75,8 +80,8 @@ def alerts_within(conn: sqlite3.Connection, since: datetime) -> int:
 
 
 def unsummarised(conn: sqlite3.Connection, disposition: str) -> list[dict[str, Any]]:
-    return _rows(conn.execute("SELECT * FROM alert_events WHERE disposition = ? AND summary_id IS NULL ORDER BY id",
-                              [disposition]))
+    return _rows(conn.execute(f"SELECT {_EVENT} FROM alert_events WHERE disposition = ? AND summary_id IS NULL"
+                              " ORDER BY id", [disposition]))
 
 
 def mark_summarised(conn: sqlite3.Connection, ids: Sequence[int], summary_id: int) -> None:
@@ -114,17 +119,17 @@ def finish_delivery(conn: sqlite3.Connection, event_id: int, sink: str, status: 
 
 
 def event(conn: sqlite3.Connection, event_id: int) -> dict[str, Any]:
-    return _rows(conn.execute("SELECT * FROM alert_events WHERE id = ?", [event_id]))[0]
+    return _rows(conn.execute(f"SELECT {_EVENT} FROM alert_events WHERE id = ?", [event_id]))[0]
 
 
 def covered(conn: sqlite3.Connection, summary_id: int) -> list[dict[str, Any]]:
-    return _rows(conn.execute("SELECT * FROM alert_events WHERE summary_id = ? ORDER BY id", [summary_id]))
+    return _rows(conn.execute(f"SELECT {_EVENT} FROM alert_events WHERE summary_id = ? ORDER BY id", [summary_id]))
 
 
 def recent(conn: sqlite3.Connection, since: datetime) -> list[dict[str, Any]]:
     """Alerts decided since `since` that went (or go) out themselves, newest first, with their deliveries."""
     events = _rows(conn.execute(
-        "SELECT * FROM alert_events WHERE decided_at >= ? AND disposition IN (?, ?) ORDER BY id DESC",
+        f"SELECT {_EVENT} FROM alert_events WHERE decided_at >= ? AND disposition IN (?, ?) ORDER BY id DESC",
         [iso(since), ALERT, SUMMARY]))
     for row in events:
         row["deliveries"] = _rows(conn.execute(

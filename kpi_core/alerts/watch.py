@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kpi_core.alerts.targets import ContactTargets
-from kpi_core.kpis.context import Context
+from kpi_core.kpis import segments
 from kpi_core.settings import Settings
 from kpi_core.store import Store
 
@@ -61,8 +61,12 @@ def parse_time(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def open_contacts_sql(store: Store, settings: Settings) -> str:
-    market = Context(store, settings.kpis).market_of_contact(_COUNTRY)
+def open_contacts_sql(settings: Settings) -> str:
+    # The market as the KPI engine decides it (Context.market_of_contact), from the settings alone: watching
+    # open contacts needs no KPI computation, so it runs on either store.
+    kpis = settings.kpis
+    market = segments.market_sql(kpis.markets, kpis.default_market, source="c.source", country=_COUNTRY,
+                                 organization="c.organization_id", brand="c.brand_id", tags="c.tags")
     return f"""
     SELECT c.source, c.source_id, c.channel, {market} AS market,
       CASE WHEN c.group_id IS NOT NULL THEN c.source || ':' || c.group_id END AS grp,
@@ -83,7 +87,7 @@ def crossings(store: Store, settings: Settings, now: datetime) -> Iterator[Cross
     share = alerts.at_risk_share
     watch_resolution = bool(alerts.resolution_targets)
     for source, contact_id, channel, market, grp, start, created, unanswered, unresolved in store.db.execute(
-            open_contacts_sql(store, settings)):
+            open_contacts_sql(settings)):
         if unanswered and alerts.first_response:
             target = targets.first_response_s(channel, market, grp)
             found = _stage(parse_time(start), target, share, now, (AT_RISK, BREACHED))

@@ -34,7 +34,7 @@ from typing import Any
 from kpi_core.kpis import backlog, catalogue, facts, inputs, values
 from kpi_core.kpis import periods as P
 from kpi_core.kpis.columns import open_columns
-from kpi_core.kpis.context import Context, get_meta, kpi_settings, set_meta
+from kpi_core.kpis.context import Context, context_for, get_meta, set_meta
 from kpi_core.kpis.diagnostics import store_diagnostics
 from kpi_core.kpis.engine import evaluate, prepare
 from kpi_core.kpis.materialize import ALL, TIME_KPIS, chosen, ensure, write
@@ -89,7 +89,7 @@ def compute(store: Store, settings: Settings | KpiSettings, since: date | None =
     takes over the days and changes the first step took.
     """
     started = time.perf_counter()
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     since, until = default_range(ctx, since, until)
     return _compute(ctx, since, until, grains, segments, full or rebuild_history, rebuild_history, started)
 
@@ -253,7 +253,7 @@ def refresh(store: Store, settings: Settings, now: datetime | None = None) -> bo
     Cheap when nothing changed: a few reads of the change marks the store keeps (see `stale_reasons`). When
     something did, it is `compute` with its defaults, which redoes only what those marks touch.
     """
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     if not stale_reasons(ctx):
         return False
     compute(store, settings, now=now)
@@ -292,7 +292,7 @@ def kpi_rows(store: Store, settings: Settings | KpiSettings, period: str | None,
              *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Stored KPI values as the interface's JSON objects; periods never computed (or computed under other
     settings) are computed and stored first, from the facts as of the last `compute`."""
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     seg = parse(by, ctx.settings)
     if kpi_ids:
@@ -317,7 +317,7 @@ def previous_rows(store: Store, settings: Settings | KpiSettings, period: str | 
     A row matches the current row whose `compared_with` names its period_start and period_end. Rows of a
     to-date span carry `"to_date": true`; they are evaluated here, not stored (the span moves every day).
     """
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     seg = parse(by, ctx.settings)
     spans = [values.compared_with(p, ctx.today) for p in wanted]

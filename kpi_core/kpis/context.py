@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 from kpi_core.kpis import periods, segments
 from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.kpis.targets import Targets
 from kpi_core.settings import KpiSettings, Settings
-from kpi_core.store import Store, StoreError
+from kpi_core.store import Store
 
 
 @dataclass
@@ -24,17 +25,13 @@ class Context:
     store: Store
     settings: KpiSettings
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # A PostgreSQL store's local files (the columnar copy, columns.py) live beside `[store] path`; None: in memory.
+    beside: Path | None = None
     targets: Targets = field(init=False)
     hours: BusinessHours = field(init=False)
     zone: tzinfo = field(init=False)  # `[kpis] timezone`: periods' dates are dates there (catalogue 2)
 
     def __post_init__(self) -> None:
-        if self.store.on_server:
-            # The facts and the engine's statements use SQLite's date arithmetic and Python functions
-            # (business hours) that a PostgreSQL server cannot run: docs/postgresql.md.
-            raise StoreError("the KPI engine does not run on a PostgreSQL store in this version: it stores the"
-                             " syncs (records, cursors, run log, derived reply and resolution facts); compute"
-                             " KPIs from a SQLite store")
         self.now = self.now.astimezone(timezone.utc).replace(microsecond=0)
         self.zone = periods.zone_of(self.settings.timezone)
         self.targets = Targets(self.settings.targets)
@@ -146,6 +143,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+class _BulkLoading(Protocol):
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+def copy_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows into `table` of a PostgreSQL store in one COPY stream (PgConnection.copy_rows): many rows without a
+    round trip each."""
+    cast(_BulkLoading, conn).copy_rows(table, columns, rows)
+
+
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM kpi_meta WHERE key = ?", [key]).fetchone()
     return row[0] if row else None
@@ -154,6 +161,13 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute("INSERT INTO kpi_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                  [key, value])
+
+
+def context_for(store: Store, settings: Settings | KpiSettings, now: datetime | None = None) -> Context:
+    """The context of one computation or reading; given the whole settings, a PostgreSQL store's columnar copy
+    is kept beside `[store] path` (the daemon's state file is there too)."""
+    beside = settings.store.path if isinstance(settings, Settings) and store.on_server else None
+    return Context(store, kpi_settings(settings), now or datetime.now().astimezone(), beside=beside)
 
 
 def kpi_settings(settings: Settings | KpiSettings) -> KpiSettings:

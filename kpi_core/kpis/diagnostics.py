@@ -18,7 +18,7 @@ from typing import Any, cast
 from kpi_core import events as event_log
 from kpi_core.kpis import periods as P
 from kpi_core.kpis import values
-from kpi_core.kpis.context import Context, kpi_settings
+from kpi_core.kpis.context import Context, context_for
 from kpi_core.kpis.materialize import ensure
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, parse
@@ -250,7 +250,8 @@ def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation
         ctx.conn.executemany("DELETE FROM kpi_diagnostics WHERE grain = ? AND period_start = ? AND period_end = ?",
                              [(grain.value, p.start.isoformat(), p.end.isoformat()) for p in periods])
         ctx.conn.executemany(
-            "INSERT OR REPLACE INTO kpi_diagnostics VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO kpi_diagnostics (grain, by_key, period_start, period_end, diagnostic, segment,"
+            " evidence, message, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # named: PostgreSQL's upsert
             [(grain.value, ",".join(d["segment"]), d["period_start"], d["period_end"], d["diagnostic"],
               values.segment_json(d["segment"]), json.dumps(d["evidence"]), d["message"], ctx.now_iso)
              for d in found])
@@ -261,7 +262,7 @@ def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation
 def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,
              period: str | None = "month", *, now: datetime | None = None) -> list[dict[str, Any]]:
     """The diagnostics that fire in the periods of `period` over [since, until) (default: this month)."""
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     wanted = P.resolve(period, since, until, ctx.now, ctx.zone)
     segs = [parse(s, ctx.settings) for s in ctx.settings.segments] + [parse(["channel"], ctx.settings),
                                                                        parse(["language"], ctx.settings)]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from kpi_core import derive
 from kpi_core.insight.sentiment import NEGATIVE_BELOW
+from kpi_core.kpis import hours_on_server
 from kpi_core.kpis.context import Context, get_meta, set_meta
 from kpi_core.kpis.scales import positive_sql
 from kpi_core.store import utc_now
@@ -118,9 +119,11 @@ def _no_orders_sql() -> str:
     """CTE `valued` when the store holds no order at all: what `_value_sql` gives a contact whose customer has no
     order, without its per-contact look-up (a first compute of a million contacts without a shop spent a minute
     in it). An order arriving later marks its customer's contacts, which are then looked up in full."""
+    # The NULLs typed: PostgreSQL gives an untyped NULL column the type text, which an INTEGER column refuses.
     return """valued AS (SELECT *, CASE WHEN customer IS NOT NULL THEN 1 ELSE 0 END AS shop_known, 0 AS shop_matched,
-        0 AS ordered_before, NULL AS next_order_epoch, NULL AS reorder_epoch, 0 AS value_before,
-        CASE WHEN first_resolved_epoch IS NOT NULL THEN 0 END AS value_after, NULL AS refund_gap_s FROM placed)"""
+        0 AS ordered_before, CAST(NULL AS INTEGER) AS next_order_epoch, CAST(NULL AS INTEGER) AS reorder_epoch,
+        0 AS value_before, CASE WHEN first_resolved_epoch IS NOT NULL THEN 0 END AS value_after,
+        CAST(NULL AS INTEGER) AS refund_gap_s FROM placed)"""
 
 
 def _value_sql(epoch: Callable[[str], str]) -> str:
@@ -134,7 +137,9 @@ def _value_sql(epoch: Callable[[str], str]) -> str:
     the first after its first resolution, value in the VALUE_DAYS before the creation, value in the
     VALUE_DAYS after the first resolution, the nearest refund to the creation (seconds)]."""
     day_s = VALUE_DAYS * 86400
-    at, amount = epoch("json_extract(r.value, '$.at')"), "json_extract(r.value, '$.amount')"
+    # JSON values are read with a CAST: SQLite's json_extract gives a number its own type, PostgreSQL's gives text
+    # (the columns are INTEGER and REAL, so SQLite stores the same values either way).
+    at, amount = epoch("json_extract(r.value, '$.at')"), "CAST(json_extract(r.value, '$.amount') AS REAL)"
 
     def refunds(lo: str, hi: str) -> str:
         return f"(SELECT coalesce(sum({amount}), 0) FROM json_each(o.refunds) r WHERE {at} {lo} AND {at} {hi})"
@@ -154,7 +159,7 @@ def _value_sql(epoch: Callable[[str], str]) -> str:
         f"min(CASE WHEN {kept} THEN (SELECT min(abs({at} - p.created_epoch)) FROM json_each(o.refunds) r) END)",
     ])
     mine = "(o.customer_key = p.customer OR o.requester = p.requester)"
-    read = [f"json_extract(ov, '$[{i}]')" for i in range(7)]
+    read = [f"CAST(json_extract(ov, '$[{i}]') AS {'REAL' if i in (4, 5) else 'INTEGER'})" for i in range(7)]
     return f"""shop AS (SELECT *, (SELECT json_array({figures}) FROM orders o WHERE {mine}) AS ov FROM placed p),
     valued AS (SELECT *, CASE WHEN customer IS NOT NULL OR {read[0]} > 0 THEN 1 ELSE 0 END AS shop_known,
         CASE WHEN {read[0]} > 0 THEN 1 ELSE 0 END AS shop_matched, CASE WHEN {read[1]} > 0 THEN 1 ELSE 0 END
@@ -261,11 +266,10 @@ def select_sql(ctx: Context, keys: str | None) -> str:
     # A reply counts only once the customer wrote (catalogue 2c): an outbound contact nobody answered has none.
     replied = f"c.first_agent_reply_at IS NOT NULL AND ({start}) IS NOT NULL"
     abandon_s = int(ctx.settings.abandon_after.total_seconds())
-    schedule = ctx.hours.assignment_sql("grp", "market")
+    schedule = ctx.hours.assignment_sql("grp", "market") if ctx.hours.configured else "CAST(NULL AS INTEGER)"
     spans = (("start_epoch", "reply_epoch"), ("created_epoch", "first_resolved_epoch"),
              ("created_epoch", "last_resolved_epoch"))
-    bh = ", ".join(f"{f'kpi_bh(schedule, {a}, {b})' if ctx.hours.configured else 'NULL'} AS {name}"
-                   for (a, b), name in zip(spans, COLUMNS[-3:], strict=True))
+    bh = ", ".join(f"{_bh_sql(ctx, a, b)} AS {name}" for (a, b), name in zip(spans, COLUMNS[-3:], strict=True))
     market = ctx.market_of_contact(_country_sql())
     # The helpdesk's language (its locale), else the one detected in the customer's first messages.
     language = ("CASE WHEN coalesce(c.language, 'und') = 'und' THEN coalesce(c.detected_language, 'und')"
@@ -311,6 +315,14 @@ def select_sql(ctx: Context, keys: str | None) -> str:
     """
 
 
+def _bh_sql(ctx: Context, start: str, end: str) -> str:
+    """Business seconds between two of the row's instants: the clock as SQL function `kpi_bh` on SQLite; on a
+    PostgreSQL store, which cannot call Python, left empty here and filled by hours_on_server.fill."""
+    if not ctx.hours.configured or ctx.store.on_server:
+        return "CAST(NULL AS INTEGER)"  # typed: PostgreSQL gives an untyped NULL column the type text
+    return f"kpi_bh(schedule, {start}, {end})"
+
+
 @dataclass
 class Refresh:
     """What a refresh did: contacts rebuilt, and whether everything (rather than some days) changed."""
@@ -331,7 +343,10 @@ def refresh(ctx: Context, force_full: bool = False) -> Refresh:
     derive.settle(conn)  # reply/resolution facts still waiting since a sync that did not finish
     shaped_by = fingerprint(ctx)
     dirty = conn.execute("SELECT count(*) FROM kpi_dirty_contacts").fetchone()[0]
-    total = conn.execute("SELECT coalesce(max(rowid), 0) FROM contacts").fetchone()[0]  # instant, about count(*)
+    # SQLite's max(rowid) is instant and about count(*); a PostgreSQL store's rowid skips the numbers its upserts
+    # drew and did not use, so there the count is counted (an index-only scan).
+    total = conn.execute("SELECT count(*) FROM contacts" if ctx.store.on_server
+                         else "SELECT coalesce(max(rowid), 0) FROM contacts").fetchone()[0]
     full = force_full or get_meta(conn, "facts_fingerprint") != shaped_by or dirty > _FULL_SHARE * max(total, 1)
     _prepare_clock(ctx, full)
     _drop_temp(conn)
@@ -358,8 +373,8 @@ def _note_feed_start(ctx: Context) -> None:
         until = (known[-1] if len(known) == 2 else ctx.now_iso)[:10]
         conn.execute(
             "WITH RECURSIVE d(day) AS (SELECT date(?) UNION ALL SELECT date(day, '+1 day') FROM d"
-            " WHERE day < date(?, ?)) INSERT INTO kpi_dirty_days SELECT day FROM d"
-            " WHERE day NOT IN (SELECT day FROM kpi_dirty_days)", [known[0][:10], until, f"+{VALUE_DAYS} days"])
+            f" WHERE day < date(?, '+{VALUE_DAYS} days')) INSERT INTO kpi_dirty_days SELECT day FROM d"
+            " WHERE day NOT IN (SELECT day FROM kpi_dirty_days)", [known[0][:10], until])
     if first:
         set_meta(conn, "orders_feed_start", first)
     else:
@@ -373,8 +388,15 @@ def _rebuild(ctx: Context) -> None:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
     conn.execute("DELETE FROM kpi_facts")
     # Stored in creation order, so that a period's contacts sit together and range reads are sequential.
-    conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT * FROM ({select_sql(ctx, None)})"
-                 " ORDER BY created_at")
+    if ctx.store.on_server and ctx.hours.configured:  # the business hours are added in between (hours_on_server)
+        conn.execute(f"CREATE TEMP TABLE kf_all AS {select_sql(ctx, None)}")
+        hours_on_server.fill(conn, ctx.hours, "kf_all")
+        conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM kf_all"
+                     " ORDER BY created_at")
+        conn.execute("DROP TABLE temp.kf_all")
+    else:
+        conn.execute(f"INSERT INTO kpi_facts ({', '.join(COLUMNS)}) SELECT * FROM ({select_sql(ctx, None)})"
+                     " ORDER BY created_at")
     for sql in INDEXES.values():
         conn.execute(sql)
     conn.execute("DELETE FROM kpi_dirty_contacts")
@@ -389,12 +411,14 @@ def _prepare_clock(ctx: Context, full: bool) -> None:
         f"SELECT min(created_at), max(coalesce(last_resolved_at, created_at)) FROM {table}"
     ).fetchone()
     if first:
-        epochs = ctx.conn.execute("SELECT strftime('%s', ?), strftime('%s', ?)", [first, last]).fetchone()
+        # unixepoch rather than strftime('%s'): the same seconds, and a function PostgreSQL's translation knows.
+        epochs = ctx.conn.execute(f"SELECT {epoch_sql(ctx.conn, '?')}, {epoch_sql(ctx.conn, '?')}",
+                                  [first, last]).fetchone()
         ctx.hours.prepare(int(epochs[0]), max(int(epochs[1]), ctx.now_epoch))
 
 
 def _drop_temp(conn: sqlite3.Connection) -> None:
-    for table in ("kf_keys", "kf_new", "kf_old", "kf_chg"):
+    for table in ("kf_keys", "kf_new", "kf_old", "kf_chg", "kf_all", "kf_bh"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
@@ -410,7 +434,10 @@ def _refresh_some(ctx: Context) -> int:
         " WHERE c.requester_id IS NOT NULL) r CROSS JOIN contacts g ON g.source = r.source"
         " AND g.requester_id = r.requester_id")
     conn.execute(f"CREATE TEMP TABLE kf_new AS {select_sql(ctx, 'kf_keys')}")
-    conn.execute("CREATE INDEX temp.kf_new_contact ON kf_new (source, source_id)")
+    if ctx.store.on_server and ctx.hours.configured:
+        hours_on_server.fill(conn, ctx.hours, "kf_new")
+    # Unqualified, the index goes where its table is (temp) in SQLite too; PostgreSQL's names take no schema.
+    conn.execute("CREATE INDEX kf_new_contact ON kf_new (source, source_id)")
     same = "n.source = o.source AND n.source_id = o.source_id AND " + " AND ".join(
         f"n.{c} IS o.{c}" for c in COLUMNS[2:])
     conn.execute(f"CREATE TEMP TABLE kf_old AS SELECT o.* FROM kf_keys k CROSS JOIN kpi_facts o ON o.source = k.source"

@@ -19,7 +19,7 @@ from typing import Any
 
 from kpi_core.kpis import facts, values
 from kpi_core.kpis import periods as P
-from kpi_core.kpis.context import Context, kpi_settings
+from kpi_core.kpis.context import Context, context_for
 from kpi_core.kpis.segments import SegmentError, json_path
 from kpi_core.settings import KpiSettings, Settings
 from kpi_core.store import Store
@@ -48,8 +48,9 @@ def _counts(ctx: Context, by: str, period: P.Period) -> tuple[int, dict[Any, int
     params = {"lo": ctx.bound(period.start), "hi": ctx.bound(period.end)}
     where = "f.is_deleted = 0 AND f.created_at >= :lo AND f.created_at < :hi"
     total = ctx.conn.execute(f"SELECT count(*) FROM kpi_facts f WHERE {where}", params).fetchone()[0]
-    rows = ctx.conn.execute(f"SELECT {reason} AS r, count(*) FROM kpi_facts f{join} WHERE {where} AND r IS NOT NULL"
-                            f" AND r != '' GROUP BY r", params).fetchall()
+    # The reason named in a subquery: PostgreSQL's WHERE cannot name a column alias (SQLite's can).
+    rows = ctx.conn.execute(f"SELECT r, count(*) FROM (SELECT {reason} AS r FROM kpi_facts f{join} WHERE {where})"
+                            f" WHERE r IS NOT NULL AND r != '' GROUP BY r", params).fetchall()
     return total, {r: n for r, n in rows}
 
 
@@ -57,7 +58,7 @@ def top_reasons(store: Store, settings: Settings | KpiSettings, since: date | No
                 by: str | None = None, limit: int | None = None, *, now: datetime | None = None
                 ) -> list[dict[str, Any]]:
     """The top reasons of [since, until) (default: this month) with volume, share and change."""
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     period = P.resolve(None, since, until, ctx.now, ctx.zone)[0]
     by = by or ctx.settings.reasons.by
     limit = limit or ctx.settings.reasons.top
@@ -95,7 +96,8 @@ WITH refund AS (
   FROM orders o, json_each(o.refunds) r
   WHERE o.cancelled_at IS NULL AND json_extract(r.value, '$.at') >= :lo AND json_extract(r.value, '$.at') < :hi),
 line AS (
-  SELECT refund.*, json_extract(l.value, '$.sku') AS sku, coalesce(json_extract(l.value, '$.quantity'), 1) AS qty
+  SELECT refund.*, json_extract(l.value, '$.sku') AS sku,
+    coalesce(CAST(json_extract(l.value, '$.quantity') AS REAL), 1) AS qty
   FROM refund, json_each(refund.lines) l WHERE json_extract(l.value, '$.sku') IS NOT NULL),
 customer AS (  -- the customer's helpdesk requesters, through the indexed people and contacts tables
   SELECT DISTINCT line.customer_key, line.requester, p.source, p.source_id FROM line
@@ -121,7 +123,7 @@ def top_refunded_skus(store: Store, settings: Settings | KpiSettings, since: dat
     (a refund of an order with the SKU), the quantity on those orders, and the contacts around them (created within
     `[kpis] refund_window_days` before or after a refund by the same customer), their share of the refunds, a few
     of their ids and their top tags, so a product's returns can be read beside what its customers wrote."""
-    ctx = Context(store, kpi_settings(settings), now or datetime.now().astimezone())
+    ctx = context_for(store, settings, now)
     period = P.resolve(None, since, until, ctx.now, ctx.zone)[0]
     limit = limit or ctx.settings.reasons.top
     if not facts.built(ctx) or ctx.conn.execute("SELECT 1 FROM kpi_dirty_contacts LIMIT 1").fetchone():

@@ -22,12 +22,14 @@ from functools import lru_cache
 from typing import Any
 
 from kpi_core.kpis.catalogue import BY_ID, COUNT_KPIS, KPIS, VALUE_SETTLE_DAYS, Kpi
-from kpi_core.kpis.context import Context, get_meta, set_meta
+from kpi_core.kpis.context import Context, copy_rows, get_meta, set_meta
 from kpi_core.kpis.engine import Segment, Value
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.targets import status, target_json
 
 _ORDER = {kpi.id: i for i, kpi in enumerate(KPIS)}
+VALUE_COLUMNS = ("grain", "by_key", "period_start", "period_end", "kpi", "segment", "value", "numerator",
+                 "denominator", "n", "computed_at")
 
 
 def segment_json(segment: Segment | Mapping[str, Any]) -> str:
@@ -68,10 +70,13 @@ def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], va
         conn.execute(
             f"DELETE FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?{only}",
             [grain.value, by_key, p.start.isoformat(), p.end.isoformat(), *(kpi_ids or [])])
-    conn.executemany(
-        "INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(grain.value, by_key, v.period.start.isoformat(), v.period.end.isoformat(), v.kpi, segment_json(v.segment),
-          v.value, v.numerator, v.denominator, v.n, now) for v in values])
+    rows = [(grain.value, by_key, v.period.start.isoformat(), v.period.end.isoformat(), v.kpi,
+             segment_json(v.segment), v.value, v.numerator, v.denominator, v.n, now) for v in values]
+    if ctx.store.on_server:
+        # One COPY stream: an INSERT per value is a round trip each (6 of 12 s of a full compute of 2,000 contacts).
+        copy_rows(conn, "kpi_values", VALUE_COLUMNS, rows)
+    else:
+        conn.executemany("INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     _record(ctx, [(grain.value, by_key, p.start.isoformat(), p.end.isoformat()) for p in periods], not kpi_ids, touch)
     return len(values)
 

@@ -152,11 +152,12 @@ def _plpgsql_condition(condition: str, primary_keys: Any) -> str:
     return str(where.this.sql(dialect="postgres"))
 
 
-def apply_migrations(db: PgDatabase, migrations: Any) -> None:
-    """Run the migrations not yet applied to this account's schema, one transaction each."""
+def apply_migrations(db: PgDatabase, migrations: Any) -> int:
+    """Run the migrations not yet applied to this account's schema, one transaction each; returns how many."""
     conn = db.conn
     conn.raw.execute(f'CREATE TABLE IF NOT EXISTS "{MIGRATIONS_TABLE}" (migration_set TEXT NOT NULL,'
                      " name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (migration_set, name))")
+    ran = 0
     for migration in migrations._migrations:
         with db.atomic():
             conn.raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [MIGRATION_LOCK, conn.schema])
@@ -167,6 +168,8 @@ def apply_migrations(db: PgDatabase, migrations: Any) -> None:
             migration.fn(db)
             conn.raw.execute(f'INSERT INTO "{MIGRATIONS_TABLE}" VALUES (%s, %s, %s)',
                              [migrations.name, migration.name, str(datetime.now(timezone.utc))])
+            ran += 1
+    return ran
 
 
 def applied(db: PgDatabase, migration_set: str) -> set[str]:

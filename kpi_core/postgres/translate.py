@@ -8,7 +8,13 @@ databases differ in meaning, not only in spelling, and cached by its text:
   as a value becomes `CAST(... AS BIGINT)`; a value used as a condition becomes `(...) <> 0`.
 - `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`; `INSERT OR REPLACE` an upsert on the table's
   primary key (read from the catalogue); `json_each(x)` the elements of `x` read as a JSON array,
-  `json_extract(x, path)` a JSON path query, `unixepoch(x)` and `julianday(x)` the epoch arithmetic.
+  `json_extract(x, path)` a JSON path query, `json_array(...)` SQLite's compact JSON text,
+  `unixepoch(x)` and `julianday(x)` the epoch arithmetic.
+- `date(x, modifier, ...)` is SQLite's 'YYYY-MM-DD' text of x's UTC date, moved by literal `'+N days'`
+  and `'weekday N'` modifiers. A subquery in FROM without a name gets one (`_sq1`, ...);
+  `json_each(x) AS j` gets the columns `value` and `key` (numbered from 1); `CROSS JOIN t ON c` is
+  `JOIN t ON c`; `x IN ()` is false. `max(a, b)` and `min(a, b)` (two or more arguments) are NULL when an
+  argument is, as SQLite's are (PostgreSQL's GREATEST and LEAST skip NULLs).
 - Integers are 64-bit (`BIGINT`), as SQLite's are; `temp.t` is the session's `pg_temp.t`.
 - Placeholders (`?`, `:name`) become psycopg's (`%s`, `%(name)s`), and a literal `%` is doubled.
 
@@ -81,6 +87,11 @@ def rewrite(tree: exp.Expr, primary_keys: PrimaryKeys) -> exp.Expr:
     """The project's SQLite idioms in PostgreSQL's terms (module docstring)."""
     tree = tree.transform(_functions)
     tree = tree.transform(_temp_schema)
+    _name_subqueries(tree)
+    _number_json_elements(tree)
+    _inner_cross_joins(tree)
+    tree = tree.transform(_empty_in)
+    tree = tree.transform(_null_when_any_null)  # after _functions: its copies of the arguments are translated
     tree = tree.transform(_sort_keys_in_definitions)
     if isinstance(tree, exp.Insert):
         _insert_alternative(tree, primary_keys)
@@ -100,7 +111,8 @@ def _epoch(value: exp.Expr) -> exp.Expr:
 def _functions(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Anonymous):
         name = node.name.lower()
-        args = node.expressions
+        # The arguments of a node replaced here are translated here: the transform does not descend into it.
+        args = [a.transform(_functions) for a in node.expressions] if name in _REPLACED else node.expressions
         if name == "unixepoch" and len(args) == 1:
             return exp.cast(exp.Floor(this=_epoch(args[0])), exp.DataType.build("BIGINT"))
         if name == "julianday" and len(args) == 1:
@@ -108,6 +120,10 @@ def _functions(node: exp.Expr) -> exp.Expr:
                            expression=exp.Literal.number("2440587.5"))
         if name == "json_each" and len(args) == 1:
             return _json_elements(args[0])
+        if name == "date" and args:
+            return _sqlite_date(args[0], args[1:])
+    if isinstance(node, exp.Date) and node.this is not None and not node.expressions and not node.args.get("zone"):
+        return _sqlite_date(node.this.transform(_functions), [])
     if isinstance(node, exp.Filter) and isinstance(node.this, exp.JSONArrayAgg):
         return _json_group_array(node.this, node.expression)
     if isinstance(node, exp.JSONArrayAgg) and not isinstance(node.parent, exp.Filter):
@@ -115,15 +131,60 @@ def _functions(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.JSONObject):
         # SQLite's JSON functions give text: so must these (PostgreSQL's json has no equality, for one).
         return exp.cast(node, exp.DataType.build("TEXT"))
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "json_array":
-        return exp.cast(exp.Anonymous(this="json_build_array", expressions=node.expressions),
-                        exp.DataType.build("TEXT"))
+    if _is_json_array(node):
+        return _json_array(node)
     if isinstance(node, exp.JSONExtract | exp.JSONExtractScalar):
         path = node.expression
         if isinstance(path, exp.JSONPath):
             path = exp.Literal.string(path.sql(dialect="sqlite").strip("'"))
-        return _json_path(node.this, path)
+        return _json_path(node.this.transform(_functions), path)
     return node
+
+
+_REPLACED = {"unixepoch", "julianday", "json_each", "date"}
+
+
+_DAYS = re.compile(r"^([+-]?\d+) days?$")
+_WEEKDAY = re.compile(r"^weekday ([0-6])$")
+
+
+def _sqlite_date(value: exp.Expr, modifiers: Sequence[exp.Expr]) -> exp.Expr:
+    """date(x, '+N days', 'weekday N', ...): the 'YYYY-MM-DD' text SQLite gives (its date is UTC's; the
+    connection's time zone is UTC, so a value without an offset is read as SQLite reads it)."""
+    instant = exp.AtTimeZone(this=exp.cast(value, exp.DataType.build("TIMESTAMPTZ")), zone=exp.Literal.string("UTC"))
+    day: exp.Expr = exp.cast(instant, exp.DataType.build("DATE"))
+    for modifier in modifiers:
+        text = modifier.name.strip().lower() if isinstance(modifier, exp.Literal) and modifier.is_string else ""
+        if (days := _DAYS.match(text)) is not None:
+            day = exp.Add(this=day, expression=exp.Literal.number(int(days.group(1))))
+        elif (weekday := _WEEKDAY.match(text)) is not None:  # forward to that weekday (0 = Sunday), or stay
+            # The one day of [day, day + 6] that is k days after a Monday: the Monday of day + 6 - k's week,
+            # plus k (the value is read once: a `?` in it must stay one placeholder).
+            k = (int(weekday.group(1)) + 6) % 7
+            later = exp.cast(exp.Add(this=day, expression=exp.Literal.number(6 - k)), exp.DataType.build("TIMESTAMP"))
+            monday = exp.cast(exp.TimestampTrunc(this=later, unit=exp.var("WEEK")), exp.DataType.build("DATE"))
+            day = exp.Add(this=monday, expression=exp.Literal.number(k))
+        else:
+            raise UntranslatableSql(f"date() modifier {modifier.sql(dialect='sqlite')} has no PostgreSQL form here")
+    return exp.Anonymous(this="to_char", expressions=[day, exp.Literal.string("YYYY-MM-DD")])
+
+
+def _null_when_any_null(node: exp.Expr) -> exp.Expr:
+    """SQLite's scalar max/min: NULL when any argument is NULL."""
+    if not isinstance(node, exp.Greatest | exp.Least) or not node.expressions or node.args.get("ignore_nulls"):
+        return node
+    values = [node.this, *node.expressions]
+    node.set("ignore_nulls", True)  # read: already made NULL-strict (not rewritten again)
+    if any(v.find(exp.Placeholder) for v in values):
+        # A `?` must stay one placeholder: the arguments as rows, read once (slower, so only here).
+        rows = exp.Values(expressions=[exp.Tuple(expressions=[v]) for v in values],
+                          alias=exp.TableAlias(this=exp.to_identifier("_args"), columns=[exp.to_identifier("v")]))
+        pick = exp.Max if isinstance(node, exp.Greatest) else exp.Min
+        whole = exp.EQ(this=exp.Count(this=exp.column("v")), expression=exp.Literal.number(len(values)))
+        strict = exp.Case(ifs=[exp.If(this=whole, true=pick(this=exp.column("v")))])
+        return exp.Subquery(this=exp.select(strict).from_(rows))
+    missing = [exp.Is(this=v.copy(), expression=exp.Null()) for v in values]
+    return exp.Case(ifs=[exp.If(this=exp.or_(*missing), true=exp.Null())], default=node)
 
 
 def _json_group_array(agg: exp.JSONArrayAgg, where: exp.Expr | None) -> exp.Expr:
@@ -131,7 +192,9 @@ def _json_group_array(agg: exp.JSONArrayAgg, where: exp.Expr | None) -> exp.Expr
     inner = agg.this
     distinct = isinstance(inner, exp.Distinct)
     value = inner.expressions[0] if distinct else inner
-    piece: exp.Expr = exp.cast(exp.Anonymous(this="to_json", expressions=[value]), exp.DataType.build("TEXT"))
+    # SQLite embeds a JSON array as JSON, not as a quoted string.
+    piece: exp.Expr = _json_array(value) if _is_json_array(value) else exp.cast(
+        exp.Anonymous(this="to_json", expressions=[value.transform(_functions)]), exp.DataType.build("TEXT"))
     joined: exp.Expr = exp.GroupConcat(this=exp.Distinct(expressions=[piece]) if distinct else piece,
                                              separator=exp.Literal.string(","))
     if where is not None:
@@ -141,17 +204,87 @@ def _json_group_array(agg: exp.JSONArrayAgg, where: exp.Expr | None) -> exp.Expr
     return exp.Coalesce(this=listed, expressions=[exp.Literal.string("[]")])
 
 
+def _is_json_array(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Anonymous) and node.name.lower() == "json_array"
+
+
+def _json_array(node: exp.Expr) -> exp.Expr:
+    """json_array(a, ...): SQLite's compact text ('[1,"x",null]'; json_build_array writes '[1, "x", null]'),
+    a json_array argument embedded as JSON. Arguments are translated here: the transform does not descend
+    into the node it replaced."""
+    pieces: list[exp.Expr] = []
+    for arg in node.expressions:
+        if _is_json_array(arg):
+            pieces.append(_json_array(arg))
+            continue
+        if isinstance(arg, exp.Null):
+            pieces.append(exp.Literal.string("null"))
+            continue
+        value = arg.transform(_functions)
+        if isinstance(value, exp.Literal) and value.is_string:  # to_json needs to know it is text
+            value = exp.cast(value, exp.DataType.build("TEXT"))
+        text = exp.cast(exp.Anonymous(this="to_json", expressions=[value]), exp.DataType.build("TEXT"))
+        pieces.append(exp.Coalesce(this=text, expressions=[exp.Literal.string("null")]))
+    joined = exp.Anonymous(this="concat_ws", expressions=[exp.Literal.string(","), *pieces])
+    opened = exp.DPipe(this=exp.Literal.string("["), expression=joined)
+    return exp.DPipe(this=opened, expression=exp.Literal.string("]"))
+
+
 def _json_path(value: exp.Expr, path: exp.Expr) -> exp.Expr:
-    """json_extract(value, path): the text of the path's first match (NULL when none), as `->>` reads it."""
+    """json_extract(value, path): the text of the path's first match (NULL when none), as `->>` reads it; JSON
+    true and false as SQLite reads them, 1 and 0 (a checkbox field mapped to a survey score, say). The match is
+    named once, in a subquery's FROM, so a `?` path stays one placeholder."""
     query = exp.Anonymous(this="jsonb_path_query_first",
                           expressions=[exp.cast(value, exp.DataType.build("JSONB")),
-                                       exp.cast(path, exp.DataType.build("JSONPATH"))])
-    return exp.JSONBExtractScalar(this=query, expression=exp.Literal.string("{}"))
+                                       exp.cast(path, exp.DataType.build("JSONPATH", udt=True))])
+    found = sqlglot.parse_one(_JSON_VALUE, read="postgres")
+    function = found.find(exp.Anonymous)
+    assert function is not None
+    function.replace(query)
+    return found
+
+
+_JSON_VALUE = ("(SELECT CASE CAST(j AS TEXT) WHEN 'true' THEN '1' WHEN 'false' THEN '0' ELSE j #>> '{}' END"
+               " FROM jsonb_path_query_first(NULL, NULL) AS _json(j))")
 
 
 def _json_elements(value: exp.Expr) -> exp.Expr:
-    """json_each(array): one row per element, `value` its text and `key` its 0-based position."""
+    """json_each(array): one row per element, `value` its text (an alias naming columns adds `key`, counted from
+    1 where SQLite counts from 0: the statements only tell elements apart by it)."""
     return exp.Anonymous(this="json_array_elements_text", expressions=[exp.cast(value, exp.DataType.build("JSON"))])
+
+
+def _empty_in(node: exp.Expr) -> exp.Expr:
+    """`x IN ()`, an empty list SQLite accepts (false, even for a NULL x): PostgreSQL has no empty list."""
+    if isinstance(node, exp.In) and not node.expressions and node.args.get("query") is None \
+            and node.args.get("unnest") is None and node.args.get("field") is None:
+        return exp.false()
+    return node
+
+
+def _inner_cross_joins(tree: exp.Expr) -> None:
+    """SQLite's `CROSS JOIN t ON ...` is an inner join whose order the planner keeps: an inner join here."""
+    for join in tree.find_all(exp.Join):
+        if (join.args.get("kind") or "").upper() == "CROSS" and join.args.get("on") is not None:
+            join.set("kind", None)
+
+
+def _number_json_elements(tree: exp.Expr) -> None:
+    """`json_each(x) AS j` read as a table has SQLite's columns `value` and `key` (the element's position: from
+    1 here, from 0 in SQLite; the statements use it to tell elements apart, not as a position)."""
+    for table in tree.find_all(exp.Table):
+        alias = table.args.get("alias")
+        if (isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "json_array_elements_text"
+                and alias is not None and not alias.columns):
+            table.set("ordinality", True)
+            alias.set("columns", [exp.to_identifier("value"), exp.to_identifier("key")])
+
+
+def _name_subqueries(tree: exp.Expr) -> None:
+    """A subquery read as a table needs a name in PostgreSQL before 16 (SQLite needs none): `_sq1`, `_sq2`, ..."""
+    for number, node in enumerate((n for n in tree.find_all(exp.Subquery)
+                                   if isinstance(n.parent, exp.From | exp.Join) and not n.alias), start=1):
+        node.set("alias", exp.TableAlias(this=exp.to_identifier(f"_sq{number}")))
 
 
 def _temp_schema(node: exp.Expr) -> exp.Expr:

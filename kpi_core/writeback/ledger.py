@@ -64,12 +64,13 @@ def record(store: Store, run_id: int, helpdesk: str, attempts: Iterable[Attempt]
     with store.db.atomic():
         for a in attempts:
             value, seen = _dumps(a.value), _dumps(a.seen)
+            # The stored row's columns are named by table: PostgreSQL would not tell them from `excluded`'s.
             store.db.execute(
                 "INSERT INTO writeback_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
                 " ON CONFLICT (helpdesk, object, record_id, kind, target) DO UPDATE SET value = excluded.value,"
-                " seen = excluded.seen, status = excluded.status, error = excluded.error, attempts = attempts + 1,"
-                " last_attempt_at = excluded.last_attempt_at,"
-                " written_at = coalesce(excluded.written_at, written_at), run_id = excluded.run_id",
+                " seen = excluded.seen, status = excluded.status, error = excluded.error,"
+                " attempts = writeback_ledger.attempts + 1, last_attempt_at = excluded.last_attempt_at,"
+                " written_at = coalesce(excluded.written_at, writeback_ledger.written_at), run_id = excluded.run_id",
                 [helpdesk, a.object, a.record_id, a.kind, a.target, value, seen, a.status, a.error, now, now,
                  now if a.status == OK else None, run_id])
             store.db.execute(

@@ -50,7 +50,7 @@ SELECT f.source_id, c.status, c.requester_id, c.organization_id, f.created_at, f
   f.agent_replies, f.reopens, f.first_resolved_at,
   CASE WHEN {answerable} THEN CASE WHEN f.frt_s IS NOT NULL THEN f.frt_s <= {sl}
                                    WHEN :now - f.start_epoch > {sl} THEN 0 END END AS sla_met,
-  f.start_epoch IS NOT NULL AS customer_started, CAST(strftime('%s', f.created_at) AS INTEGER) AS created_epoch
+  f.start_epoch IS NOT NULL AS customer_started, unixepoch(f.created_at) AS created_epoch
 FROM kpi_facts f JOIN contacts c ON c.source = f.source AND c.source_id = f.source_id
 WHERE f.source = :source AND f.is_deleted = 0
 """
