@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kpi_fixtures
 import pytest
 from chromium import DevTools, chromium_binary
 from pg_server import PgServer, unavailable_reason
@@ -190,3 +191,19 @@ def restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def on_both_stores(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test whose stores come from `kpi_fixtures.make_store` once on SQLite files, once on PostgreSQL
+    accounts (each store an account of the test's own database): the hand-computed KPI cases hold on both."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    with server.database(request.node.name) as url:
+        kpi_fixtures.SERVER["url"] = url
+        try:
+            yield "postgresql"
+        finally:
+            kpi_fixtures.SERVER.clear()

@@ -97,8 +97,17 @@ def sync_cleanly(store: Store, connector: Connector) -> Store:
     return store
 
 
+# Where `make_store` opens its stores: a SQLite file in the test's folder, or, while `on_both_stores`
+# (tests/conftest.py) runs a test on PostgreSQL, an account of its own in that test's database.
+SERVER: dict[str, str] = {}
+
+
 def make_store(tmp_path: Path, data: Data | None = None, name: str = "kpi.sqlite") -> Store:
-    store = open_store(tmp_path / name)
+    if SERVER:
+        account = "s_" + "".join(c if c.isalnum() else "_" for c in name.lower())
+        store = open_store(SERVER["url"], account)
+    else:
+        store = open_store(tmp_path / name)
     return data.write(store) if data else store
 
 

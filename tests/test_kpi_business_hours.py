@@ -12,6 +12,9 @@ from kpi_fixtures import Data, make_store, row, rows, ts, value
 from kpi_core.kpis.business_hours import BusinessClock, Schedule
 from kpi_core.settings import BusinessHoursSettings, KpiSettings
 
+# The hand-computed cases on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
+
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = {d: ["09:00-17:00"] for d in ("mon", "tue", "wed", "thu", "fri")}
 

@@ -18,6 +18,9 @@ from kpi_core.status import undecided_csat
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every hand-computed case, on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
+
 
 def test_every_kpi_runs_on_an_empty_store(tmp_path: Path) -> None:
     found = {r["kpi"]: r for r in rows(make_store(tmp_path))}

@@ -7,11 +7,15 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kpi_fixtures import NOW, Data, make_store, ts
 
 from kpi_core.kpis.api import compute
 from kpi_core.kpis.diagnostics import DIAGNOSTIC_IDS, diagnose
 from kpi_core.settings import KpiSettings
+
+# The hand-computed cases on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
 
 SETTINGS = KpiSettings(min_n=1)  # a handful of contacts: judged as if they were many (low_n: test_cli_reading)
 

@@ -12,6 +12,9 @@ from kpi_core.kpis.periods import Grain, Period, PeriodError, period_containing,
 from kpi_core.kpis.segments import SegmentError
 from kpi_core.settings import KpiSettings
 
+# The hand-computed cases on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
+
 
 def test_period_arithmetic() -> None:
     assert period_containing(date(2026, 3, 1), Grain.WEEK) == Period(date(2026, 2, 23), date(2026, 3, 2), Grain.WEEK)

@@ -11,6 +11,9 @@ from kpi_core.kpis.catalogue import BY_ID, UnknownKpi
 from kpi_core.kpis.targets import Targets, check_targets, status
 from kpi_core.settings import KpiSettings
 
+# The hand-computed cases on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
+
 
 def test_catalogue_defaults() -> None:
     t = Targets({})

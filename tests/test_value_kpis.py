@@ -23,6 +23,9 @@ from kpi_core.kpis.segments import Segmentation
 from kpi_core.settings import KpiSettings
 from kpi_core.store import Store
 
+# The hand-computed cases on a SQLite store and on a PostgreSQL account (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("on_both_stores")
+
 LATER = datetime(2026, 9, 1, 12, 0, tzinfo=timezone.utc)
 EARLY = datetime(2026, 4, 2, 12, 0, tzinfo=timezone.utc)  # c7's conversion window (to 4 April) still open
 
