@@ -13,7 +13,7 @@ from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, err, out, settings_from, store_from
 from kpi_core.kpis import filling
-from kpi_core.kpis.accounts import across
+from kpi_core.kpis.accounts import AccountError, across, chosen_accounts
 from kpi_core.kpis.api import compute, frozen_history, import_inputs, kpi_rows, previous_rows, refresh
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.diagnostics import diagnose
@@ -32,7 +32,7 @@ from kpi_core.kpis.scorecard import (
 )
 from kpi_core.kpis.segments import SegmentError
 from kpi_core.settings import Settings
-from kpi_core.store import Store, account_schema
+from kpi_core.store import Store
 
 
 @contextmanager
@@ -134,15 +134,10 @@ def cmd_kpis(args: argparse.Namespace) -> int:
 def _kpis_of_accounts(args: argparse.Namespace, settings: Settings, store: Store, since: date | None,
                       until: date | None, by: list[str] | None, kpi_ids: list[str] | None) -> int:
     """`kpis --account`: the stored values of several accounts of a PostgreSQL store, one segment each."""
-    if settings.store.url is None:
-        raise UsageError("--account reads the accounts of a PostgreSQL store ([store] url); this store is a file")
-    from kpi_core.postgres.accounts import account_schemas  # the driver loads only for a PostgreSQL store
-
-    known = account_schemas(store.db)  # type: ignore[arg-type]  # a PostgreSQL store's database
-    wanted = known if args.account == "all" else [account_schema(a) for a in _list(args.account) or []]
-    unknown = sorted(set(wanted) - set(known))
-    if unknown:
-        raise UsageError(f"--account: no account {', '.join(unknown)} in this database (accounts: {', '.join(known)})")
+    try:
+        wanted = chosen_accounts(store, settings, args.account)
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
     rows = across(str(settings.store.location), wanted, settings, args.period, since, until, by, kpi_ids)
     if args.format == "json":
         out(rows_to_json(rows))

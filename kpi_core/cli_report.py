@@ -1,16 +1,22 @@
-"""`helpdesk-kpi report --out FILE.html`: the self-contained HTML report."""
+"""`helpdesk-kpi report --out FILE.html`: the self-contained HTML report (of one account, or with `--account`
+several accounts of a PostgreSQL store side by side)."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from kpi_core.cli_common import EXIT_OK, UsageError, command, date_range, out, settings_from, store_from
 from kpi_core.cli_kpis import bring_up_to_date
+from kpi_core.kpis.accounts import AccountError, chosen_accounts
 from kpi_core.kpis.catalogue import UnknownKpi
 from kpi_core.kpis.periods import PeriodError
 from kpi_core.kpis.segments import SegmentError
+from kpi_core.settings import Settings
+from kpi_core.store import Store
 
 
 @command("report")
@@ -28,14 +34,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = store_from(settings)
     try:
         bring_up_to_date(store, settings)  # the report shows what the store holds now, not the last compute
+        if args.account:
+            return _report_of_accounts(args, settings, store, target, since, until)
         result = write_report(store, settings, target, period=args.period, since=since, until=until)
-    except (PeriodError, SegmentError, UnknownKpi) as exc:
+    except (PeriodError, SegmentError, UnknownKpi, AccountError) as exc:
         raise UsageError(str(exc)) from None
     finally:
         store.close()
     window = result.data.window
     what = "no data yet" if result.data.empty else f"{window.grain.value} {window.current.label()}"
     out(f"{target}: {result.bytes:,} bytes ({what}; {len(window.periods)} periods of trends) in {result.seconds:.1f}s")
+    return EXIT_OK
+
+
+def _report_of_accounts(args: argparse.Namespace, settings: Settings, store: Store, target: Path,
+                        since: date | None, until: date | None) -> int:
+    """`report --account`: the accounts side by side, from the values each account's daemon stored."""
+    from kpi_core.report import write_page
+    from kpi_core.report.accounts import gather_accounts, render_accounts
+
+    started = time.perf_counter()
+    wanted = chosen_accounts(store, settings, args.account)
+    data = gather_accounts(str(settings.store.location), wanted, settings, period=args.period, since=since,
+                           until=until)
+    size = write_page(render_accounts(data), target)
+    out(f"{target}: {size:,} bytes ({len(data.accounts)} accounts; {data.window.grain.value}"
+        f" {data.window.current.label()}, {len(data.trends)} periods of trends)"
+        f" in {time.perf_counter() - started:.1f}s")
     return EXIT_OK
 
 
@@ -47,4 +72,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="first day of the trends, YYYY-MM-DD (UTC; default: the last few periods)")
     p.add_argument("--until", help="end of the report, exclusive, YYYY-MM-DD (UTC; default: tomorrow, so today"
                                    " is in); the scorecard is the period holding the day before it")
+    p.add_argument("--account", help="a PostgreSQL store's accounts side by side: NAME[,NAME] or all; the values"
+                                     " each account's daemon stored, one row and one trend line per account")
 

@@ -53,28 +53,35 @@ def collect(store: Store, settings: Settings, now: datetime | None = None) -> di
     jobs = daemon["jobs"]
     sources: dict[str, Any] = {}
     for name in settings.enabled_connectors():
-        last_ok = store.last_run(name, status="ok")
-        last = store.last_run(name)
-        ok_at = _parse(last_ok.ended_at) if last_ok else None
         job = jobs.get(f"sync:{name}", {})
         sources[name] = {
-            "last_success_at": last_ok.ended_at if last_ok else None,
-            "lag_seconds": int((now - ok_at).total_seconds()) if ok_at else None,
-            "cursors": store.cursors(name),
-            "records": store.count("contacts", name),
-            "api_calls_last_run": last.api_calls if last else 0,
-            "last_run_status": last.status if last else None,
-            "last_error": last.error if last and last.status == "failed" else None,
-            "warnings": last.warnings.splitlines() if last and last.warnings else [],
-            "failures_since_success": failures_since_success(store, name),
-            "quarantined": quarantine_count(store, name),
+            **source_health(store, name, now),
             "csat_undecided": undecided_csat(store, name, settings.kpis.csat_scales),
             "next_sync_at": job.get("next_run_at"),
             "backoff_seconds": job.get("backoff_seconds") or 0,
-            "backfill": backfill.summary(store, name),
         }
     return {"generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "sources": sources, "daemon": daemon,
             "writeback": writeback_ledger.status(store), "insight": insight_report(settings)}
+
+
+def source_health(store: Store, name: str, now: datetime) -> dict[str, Any]:
+    """What the store's run log says of one source: last success, lag, cursors, records, calls, errors."""
+    last_ok = store.last_run(name, status="ok")
+    last = store.last_run(name)
+    ok_at = _parse(last_ok.ended_at) if last_ok else None
+    return {
+        "last_success_at": last_ok.ended_at if last_ok else None,
+        "lag_seconds": int((now - ok_at).total_seconds()) if ok_at else None,
+        "cursors": store.cursors(name),
+        "records": store.count("contacts", name),
+        "api_calls_last_run": last.api_calls if last else 0,
+        "last_run_status": last.status if last else None,
+        "last_error": last.error if last and last.status == "failed" else None,
+        "warnings": last.warnings.splitlines() if last and last.warnings else [],
+        "failures_since_success": failures_since_success(store, name),
+        "quarantined": quarantine_count(store, name),
+        "backfill": backfill.summary(store, name),
+    }
 
 
 def insight_report(settings: Settings) -> dict[str, Any]:

@@ -865,7 +865,8 @@ def _open_server(url: str, account: str) -> Store:
         raise StoreError(f"{where}: the store was written by a newer helpdesk-kpi (schema steps"
                          f" {', '.join(unknown)}); upgrade helpdesk-kpi instead of downgrading")
     try:
-        if schema.apply_migrations(db, migrations):
+        upgraded = schema.apply_migrations(db, migrations)
+        if accounts.remember_name(db, account) or upgraded:
             accounts.refresh_views(db)  # a new account or a new schema step: all_accounts shows it
     except sqlite3.DatabaseError as exc:
         db.close()

@@ -124,7 +124,7 @@ def test_all_accounts_reads_every_account_side_by_side(pg_url: str) -> None:
         store.close()
     with psycopg.connect(pg_url) as bi:
         rows = bi.execute("SELECT account, source_id FROM all_accounts.contacts ORDER BY 1, 2").fetchall()
-        assert rows == [("brand_a", "1"), ("brand_a", "2"), ("brand_b", "1")]
+        assert rows == [("brand-a", "1"), ("brand-a", "2"), ("brand-b", "1")]
         columns = [r[0] for r in bi.execute("SELECT column_name FROM information_schema.columns WHERE"
                                             " table_schema = 'all_accounts' AND table_name = 'kpi_values'")]
         assert columns[:2] == ["account", "grain"] and "rowid" not in columns

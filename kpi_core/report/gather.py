@@ -181,9 +181,9 @@ def gather(store: Store, settings: Settings, *, period: str | None = None, since
     first, last = _data_span(store)
     data = ReportData(generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), window=win, empty=first is None,
                       zone=zone_name(zone), data_first=first, data_last=last)
-    health = sync_status.collect(store, settings, now)
-    data.sources = [_health(name, s, settings) for name, s in health["sources"].items()]
-    data.daemon = health["daemon"]
+    state = sync_status.collect(store, settings, now)
+    data.sources = [health(name, s, settings) for name, s in state["sources"].items()]
+    data.daemon = state["daemon"]
     if data.empty:
         return data
 
@@ -359,7 +359,8 @@ def _reasons(rows: list[dict[str, Any]], previous: list[dict[str, Any]], top: in
                    change(float(volume), float(before.get(name, 0)), None)) for name, volume in ranked if volume]
 
 
-def _health(name: str, s: dict[str, Any], settings: Settings) -> SourceHealth:
+def health(name: str, s: dict[str, Any], settings: Settings) -> SourceHealth:
+    """A source's `status` figures as the page shows them: ok, late (three sync intervals), failing or never."""
     if s["last_success_at"] is None:
         state = "failing" if s.get("failures_since_success") else "never"
     elif s.get("failures_since_success"):
