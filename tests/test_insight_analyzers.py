@@ -243,6 +243,15 @@ def test_the_first_topic_in_the_configured_order_wins() -> None:
     assert ordered.match("The parcel arrived broken", "en") == "delivery"
 
 
+def test_a_regional_language_key_meets_messages_of_its_language() -> None:
+    regional = TopicRules({"en-US": {"delivery": ["parcel"]}, "EN_gb": {"damaged": ["broken"]},
+                           "pt-BR": {"entrega": ["pacote"]}})
+    assert regional.match("The parcel arrived broken", "en") == "delivery"  # the file's order across regions
+    assert regional.match("It arrived broken", "en") == "damaged"
+    assert regional.match("Meu pacote chegou", "pt") == "entrega"
+    assert regional.match("Meu pacote chegou", "es") is None
+
+
 def test_the_analyzer_applies_the_rules_to_the_prepared_text() -> None:
     analyzer = Analyzer.from_settings(InsightSettings(topics=RULES))
     insight = analyzer.analyze("<p>I would like a refund for the jacket please.</p>"

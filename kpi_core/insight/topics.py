@@ -24,6 +24,12 @@ class TopicRuleError(ValueError):
     """A topic rule that cannot be compiled; the message names `insight.topics.<lang>.<topic>` and the rule."""
 
 
+def language_key(language: str) -> str:
+    """A configured or detected language as the rules are looked up: its primary subtag in lower case
+    ("en-US", "EN_gb" and "en" are all "en")."""
+    return re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0] or language
+
+
 def fold(text: str) -> str:
     """Text with accents removed (é -> e), for matching that ignores them."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -83,7 +89,12 @@ class TopicRules:
     """Compiled topic rules; `match(text, language)` names the first matching topic or None."""
 
     def __init__(self, rules: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
-        self._by_language = {language.lower(): _compile(language, topics) for language, topics in rules.items()}
+        # Detection names a language, not a region: rules under "en-US" or "pt_BR" apply to "en" and "pt"
+        # messages; regional tables of one language are tried in the order the configuration lists them.
+        self._by_language: dict[str, tuple[_Topic, ...]] = {}
+        for language, topics in rules.items():
+            key = language_key(language)
+            self._by_language[key] = (*self._by_language.get(key, ()), *_compile(language, topics))
         self._any = self._by_language.pop(ANY_LANGUAGE, ())
 
     def __bool__(self) -> bool:
@@ -95,7 +106,7 @@ class TopicRules:
             return None
         folded = fold(text)
         casefolded = folded.casefold()
-        own = self._by_language.get(language, ()) if language else ()
+        own = self._by_language.get(language_key(language), ()) if language else ()
         for topic in (*own, *self._any):
             if (topic.phrases and topic.phrases.search(casefolded)) or (
                 topic.expressions and topic.expressions.search(folded)
