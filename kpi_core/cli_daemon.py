@@ -109,10 +109,12 @@ def _print_cycle(cycle: CycleResult) -> None:
                 + stored)
         else:
             err(f"{r.source}: FAILED: {(r.error or 'unknown error').removeprefix(r.source + ': ')}")
-    if cycle.computed is not None:
-        (out if cycle.computed else err)(f"compute: {'ok' if cycle.computed else 'FAILED'}")
-    if cycle.pushed is not None:
-        (out if cycle.pushed else err)(f"push: {'ok' if cycle.pushed else 'FAILED'}")
+    # One line per step that ran, in the cycle's order (a failed step's reason is in the log line before it).
+    steps = (("compute", cycle.computed), ("push", cycle.pushed), ("alerts", cycle.alerted),
+             ("report", cycle.reported), ("digests", cycle.digests))
+    for step, state in steps:
+        if state is not None:
+            (out if state else err)(f"{step}: {'ok' if state else 'FAILED'}")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

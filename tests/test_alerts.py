@@ -292,6 +292,7 @@ def test_no_duplicate_across_a_sigkill_mid_send_and_a_restart(
         restart = subprocess.run([sys.executable, "-m", "kpi_core.cli", "run", "--once", "--config", str(config)],
                                  env=env, capture_output=True, text=True, timeout=60)
         assert restart.returncode == 0, restart.stderr
+        assert "alerts: ok" in restart.stdout.splitlines()
     delivered = Counter((b["contact_id"], b["stage"]) for _, b in receiver.posts if b["kind"] == "contact")
     assert max(delivered.values()) == 1, delivered  # no duplicate, the one cut off included
     final = {(c, st): s for c, st, s in _store_rows(store_path, "SELECT e.contact_id, e.stage, d.status FROM"

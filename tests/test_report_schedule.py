@@ -108,6 +108,7 @@ def test_run_once_writes_the_report_when_due_and_not_again_until_the_interval_ha
                           schedule=f'report_every = "1h"\nreport_path = {json.dumps(str(target))}')
     first = cli("run", "--once", "--config", str(config))
     assert first.returncode == 0, first.stderr
+    assert "report: ok" in first.stdout.splitlines()  # each step that ran says so
     assert 'data-table="scorecard"' in target.read_text(encoding="utf-8")
     assert status_json(config)["daemon"]["jobs"]["report"]["last_result"] == "ok"
     written = target.stat().st_mtime_ns
@@ -126,6 +127,7 @@ def test_a_missing_report_folder_fails_the_job_with_one_clear_line(module_sandbo
     assert not missing.parent.exists(), "no folder is created for a mistyped path"
     expected = f"[schedule] report_path: the folder {missing.parent} does not exist"
     assert result.stderr.count(expected) == 1, result.stderr
+    assert "report: FAILED" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr and "Error:" not in result.stderr
     job = status_json(config)["daemon"]["jobs"]["report"]
     assert job["last_result"] == "failed" and job["last_error"] == expected
