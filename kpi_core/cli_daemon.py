@@ -112,9 +112,9 @@ def _print_cycle(cycle: CycleResult) -> None:
     # One line per step that ran, in the cycle's order (a failed step's reason is in the log line before it).
     steps = (("compute", cycle.computed), ("push", cycle.pushed), ("alerts", cycle.alerted),
              ("report", cycle.reported), ("digests", cycle.digests))
-    for step, state in steps:
-        if state is not None:
-            (out if state else err)(f"{step}: {'ok' if state else 'FAILED'}")
+    for step, ran in steps:
+        if ran is not None:
+            (out if ran else err)(f"{step}: {'ok' if ran else 'FAILED'}")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
