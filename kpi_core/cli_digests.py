@@ -32,10 +32,10 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     cadence = BY_PERIOD[args.period]
-    configured = sinks.configured(settings)
+    configured = sinks.configured(settings, cadence)
     if not args.dry_run and not configured:
-        raise UsageError("[digests]: no sink is configured (email_to, webhook_url or file_dir); "
-                         "--dry-run prints the digest instead")
+        raise UsageError(f"[digests]: no sink is configured for the {cadence} digest (email_to, webhook_url or"
+                         " file_dir); --dry-run prints the digest instead")
     period = last_complete(cadence, datetime.now(timezone.utc), settings.kpis.timezone)
     store = store_from(settings)
     try:
@@ -45,14 +45,14 @@ def cmd_digest(args: argparse.Namespace) -> int:
                 out(json.dumps(digest.as_json(), indent=2, ensure_ascii=False))
             else:
                 out((render.html if args.format == "html" else render.text)(digest).rstrip())
-            where = [sinks.describe(settings, s) for s in configured] or ["nowhere: no sink is configured"]
+            where = [sinks.describe(settings, s, cadence) for s in configured] or ["nowhere: no sink is configured"]
             err("dry run: nothing sent; it would go to " + "; ".join(where))
             return EXIT_OK
         result = sinks.deliver(store, settings, digest, configured)
     finally:
         store.close()
     for sink in result.delivered:
-        out(f"{digest.title}: sent, {sinks.describe(settings, sink)}")
+        out(f"{digest.title}: sent, {sinks.describe(settings, sink, cadence)}")
     for problem in result.failed.values():
         err(f"{digest.title}: not sent: {problem}")
     return EXIT_OK if result.ok else EXIT_FAILED

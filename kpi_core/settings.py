@@ -467,11 +467,40 @@ class AlertSettings(AlertSinks):
         return value
 
 
-class DigestSettings(Section):
+class DigestSinks(Section):
+    """Where a digest goes: any of e-mail, a webhook and a folder, several at once."""
+
+    email_to: list[str] = Field(default_factory=list)  # sent through [smtp]
+    webhook_url: SecretStr | None = None  # its path often holds a token: HELPDESK_KPI_DIGESTS__WEBHOOK_URL
+    webhook_style: Literal["json", "slack"] = "json"  # slack: a Slack-compatible body (blocks and text)
+    file_dir: str = ""  # a folder: each digest is also written there as .html and .txt
+
+    @field_validator("email_to")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        return e_mail_addresses(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not re.match(r"^https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("expected an http:// or https:// URL")  # never echo it: its path may hold a token
+        return value
+
+    @property
+    def any(self) -> bool:
+        return bool(self.email_to or self.webhook_url or self.file_dir)
+
+
+class DigestSettings(DigestSinks):
     """[digests]: the daily, weekly, monthly and quarterly review digests and where they go.
 
     Each digest covers the last complete period of its cadence (in [kpis] timezone) against the one before; the
     daemon sends each cadence of `cadences` once per period, from `send_at` local time on the day after it ends.
+    The sinks of this table serve every cadence without a `[digests.to.<cadence>]` table of its own (the team's
+    channel gets the daily digest, the head of support the monthly one by e-mail).
     """
 
     enabled: bool = False  # the daemon sends digests (`helpdesk-kpi digest` works either way)
@@ -483,11 +512,8 @@ class DigestSettings(Section):
     kpis: dict[str, list[str]] = Field(default_factory=dict)
     movers: int = Field(default=5, ge=0, le=50)  # the biggest movers shown, each way
     reasons: int = Field(default=5, ge=0, le=50)  # the top contact reasons shown
-    # Sinks: any of the three, several at once.
-    email_to: list[str] = Field(default_factory=list)  # sent through [smtp]
-    webhook_url: SecretStr | None = None  # its path often holds a token: HELPDESK_KPI_DIGESTS__WEBHOOK_URL
-    webhook_style: Literal["json", "slack"] = "json"  # slack: a Slack-compatible body (blocks and text)
-    file_dir: str = ""  # a folder: each digest is also written there as .html and .txt
+    # Sinks: any of the three (inherited), several at once; `to` gives a cadence sinks of its own instead.
+    to: dict[str, DigestSinks] = Field(default_factory=dict)
 
     DEFAULT_KPIS: ClassVar[dict[str, tuple[str, ...]]] = {
         "daily": ("first_response_time_median", "first_response_time_p90", "service_level_pct", "backlog",
@@ -520,26 +546,28 @@ class DigestSettings(Section):
                     raise ValueError(f"{cadence}: unknown KPI {kpi_id!r} (see `helpdesk-kpi kpis` for the ids)")
         return value
 
-    @field_validator("email_to")
+    @field_validator("to")
     @classmethod
-    def _check_addresses(cls, value: list[str]) -> list[str]:
-        return e_mail_addresses(value)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        if not re.match(r"^https?://[^/\s]+", value.get_secret_value()):
-            raise ValueError("expected an http:// or https:// URL")  # never echo it: its path may hold a token
+    def _check_to(cls, value: dict[str, DigestSinks]) -> dict[str, DigestSinks]:
+        for cadence, sinks in value.items():
+            if cadence not in cls.DEFAULT_KPIS:
+                raise ValueError(f"{cadence!r} is not a cadence; use daily, weekly, monthly or quarterly")
+            if not sinks.any:
+                raise ValueError(f"{cadence}: set email_to, webhook_url or file_dir (or leave the table out for"
+                                 " the [digests] sinks)")
         return value
 
     @model_validator(mode="after")
     def _check_sinks(self) -> DigestSettings:
-        if self.enabled and not (self.email_to or self.webhook_url or self.file_dir):
-            raise ValueError("enabled: the daemon needs somewhere to send digests: set email_to, webhook_url or"
-                             " file_dir")
+        nowhere = [c for c in self.cadences if not self.sinks_of(c).any]
+        if self.enabled and nowhere:
+            raise ValueError(f"enabled: the daemon needs somewhere to send the {', '.join(nowhere)} digest: set"
+                             " email_to, webhook_url or file_dir (in [digests], or [digests.to.<cadence>])")
         return self
+
+    def sinks_of(self, cadence: str) -> DigestSinks:
+        """Where the digest of `cadence` goes: its own `[digests.to.<cadence>]`, else this table's sinks."""
+        return self.to.get(cadence, self)
 
     def kpis_of(self, cadence: str) -> list[str]:
         """The KPI selection of `cadence`: the configured one, else the default."""

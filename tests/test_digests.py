@@ -142,7 +142,7 @@ def test_delivered_by_email_webhook_and_file_to_real_receivers(built: tuple[Stor
     with smtp_server(tmp_path) as smtp, http_receiver() as receiver:
         settings = load_settings(write_config(tmp_path, tmp_path / "unused.sqlite",
                                               sinks_toml(smtp, receiver, tmp_path)))
-        sent = deliver.deliver(store, settings, digest, deliver.configured(settings))
+        sent = deliver.deliver(store, settings, digest, deliver.configured(settings, digest.cadence))
         assert sent.ok and sent.delivered == ["email", "webhook", "file"]
         ((recipients, message),) = smtp.mailbox.messages
         assert recipients == ["lead@acme.example"] and message["Subject"] == "Weekly digest 2026-W16"
@@ -214,7 +214,7 @@ def test_dry_run_prints_the_digest_and_where_it_would_go(tmp_path: Path, capsys:
 def test_without_a_sink_sending_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, tmp_path / "s.sqlite")
     assert cli.main(["digest", "--config", str(config)]) == 2
-    assert "[digests]: no sink is configured" in capsys.readouterr().err
+    assert "[digests]: no sink is configured for the weekly digest" in capsys.readouterr().err
 
 
 def test_digest_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,7 +227,37 @@ def test_digest_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "digests.webhook_url: expected an http:// or https:// URL" in err and TOKEN not in err
     config.write_text(f'[store]\npath = "{tmp_path / "s.sqlite"}"\n[digests]\nenabled = true\n')
     assert cli.main(["check-config", "--config", str(config)]) == 2
-    assert "digests: enabled: the daemon needs somewhere to send digests" in capsys.readouterr().err
+    assert "digests: enabled: the daemon needs somewhere to send the weekly, monthly, quarterly digest" \
+        in capsys.readouterr().err
+    config.write_text(f'[store]\npath = "{tmp_path / "s.sqlite"}"\n[digests]\nenabled = true\ncadences = ["weekly",'
+                      f' "monthly"]\n[digests.to.weekly]\nfile_dir = "{tmp_path}"\n[digests.to.hourly]\n'
+                      f'file_dir = "{tmp_path}"\n[digests.to.daily]\n')
+    assert cli.main(["check-config", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "digests.to: 'hourly' is not a cadence" in err
+
+
+def test_a_cadence_with_sinks_of_its_own_goes_there_only(built: tuple[Store, Settings, Digest],
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store, _, digest = built
+    own = tmp_path / "team"
+    own.mkdir()
+    with http_receiver() as receiver:
+        extra = (f'[digests]\nfile_dir = "{tmp_path}"\n'  # every cadence without a table of its own
+                 f'[digests.to.weekly]\nwebhook_url = "{receiver.url}/team"\nwebhook_style = "slack"\n'
+                 f'file_dir = "{own}"\n')
+        settings = load_settings(write_config(tmp_path, tmp_path / "unused.sqlite", extra))
+        assert deliver.configured(settings, "weekly") == ["webhook", "file"]
+        assert deliver.configured(settings, "monthly") == ["file"]
+        sent = deliver.deliver(store, settings, digest, deliver.configured(settings, digest.cadence))
+        assert sent.ok
+        ((path, body),) = receiver.posts
+    assert path == "/team" and body["blocks"][0]["text"]["text"] == "Weekly digest 2026-W16"
+    assert {p.parent for p in sent.files} == {own} and not list(tmp_path.glob("digest-*"))
+    config = write_config(tmp_path, tmp_path / "s.sqlite", '[digests]\nenabled = true\ncadences = ["weekly"]\n'
+                                                          f'[digests.to.weekly]\nfile_dir = "{own}"\n')
+    assert cli.main(["check-config", "--config", str(config)]) == 0  # the weekly digest has somewhere to go
+    capsys.readouterr()
 
 
 # --- in a real browser ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ webhook or file.
 
     digest = gather(store, settings, "weekly", last_complete("weekly", now, zone))
     render.text(digest), render.html(digest)
-    deliver.deliver(store, settings, digest, deliver.configured(settings))
+    deliver.deliver(store, settings, digest, deliver.configured(settings, digest.cadence))
     due.send_due(store, settings)          # the daemon: each enabled digest once per period
 """
 

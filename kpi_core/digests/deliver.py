@@ -18,7 +18,7 @@ from kpi_core.delivery import DeliveryError, post_json, send_email, sink_host, s
 from kpi_core.digests import render
 from kpi_core.digests.gather import Digest
 from kpi_core.kpis.periods import Period
-from kpi_core.settings import Settings
+from kpi_core.settings import DigestSinks, Settings
 from kpi_core.store import Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,21 @@ log = logging.getLogger(__name__)
 EMAIL, WEBHOOK, FILE = "email", "webhook", "file"
 
 
-def configured(settings: Settings) -> list[str]:
-    """The sinks `[digests]` names, in the order they are tried."""
-    d = settings.digests
+def configured(settings: Settings, cadence: str) -> list[str]:
+    """The sinks the digest of `cadence` goes to (`[digests.to.<cadence>]`, else `[digests]`), in the order
+    they are tried."""
+    d = settings.digests.sinks_of(cadence)
     return [name for name, on in ((EMAIL, d.email_to), (WEBHOOK, d.webhook_url), (FILE, d.file_dir)) if on]
 
 
-def describe(settings: Settings, sink: str) -> str:
+def table_of(settings: Settings, cadence: str) -> str:
+    """The configuration table holding the sinks of `cadence`, to name in an error."""
+    return f"[digests.to.{cadence}]" if cadence in settings.digests.to else "[digests]"
+
+
+def describe(settings: Settings, sink: str, cadence: str) -> str:
     """Where a sink delivers, safe to print: addresses and hosts, never a webhook's path or a password."""
-    d = settings.digests
+    d = settings.digests.sinks_of(cadence)
     if sink == EMAIL:
         server = f"{settings.smtp.host}:{settings.smtp.port}" if settings.smtp.host else "(no [smtp] host)"
         return f"e-mail to {', '.join(d.email_to)} through {server}"
@@ -71,34 +77,36 @@ def sent_sinks(store: Store, cadence: str, period: Period) -> list[str]:
 def deliver(store: Store, settings: Settings, digest: Digest, sinks: list[str]) -> Sent:
     """Send `digest` to each of `sinks`, recording each success in the store as it happens."""
     text, page = render.text(digest), render.html(digest)
+    to = settings.digests.sinks_of(digest.cadence)
     result = Sent()
     for sink in sinks:
         try:
             if sink == EMAIL:
-                send_email(settings.smtp, settings.digests.email_to, digest.title, text, page)
+                send_email(settings.smtp, to.email_to, digest.title, text, page)
             elif sink == WEBHOOK:
-                _post(settings, digest, text)
+                _post(to, digest, text)
             else:
-                result.files += _write_files(Path(settings.digests.file_dir).expanduser(), digest, text, page)
+                result.files += _write_files(Path(to.file_dir).expanduser(), digest, text, page)
         except DeliveryError as exc:
             result.failed[sink] = str(exc)
             log.error("digest %s: %s", digest.title, exc)
             continue
         except OSError as exc:
-            where = exc.filename or settings.digests.file_dir
-            result.failed[sink] = f"[digests] file_dir: cannot write {where}: {exc.strerror or exc}"
+            where = exc.filename or to.file_dir
+            result.failed[sink] = (f"{table_of(settings, digest.cadence)} file_dir: cannot write {where}:"
+                                   f" {exc.strerror or exc}")
             log.error("digest %s: %s", digest.title, result.failed[sink])
             continue
         result.delivered.append(sink)
         _record(store, digest, sink)
-        log.info("digest %s sent: %s", digest.title, describe(settings, sink))
+        log.info("digest %s sent: %s", digest.title, describe(settings, sink, digest.cadence))
     return result
 
 
-def _post(settings: Settings, digest: Digest, text: str) -> None:
-    url = settings.digests.webhook_url
+def _post(to: DigestSinks, digest: Digest, text: str) -> None:
+    url = to.webhook_url
     assert url is not None  # only a configured sink is delivered to
-    if settings.digests.webhook_style == "slack":
+    if to.webhook_style == "slack":
         payload = slack_body(digest.title, render.slack_lines(digest))
     else:
         payload = {**digest.as_json(), "text": text}

@@ -29,13 +29,13 @@ def send_due(store: Store, settings: Settings, now: datetime | None = None) -> l
     Only the last complete period of each cadence is considered: a daemon that was down for three weeks
     sends last week's digest, not three."""
     now = now or datetime.now(timezone.utc)
-    sinks = deliver.configured(settings)
-    if not settings.digests.enabled or not sinks:
+    if not settings.digests.enabled:
         return []
     outcomes = []
     for cadence in settings.digests.cadences:
+        sinks = deliver.configured(settings, cadence)
         period = due(cadence, now, settings.digests.send_at, settings.kpis.timezone)
-        if period is None:
+        if period is None or not sinks:
             continue
         missing = [s for s in sinks if s not in deliver.sent_sinks(store, cadence, period)]
         if not missing:
