@@ -414,6 +414,10 @@ class AlertSettings(AlertSinks):
     # "22:00-07:00" in [kpis] timezone: alerts decided then are held and sent as one summary when it ends.
     quiet_hours: str = ""
     max_per_hour: int = Field(default=30, ge=1)  # single alerts per hour; the rest of a run go as one summary
+    # Count each contact's wait in its business hours ([kpis.business_hours], the clock of the `_bh` KPIs), against
+    # the `_bh` first-response target: nothing is at risk while the team is off. Contacts no schedule covers, and
+    # every contact while this is false, wait in calendar time.
+    business_hours: bool = False
     # A contact that crossed its threshold longer ago than this when first seen (a backlog read late) is
     # summarised, not alerted one by one; as is everything already past its threshold when alerting started.
     stale_after: timedelta = timedelta(hours=6)
@@ -776,6 +780,13 @@ class Settings(BaseSettings):
             section.with_privacy(self.privacy)
         return self
 
+    @model_validator(mode="after")
+    def _check_alert_clock(self) -> Settings:
+        if self.alerts.business_hours and not self.kpis.business_hours:
+            raise ValueError("alerts.business_hours: needs at least one [kpis.business_hours.NAME] schedule to count"
+                             " business time by")
+        return self
+
     def enabled_connectors(self) -> dict[str, ConnectorSettings]:
         """The configured and enabled connectors, by name, in registry order."""
         order = {name: i for i, name in enumerate(registry.names())}
@@ -813,12 +824,21 @@ def load_settings(path: str | Path) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigProblem(
-            path, [(_key(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]) from None
+        raise ConfigProblem(path, [_problem(e["loc"], e["msg"]) for e in exc.errors()]) from None
     if not settings.store.path.is_absolute():
         # A relative store path is relative to the config file, so cron and systemd agree.
         settings.store.path = (path.parent / settings.store.path).resolve()
     return settings
+
+
+def _problem(loc: tuple[Any, ...], message: str) -> tuple[str, str]:
+    """(key, reason) of a validation error; a check across tables names its key at the start of its message."""
+    message = message.removeprefix("Value error, ")
+    key = _key(loc)
+    named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.+)$", message, re.S)
+    if key == "(root)" and named:
+        return named.group(1), named.group(2)
+    return key, message
 
 
 def _key(loc: tuple[Any, ...]) -> str:

@@ -3,16 +3,17 @@
 A contact's first-response clock starts as the KPI's does (catalogue 2c): at the customer's first message,
 and never before the contact was created (a bot's greeting opens some chats before the visitor writes). An
 outbound contact nobody answered has no customer message, so no clock: it is never at risk. The resolution
-clock runs from creation to the first resolution, as the resolution KPIs measure it. Calendar time throughout:
-business hours do not pause it.
+clock runs from creation to the first resolution, as the resolution KPIs measure it. Calendar time, or with
+`[alerts] business_hours` the contact's business time (clock.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
+from kpi_core.alerts.clock import WaitClock
 from kpi_core.alerts.targets import ContactTargets
 from kpi_core.kpis import segments
 from kpi_core.settings import Settings
@@ -46,10 +47,7 @@ class Crossing:
     elapsed_s: int
     target_s: int
     crossed_at: datetime  # when it reached `stage`
-
-    @property
-    def due_at(self) -> datetime:
-        return self.started_at + timedelta(seconds=self.target_s)
+    due_at: datetime  # when the whole target is (or was) reached, on the contact's clock
 
     @property
     def key(self) -> str:
@@ -84,28 +82,32 @@ def crossings(store: Store, settings: Settings, now: datetime) -> Iterator[Cross
     """Every open contact at risk or past a watched target at `now`, one per clock (its furthest stage)."""
     alerts = settings.alerts
     targets = ContactTargets(settings)
+    clock = WaitClock(settings)
     share = alerts.at_risk_share
     watch_resolution = bool(alerts.resolution_targets)
     for source, contact_id, channel, market, grp, start, created, unanswered, unresolved in store.db.execute(
             open_contacts_sql(settings)):
+        schedule = clock.schedule_of(grp, market) if clock.business else None
         if unanswered and alerts.first_response:
-            target = targets.first_response_s(channel, market, grp)
-            found = _stage(parse_time(start), target, share, now, (AT_RISK, BREACHED))
+            target = targets.first_response_s(channel, market, grp, business=schedule is not None)
+            found = _stage(clock, schedule, parse_time(start), target, share, now, (AT_RISK, BREACHED))
             if found:
                 yield Crossing(source, contact_id, channel, market, grp, FIRST_RESPONSE, *found)
         if unresolved and watch_resolution:
             res_target = targets.resolution_s(channel, market, grp)
             if res_target is not None:
-                found = _stage(parse_time(created), res_target, share, now, (RES_AT_RISK, RES_BREACHED))
+                found = _stage(clock, schedule, parse_time(created), res_target, share, now,
+                               (RES_AT_RISK, RES_BREACHED))
                 if found:
                     yield Crossing(source, contact_id, channel, market, grp, RESOLUTION, *found)
 
 
-def _stage(started: datetime, target_s: float, share: float, now: datetime,
-           names: tuple[str, str]) -> tuple[str, datetime, int, int, datetime] | None:
-    elapsed = (now - started).total_seconds()
+def _stage(clock: WaitClock, schedule: int | None, started: datetime, target_s: float, share: float,
+           now: datetime, names: tuple[str, str]) -> tuple[str, datetime, int, int, datetime, datetime] | None:
+    elapsed = clock.elapsed_s(schedule, started, now)
+    if elapsed < share * target_s:
+        return None
+    due = clock.reached_at(schedule, started, target_s)
     if elapsed >= target_s:
-        return names[1], started, int(elapsed), round(target_s), started + timedelta(seconds=target_s)
-    if elapsed >= share * target_s:
-        return names[0], started, int(elapsed), round(target_s), started + timedelta(seconds=share * target_s)
-    return None
+        return names[1], started, int(elapsed), round(target_s), due, due
+    return names[0], started, int(elapsed), round(target_s), clock.reached_at(schedule, started, share * target_s), due
