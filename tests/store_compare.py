@@ -59,6 +59,8 @@ def assert_same_tables(lite: Path, url: str, account: str, skip: frozenset[str] 
     for table, (on_lite, on_server) in tables(lite, url, account, skip).items():
         missing = [r for r in on_lite if r not in on_server][:3]
         extra = [r for r in on_server if r not in on_lite][:3]
-        assert on_lite == on_server, f"{table}: only in SQLite {missing}; only in PostgreSQL {extra}"
+        twice = sorted({repr(r) for rows in (on_lite, on_server) for r in rows if rows.count(r) > 1})[:3]
+        assert on_lite == on_server, (f"{table}: only in SQLite {missing}; only in PostgreSQL {extra};"
+                                      f" held more than once {twice}; {len(on_lite)} rows against {len(on_server)}")
         compared += len(on_lite)
     return compared
