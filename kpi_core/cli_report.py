@@ -33,9 +33,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {target}: the folder {target.parent} does not exist; create it first")
     store = store_from(settings)
     try:
-        bring_up_to_date(store, settings)  # the report shows what the store holds now, not the last compute
-        if args.account:
+        if args.account:  # every account as its daemon stored it: nothing computed, so a timer may run it any time
             return _report_of_accounts(args, settings, store, target, since, until)
+        bring_up_to_date(store, settings)  # the report shows what the store holds now, not the last compute
         result = write_report(store, settings, target, period=args.period, since=since, until=until)
     except (PeriodError, SegmentError, UnknownKpi, AccountError) as exc:
         raise UsageError(str(exc)) from None
