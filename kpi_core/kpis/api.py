@@ -15,8 +15,9 @@ stale, KPI by KPI, over the columnar copy of the facts (columns.py):
 Frozen periods (catalogue 2c, see `values.py`) are never redone, `--full` and a settings change
 included; `rebuild_history` (the explicit `compute --full --rebuild-history`) unfreezes them
 and recomputes them from what the store holds.
-Then, in one transaction with the values, the read-together diagnostics of the periods it
-touched are evaluated again and stored.
+Then, in one transaction with the values, the read-together diagnostics whose figures changed
+(or all, when what they judge by beside the values did: see `diagnostics.store_diagnostics`)
+are evaluated again and stored.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Any
 
 from kpi_core.kpis import backlog, catalogue, facts, inputs, values
 from kpi_core.kpis import periods as P
-from kpi_core.kpis.columns import open_columns
+from kpi_core.kpis.columns import Columns, open_columns
 from kpi_core.kpis.context import Context, context_for, get_meta, set_meta
-from kpi_core.kpis.diagnostics import store_diagnostics
+from kpi_core.kpis.diagnostics import USED_KPIS, store_diagnostics
 from kpi_core.kpis.engine import evaluate, prepare
 from kpi_core.kpis.materialize import ALL, TIME_KPIS, chosen, ensure, write
 from kpi_core.kpis.periods import Grain, Period
@@ -56,7 +57,7 @@ class ComputeSummary:
     periods_computed: int = 0
     periods_partly: int = 0
     values_written: int = 0
-    diagnostics: int = 0  # stored anew for every period and segmentation redone
+    diagnostics: int = 0  # firing among the segments judged again (those whose figures changed)
     diagnostics_now: int = 0  # firing in the running month, any segment (what `diagnose` shows by default)
     periods_frozen: int = 0  # stored periods left as they are: their values are final
     periods_unfrozen: int = 0  # with rebuild_history: frozen periods recomputed
@@ -138,20 +139,19 @@ def _compute(ctx: Context, since: date, until: date, grains: list[str] | None, s
     with ctx.writing():
         if rebuild_history:
             summary.periods_unfrozen = values.unfreeze(ctx.conn)
-        touched: dict[Grain, set[Period]] = {}
+        changes = values.Changes(frozenset(USED_KPIS))  # what the diagnostics read
         for grain, batches in found.items():
             for segs_of_batch, todo, what, evaluated in batches:
-                summary.values_written += write(ctx, grain, segs_of_batch, todo, what, evaluated)
+                summary.values_written += write(ctx, grain, segs_of_batch, todo, what, evaluated, changes)
             plan = plans[grain]
             for seg in combos[grain].values():
                 redone = {p for (p, what), segs_of in plan.items() if ALL in what and seg in segs_of}
                 kept = fixed.get((grain, seg.key), set())
                 untouched = [p for p in stored.get((grain, seg.key), {}) if p not in redone and p not in kept]
                 summary.values_written += backlog.apply_changes(ctx, grain, seg, untouched, seq)
-            touched[grain] = {p for p, _ in plan}
 
         log.debug("kpis: values written after %.2fs", time.perf_counter() - started)
-        summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, touched)
+        summary.diagnostics = store_diagnostics(ctx, wanted_grains, wanted_segs, changes)
         set_meta(ctx.conn, DAYS_IN_PROGRESS, "[]")
         backlog.clear(ctx, seq)
         set_meta(ctx.conn, "values_fingerprint", fingerprint)
@@ -206,9 +206,30 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
     if not prepared:
         return out
     with open_columns(ctx) as cols:
+        _share_retention(ctx, [evaluation for grain, _, _, _, evaluation in prepared if grain is not Grain.CUSTOM],
+                         cols)
         for grain, segs, todo, what, evaluation in prepared:
             out[grain].append((segs, todo, what, evaluation.run(cols)))
     return out
+
+
+def _share_retention(ctx: Context, evaluations: list[Any], cols: Columns) -> None:
+    """Retention of the evaluations of one grain and set of segmentations, computed in one go: a changed day
+    redoes every KPI of its period and retention of the next, and both are then one run of periods (one query
+    rather than two, each reading the same months)."""
+    groups: dict[tuple[Grain, tuple[str, ...]], list[Any]] = defaultdict(list)
+    for evaluation in evaluations:
+        if any(k.id in RETENTION for k in evaluation.kpis):
+            groups[(evaluation.grain, tuple(s.key for s in evaluation.segs))].append(evaluation)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        periods = sorted({p for evaluation in group for p in evaluation.periods})
+        shared = prepare(ctx, periods, group[0].segs, [catalogue.BY_ID[k] for k in sorted(RETENTION)])
+        assert shared is not None
+        figures = shared.retention_figures(cols)
+        for evaluation in group:
+            evaluation.retention = figures
 
 
 def _dirty_days(ctx: Context) -> list[date]:

@@ -143,32 +143,39 @@ def _counted(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period
 
 
 def _write(ctx: Context, grain: Grain, seg: Segmentation, moves: dict[Period, dict[tuple[Any, ...], int]]) -> int:
-    written = 0
+    """The stored backlog of each period moved by its moves; each statement once for every row it touches."""
+    if not moves:
+        return 0
     now = ctx.now_iso
+    spans = {(p.start.isoformat(), p.end.isoformat()) for p in moves}
+    starts = sorted({start for start, _ in spans})
+    stored = {(start, end, segment): value for start, end, segment, value in ctx.conn.execute(
+        "SELECT period_start, period_end, segment, value FROM kpi_values WHERE grain = ? AND by_key = ?"
+        f" AND kpi = 'backlog' AND period_start IN ({', '.join('?' for _ in starts)})",
+        [grain.value, seg.key, *starts]) if (start, end) in spans}
+    gone: list[list[Any]] = []
+    kept: list[list[Any]] = []
     for period, by_segment in moves.items():
         for vals, move in by_segment.items():
             if not move:
                 continue
             segment = segment_json(tuple(zip(seg.dims, vals, strict=False)))
-            key = [grain.value, seg.key, period.start.isoformat(), period.end.isoformat(), "backlog", segment]
-            row = ctx.conn.execute(
-                "SELECT value FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?"
-                " AND kpi = ? AND segment = ?", key).fetchone()
-            value = (row[0] if row and row[0] is not None else 0) + move
+            start, end = period.start.isoformat(), period.end.isoformat()
+            key = [grain.value, seg.key, start, end, "backlog", segment]
+            value = (stored.get((start, end, segment)) or 0) + move
             if not value and seg.dims:  # zero backlogs are shown only unsegmented (as a full compute does)
-                ctx.conn.execute("DELETE FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ?"
-                                 " AND period_end = ? AND kpi = ? AND segment = ?", key)
-                continue
-            ctx.conn.execute(
-                "INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)"
-                " ON CONFLICT (grain, by_key, period_start, period_end, kpi, segment)"
-                " DO UPDATE SET value = excluded.value, n = excluded.n, computed_at = excluded.computed_at",
-                [*key, value, int(value), now])
-            written += 1
-        # Segments the changes did not touch were counted at the same moment as before: restamp them.
-        ctx.conn.execute(
-            "UPDATE kpi_values SET computed_at = ? WHERE grain = ? AND by_key = ? AND period_start = ?"
-            " AND period_end = ? AND kpi = 'backlog'",
-            [now, grain.value, seg.key, period.start.isoformat(), period.end.isoformat()])
-    return written
-
+                gone.append(key)
+            else:
+                kept.append([*key, value, int(value), now])
+    ctx.conn.executemany("DELETE FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ?"
+                         " AND period_end = ? AND kpi = ? AND segment = ?", gone)
+    ctx.conn.executemany(
+        "INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)"
+        " ON CONFLICT (grain, by_key, period_start, period_end, kpi, segment)"
+        " DO UPDATE SET value = excluded.value, n = excluded.n, computed_at = excluded.computed_at", kept)
+    # Segments the changes did not touch were counted at the same moment as before: restamp them.
+    ctx.conn.executemany(
+        "UPDATE kpi_values SET computed_at = ? WHERE grain = ? AND by_key = ? AND period_start = ?"
+        " AND period_end = ? AND kpi = 'backlog'",
+        [(now, grain.value, seg.key, period.start.isoformat(), period.end.isoformat()) for period in moves])
+    return len(kept)

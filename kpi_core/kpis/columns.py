@@ -19,9 +19,18 @@ between makes the next run take some rows twice (idempotent), never lose one. A 
 to both sides at every update tells a copy that no longer matches its store (a store restored
 from a backup, a copy left by a crash mid-way) and has it copied whole.
 
+Each survey answer carries the rowid of its contact's facts and of its requester's person
+(`LINKS`, looked up in the store by key when the answer is copied), so the engine joins them on
+an integer: a join on the text keys would read every contact's row for one month's answers.
+When a linked-to row is logged, the answers linked to it, and the unlinked ones of its key, are
+copied again (their links looked up anew); a linked-to table copied whole has the answers copied
+whole too.
+
 DuckDB lets one process at a time open a file for writing: a second one waits for the first
 (a computation holds the copy for seconds), and after `LOCK_WAIT` builds a private copy in
-memory, which is slower but gives the same values.
+memory, which is slower but gives the same values. The copy is not checkpointed when it is
+closed: its write-ahead log is replayed by the next opening (DuckDB checkpoints it once it has
+grown), which keeps the end of an incremental computation cheap.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +65,8 @@ COPIED: dict[str, tuple[str, ...] | None] = {
                "refunds", "lines"),
 }
 _TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE"}  # anything else is text
+# The copy's layout: another value has every table copied whole (a copy made by an earlier version lacks the links).
+FORMAT = "2"
 STAMP = "columns_stamp"
 SUFFIX = ".columns"
 LOCK_WAIT = 60.0  # seconds to wait for another process's computation before copying into memory
@@ -66,17 +78,52 @@ _SETTINGS: dict[str, str | int | float | list[str]] = {"threads": 1, "memory_lim
 
 
 @dataclass(frozen=True)
+class Link:
+    """A copied row's partner in another copied table (keyed by source and source_id): the partner's rowid, in the
+    copy's column `column`, looked up in the store (through its key's index) when the row is copied."""
+
+    column: str
+    table: str
+    key: str  # this row's column holding the partner's source_id; the source is the row's own
+
+    def sql(self) -> str:
+        return f"(SELECT x.rowid FROM {self.table} x WHERE x.source = t.source AND x.source_id = t.{self.key})"
+
+
+# A survey answer's contact (its facts) and its requester (a person): the engine's survey queries join on these.
+LINKS: dict[str, tuple[Link, ...]] = {
+    "survey_responses": (Link("_fact", "kpi_facts", "contact_id"), Link("_person", "people", "requester_id")),
+}
+# Tables that rows of another copied table link to.
+_PARTNERS = frozenset(link.table for links in LINKS.values() for link in links)
+# Tables a whole copy sorts by a column the engine reads ranges of (the store holds survey answers as they came;
+# the facts are rebuilt in creation order).
+_CLUSTERED = {"survey_responses": "created_at"}
+
+
+@dataclass(frozen=True)
 class _Table:
     name: str
     columns: tuple[str, ...]
     types: tuple[str, ...]  # DuckDB types
+    links: tuple[Link, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The copy's columns after `_rid`: the store's, then the links."""
+        return (*self.columns, *(link.column for link in self.links))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (*self.types, *("BIGINT" for _ in self.links))
 
     def create_sql(self) -> str:
-        cols = ", ".join(f'"{c}" {t}' for c, t in zip(self.columns, self.types, strict=True))
+        cols = ", ".join(f'"{c}" {t}' for c, t in zip(self.names, self.kinds, strict=True))
         return f'CREATE OR REPLACE TABLE {self.name} (_rid BIGINT, {cols})'
 
     def select_sql(self) -> str:
-        return f"SELECT rowid, {', '.join(f'[{c}]' for c in self.columns)} FROM {self.name}"
+        picked = [f"t.[{c}]" for c in self.columns] + [link.sql() for link in self.links]
+        return f"SELECT t.rowid, {', '.join(picked)} FROM {self.name} t"
 
 
 def columns_path(conn: sqlite3.Connection) -> Path | None:
@@ -140,6 +187,8 @@ def open_columns(ctx: Context) -> Iterator[Columns]:
                                null_handling=FunctionNullHandling.SPECIAL, side_effects=False)
         yield Columns(db)
     finally:
+        if not in_memory:
+            _run(db, "PRAGMA disable_checkpoint_on_shutdown")  # see the module's docstring
         db.close()
 
 
@@ -178,7 +227,7 @@ def _tables(conn: sqlite3.Connection) -> list[_Table]:
     for name, wanted in COPIED.items():
         declared = _declared(conn, name)
         cols = tuple(declared) if wanted is None else wanted
-        out.append(_Table(name, cols, tuple(_TYPES.get(declared[c], "VARCHAR") for c in cols)))
+        out.append(_Table(name, cols, tuple(_TYPES.get(declared[c], "VARCHAR") for c in cols), LINKS.get(name, ())))
     return out
 
 
@@ -200,32 +249,39 @@ def _bring_up_to_date(ctx: Context, db: duckdb.DuckDBPyConnection, in_memory: bo
     conn = ctx.conn
     with ctx.writing():
         stamp = get_meta(conn, STAMP)
-        have = _stamp_of(db)
+        existing = {row[0] for row in _run(db, "SELECT table_name FROM duckdb_tables()")}
+        meta = dict(_run(db, "SELECT key, value FROM columns_meta")) if "columns_meta" in existing else {}
         stale = {row[0] for row in conn.execute("SELECT tbl FROM kpi_columns_stale")}
-        if in_memory or stamp is None or have != stamp:
+        if in_memory or stamp is None or meta.get("stamp") != stamp or meta.get("format") != FORMAT:
             stale = set(COPIED)
         last = conn.execute("SELECT max(seq) FROM kpi_columns_log").fetchone()[0]
         if not stale and last is None:
             return
         tables = _tables(conn)
-        # Whole copies commit chunk by chunk (one transaction would hold every row in memory until its end):
-        # until the stamp below is written, a copy cut short counts as not matching, and is made again.
-        _run(db, "DROP TABLE IF EXISTS columns_meta")
-        whole = [t for t in tables if t.name in stale or not _table_exists(db, t.name)]
+        whole = {t.name for t in tables if t.name in stale or t.name not in existing}
+        if last is not None:  # most of a table logged (its facts rebuilt): copied whole, which reads it in order
+            sizes = dict(_run(db, "SELECT table_name, estimated_size FROM duckdb_tables()"))
+            whole |= {tbl for tbl, n in conn.execute("SELECT tbl, count(DISTINCT rid) FROM kpi_columns_log"
+                                                     " WHERE seq <= ? GROUP BY tbl", [last])
+                      if n > max(_CHUNK, int(sizes.get(tbl) or 0) // 4)}
+        # A partner copied whole has new rowids: the rows linking to it are looked up anew.
+        whole |= {t.name for t in tables if any(link.table in whole for link in t.links)}
         if whole:
+            # Whole copies commit chunk by chunk (one transaction would hold every row in memory until its end):
+            # until the stamp below is written, a copy cut short counts as not matching, and is made again.
+            _run(db, "DROP TABLE IF EXISTS columns_meta")
             _run(db, f"SET memory_limit = '{COPY_MEMORY}'")  # a copy streams to disk: less cache, less RSS
-            for table in whole:
-                _copy_table(conn, db, table)
+            for table in tables:
+                if table.name in whole:
+                    _copy_table(conn, db, table)
             _run(db, f"SET memory_limit = '{_SETTINGS['memory_limit']}'")
         db.begin()
         try:
             if last is not None:
-                for table in tables:
-                    if table not in whole:
-                        _apply_log(conn, db, table, last)
+                _apply_log(conn, db, [t for t in tables if t.name not in whole], last)
             new = secrets.token_hex(8)
             _run(db, "CREATE TABLE IF NOT EXISTS columns_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-            _run(db, "INSERT OR REPLACE INTO columns_meta VALUES ('stamp', ?)", [new])
+            _run(db, "INSERT OR REPLACE INTO columns_meta VALUES ('stamp', ?), ('format', ?)", [new, FORMAT])
             db.commit()
         except BaseException:
             db.rollback()
@@ -236,17 +292,6 @@ def _bring_up_to_date(ctx: Context, db: duckdb.DuckDBPyConnection, in_memory: bo
         set_meta(conn, STAMP, new)
 
 
-def _stamp_of(db: duckdb.DuckDBPyConnection) -> str | None:
-    if not _table_exists(db, "columns_meta"):
-        return None
-    rows = _run(db, "SELECT value FROM columns_meta WHERE key = 'stamp'")
-    return str(rows[0][0]) if rows else None
-
-
-def _table_exists(db: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(_run(db, "SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]))
-
-
 def _copy_table(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: _Table) -> None:
     started = time.perf_counter()
     _run(db, table.create_sql())
@@ -254,6 +299,9 @@ def _copy_table(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: 
     for rows in _chunks(conn, table):
         _insert(db, table, rows)
         copied += len(rows)
+    if table.name in _CLUSTERED:  # a month's rows together: a range scan skips the row groups of other months
+        _run(db, f"CREATE OR REPLACE TABLE {table.name} AS SELECT * FROM {table.name}"
+                 f" ORDER BY {_CLUSTERED[table.name]}")
     log.info("kpis: copied %s rows of %s into the columnar copy in %.1fs", copied, table.name,
              time.perf_counter() - started)
 
@@ -267,35 +315,71 @@ def _chunks(conn: sqlite3.Connection, table: _Table) -> Iterator[list[tuple[Any,
             yield rows
         return
     last = -(2**63)
-    while rows := conn.execute(f"{table.select_sql()} WHERE rowid > ? ORDER BY rowid LIMIT {_CHUNK}",
+    while rows := conn.execute(f"{table.select_sql()} WHERE t.rowid > ? ORDER BY t.rowid LIMIT {_CHUNK}",
                                [last]).fetchall():
         yield rows
         last = rows[-1][0]
 
 
-def _apply_log(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, table: _Table, last: int) -> None:
-    rids = [row[0] for row in conn.execute(
-        "SELECT DISTINCT rid FROM kpi_columns_log WHERE tbl = ? AND seq <= ?", [table.name, last])]
-    if not rids:
-        return
-    keys = np.array(rids, dtype=np.int64)
-    db.register("columns_keys", {"rid": keys})
-    _run(db, f"DELETE FROM {table.name} WHERE _rid IN (SELECT rid FROM columns_keys)")
+def _apply_log(conn: sqlite3.Connection, db: duckdb.DuckDBPyConnection, tables: list[_Table], last: int) -> None:
+    """Take again the rows of `tables` logged up to `last`, partners before the rows linking to them: a linking row
+    whose partner was logged (or that is unlinked, and of a key a logged partner has now) is taken again too."""
+    logged: dict[str, set[int]] = defaultdict(set)
+    for tbl, rid in conn.execute("SELECT DISTINCT tbl, rid FROM kpi_columns_log WHERE seq <= ?", [last]):
+        logged[tbl].add(int(rid))
+    for table in sorted(tables, key=lambda t: bool(t.links)):
+        rids = logged.get(table.name)
+        if not rids:
+            continue
+        keys = np.array(sorted(rids), dtype=np.int64)
+        db.register("columns_keys", {"rid": keys})
+        _run(db, f"DELETE FROM {table.name} WHERE _rid IN (SELECT rid FROM columns_keys)")
+        db.unregister("columns_keys")
+        fetched: list[tuple[str, str]] = []  # a partner's keys, which unlinked rows may now link to
+        for start in range(0, len(keys), _CHUNK):
+            part = keys[start:start + _CHUNK].tolist()
+            # CAST: PostgreSQL reads a JSON array's elements as text (SQLite as the integers they are).
+            rows = conn.execute(f"{table.select_sql()} WHERE t.rowid IN (SELECT CAST(value AS INTEGER)"
+                                f" FROM json_each(?))", ["[" + ",".join(map(str, part)) + "]"]).fetchall()
+            if rows:
+                _insert(db, table, rows)
+                if table.name in _PARTNERS:
+                    fetched.extend(_keys(table, rows))
+        for linking in tables:
+            for link in linking.links:
+                if link.table == table.name:
+                    logged[linking.name] |= _relinked(db, linking, link, keys, fetched)
+
+
+def _keys(table: _Table, rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    """(source, source_id) of fetched rows of a partner table (each row: rowid, then the table's columns)."""
+    at_source, at_id = 1 + table.columns.index("source"), 1 + table.columns.index("source_id")
+    return [(row[at_source], row[at_id]) for row in rows]
+
+
+def _relinked(db: duckdb.DuckDBPyConnection, table: _Table, link: Link, rids: np.ndarray,
+              keys: list[tuple[str, str]]) -> set[int]:
+    """The rows of `table` whose `link` may now point elsewhere: those linked to a logged partner rowid, and the
+    unlinked ones of a key a logged partner row has now."""
+    db.register("columns_keys", {"rid": rids})
+    found = {int(r[0]) for r in _run(db, f'SELECT _rid FROM {table.name} WHERE "{link.column}" IN'
+                                         " (SELECT rid FROM columns_keys)")}
     db.unregister("columns_keys")
-    for start in range(0, len(rids), _CHUNK):
-        part = rids[start:start + _CHUNK]
-        # CAST: PostgreSQL reads a JSON array's elements as text (SQLite as the integers they are).
-        rows = conn.execute(f"{table.select_sql()} WHERE rowid IN (SELECT CAST(value AS INTEGER) FROM json_each(?))",
-                            ["[" + ",".join(map(str, part)) + "]"]).fetchall()
-        if rows:
-            _insert(db, table, rows)
+    if keys:
+        db.register("columns_partners", {"source": np.array([k[0] for k in keys], dtype=object),
+                                         "source_id": np.array([k[1] for k in keys], dtype=object)})
+        found |= {int(r[0]) for r in _run(
+            db, f'SELECT t._rid FROM {table.name} t SEMI JOIN columns_partners k ON k.source = t.source'
+                f' AND k.source_id = t."{link.key}" WHERE t."{link.column}" IS NULL AND t."{link.key}" IS NOT NULL')}
+        db.unregister("columns_partners")
+    return found
 
 
 def _insert(db: duckdb.DuckDBPyConnection, table: _Table, rows: Sequence[tuple[Any, ...]]) -> None:
     """Rows of the store into the copy: column arrays (numbers as float64 with NaN for NULL, exact below 2**53;
     text as objects), scanned by DuckDB and cast to the table's types."""
-    names = ("_rid", *table.columns)
-    types = ("BIGINT", *table.types)
+    names = ("_rid", *table.names)
+    types = ("BIGINT", *table.kinds)
     arrays: dict[str, np.ndarray] = {}
     for name, kind, values in zip(names, types, zip(*rows, strict=True), strict=True):
         arrays[name] = np.array(values, dtype=np.float64 if kind != "VARCHAR" else object)

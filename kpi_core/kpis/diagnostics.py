@@ -7,9 +7,11 @@ it returns its evidence when it fires and None when it does not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import statistics
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,8 +20,8 @@ from typing import Any, cast
 from kpi_core import events as event_log
 from kpi_core.kpis import periods as P
 from kpi_core.kpis import values
-from kpi_core.kpis.context import Context, context_for
-from kpi_core.kpis.materialize import ensure
+from kpi_core.kpis.context import Context, context_for, get_meta, set_meta
+from kpi_core.kpis.materialize import DIAGNOSED, ensure
 from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation, parse
 from kpi_core.settings import KpiSettings, Settings
@@ -45,6 +47,11 @@ DIAGNOSTIC_IDS = tuple(MESSAGES)
 USED_KPIS = ("first_response_time_median", "one_touch_resolution_pct", "fcr_pct", "csat_pct", "response_rate_pct",
              "csat_response_rate_pct", "nps", "resolution_time_median", "csat_of_resolved_pct", "ticket_volume")
 _SPIKE_HISTORY = 4
+# What the diagnostics of a period read of the periods before it: volume_spike the volume of the _SPIKE_HISTORY
+# before, nps_lags_csat CSAT and NPS of the two before. A change of one of them is judged again that many periods on.
+_TRENDS = {"ticket_volume": _SPIKE_HISTORY, "csat_pct": 2, "nps": 2}
+# What coverage_gap_by_language reads of the segment without language, in the same period.
+_GAP_KPIS = frozenset({"response_rate_pct", "first_response_time_median"})
 
 
 def _status(rows: Rows, kpi_id: str) -> str | None:
@@ -108,6 +115,8 @@ def volume_spike(history: list[Rows], usable: int, min_n: int = 1) -> Evidence |
     if current is None or not previous or usable <= 0 or current < min_n:
         return None
     mean = statistics.fmean(previous)
+    if current <= mean:  # at or under every threshold below (each is at least the mean): the exact sd is not needed
+        return None
     if len(previous) == _SPIKE_HISTORY:
         spread = statistics.pstdev(previous)
         threshold = mean + 3 * spread
@@ -139,18 +148,32 @@ class _Table:
         return self.rows.get((period, segment), {})
 
 
-def _table(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period], compute_missing: bool) -> _Table:
+def _table(ctx: Context, grain: Grain, seg: Segmentation, periods: list[Period], compute_missing: bool,
+           segments: set[str] | None = None) -> _Table:
+    """The rows of `periods` (of `segments` only, if given) as the diagnostics read them (values.judged)."""
     if compute_missing:
         ensure(ctx, grain, seg, periods)
-    ids = list(USED_KPIS)
-    out: dict[tuple[Period, str], Rows] = {}
-    by_start = {p.start.isoformat(): p for p in periods}
-    for row in values.read(ctx, grain, seg.key, periods, ids, False):
-        if list(row["segment"]) != list(seg.dims):
-            continue  # channel-mix rows carry an extra dimension
-        period = by_start[row["period_start"]]
-        out.setdefault((period, values.segment_json(row["segment"])), {})[row["kpi"]] = row
-    return _Table(seg, out)
+    return _Table(seg, values.judged(ctx, grain, seg.key, seg.dims, periods, USED_KPIS, segments))
+
+
+def _chain(period: Period) -> list[Period]:
+    """The period and the _SPIKE_HISTORY periods before it, oldest first: what its trends read."""
+    chain = [period]
+    for _ in range(_SPIKE_HISTORY):
+        chain.insert(0, chain[0].previous())
+    return chain
+
+
+def _wanted(ctx: Context, segs: Iterable[Segmentation]) -> dict[str, Segmentation]:
+    """The segmentations judged: the overall figures, `segs`, and the parent of each split by language (the
+    figures its coverage gap compares with)."""
+    wanted = {"": parse([], ctx.settings)}
+    for seg in segs:
+        wanted[seg.key] = seg
+        if "language" in seg.dims:
+            parent = parse([d for d in seg.dims if d != "language"], ctx.settings)
+            wanted.setdefault(parent.key, parent)
+    return wanted
 
 
 def evaluate(ctx: Context, grain: Grain, segs: Iterable[Segmentation], periods: list[Period],
@@ -163,17 +186,8 @@ def evaluate(ctx: Context, grain: Grain, segs: Iterable[Segmentation], periods: 
     periods = sorted(p for p in periods if p.start <= ctx.today)
     if not periods:
         return []
-    history = [periods[0]]
-    for _ in range(_SPIKE_HISTORY):
-        history.insert(0, history[0].previous())
-    span = sorted(set(history) | set(periods))
-    wanted = {parse([], ctx.settings).key: parse([], ctx.settings)}
-    for seg in segs:
-        wanted[seg.key] = seg
-        if "language" in seg.dims:
-            parent = parse([d for d in seg.dims if d != "language"], ctx.settings)
-            wanted.setdefault(parent.key, parent)
-    tables = {key: _table(ctx, grain, seg, span, compute_missing) for key, seg in wanted.items()}
+    span = sorted({p for period in periods for p in _chain(period)})
+    tables = {key: _table(ctx, grain, seg, span, compute_missing) for key, seg in _wanted(ctx, segs).items()}
     data_start = _data_start(ctx)  # after the tables: computing them may build the facts
     found: list[dict[str, Any]] = []
     for table in tables.values():
@@ -199,14 +213,14 @@ def _usable_history(previous: list[Period], data_start: date | None) -> int:
     return sum(1 for p in previous if p.start >= first)
 
 
-def _evaluate_one(ctx: Context, tables: dict[str, _Table], table: _Table, period: Period, segment: str,
+def _evaluate_one(ctx: Context, parents: dict[str, _Table], table: _Table, period: Period, segment: str,
                   data_start: date | None) -> list[dict[str, Any]]:
+    """The diagnostics that fire for one segment of `table` in `period`; `parents` holds, by key, the table of the
+    segmentation without language (every segment of the period), which a coverage gap compares with."""
     rows = table.get(period, segment)
     if not rows:
         return []
-    chain = [period]
-    for _ in range(_SPIKE_HISTORY):
-        chain.insert(0, chain[0].previous())
+    chain = _chain(period)
     history = [table.get(p, segment) for p in chain]
     usable = _usable_history(chain[:-1], data_start)
     fired: dict[str, Evidence | None] = {
@@ -219,7 +233,7 @@ def _evaluate_one(ctx: Context, tables: dict[str, _Table], table: _Table, period
     seg_dict = json.loads(segment)
     if seg_dict.get("language") not in (None, "und"):
         parent_dims = [d for d in table.seg.dims if d != "language"]
-        parent = tables[",".join(parent_dims)]
+        parent = parents[",".join(parent_dims)]
         parent_segment = values.segment_json({d: seg_dict[d] for d in parent_dims})
         fired["coverage_gap_by_language"] = coverage_gap_by_language(rows, parent.get(period, parent_segment))
     return [
@@ -229,34 +243,130 @@ def _evaluate_one(ctx: Context, tables: dict[str, _Table], table: _Table, period
     ]
 
 
-def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation],
-                      touched: dict[Grain, set[Period]]) -> int:
-    """Evaluate again and store the diagnostics of the touched periods and of the periods whose trend they feed."""
+# Per segmentation key: the periods to judge again and, in each, the segments (None: every segment).
+_Redo = dict[str, dict[Period, set[str] | None]]
+
+
+def store_diagnostics(ctx: Context, grains: list[Grain], segs: list[Segmentation], changes: values.Changes) -> int:
+    """Judge again and store the diagnostics whose inputs changed; returns how many of those fire.
+
+    A diagnostic of a segment in a period reads that segment's USED_KPIS values in the period and the
+    _SPIKE_HISTORY before it, its parent segment's in the period (coverage gaps), and beside the values the
+    targets, `min_n` and the first day of data. So when only values changed (`changes`), the segments whose
+    values changed are judged again in their period and the periods after it that read them, and their children by
+    language in their period (see _TRENDS and _GAP_KPIS for which values reach how far); when anything else
+    changed (or the segmentations judged did), every stored period of the grain is. Either way the stored
+    diagnostics end as judging everything anew would leave them. A grain not asked for keeps its diagnostics,
+    and is judged whole when next asked for if its values changed.
+    """
+    wanted = _wanted(ctx, segs)
+    fingerprint = _fingerprint(ctx, wanted)
     count = 0
+    for grain in {Grain(key[0]) for key in changes.keys} - set(grains):
+        ctx.conn.execute("DELETE FROM kpi_meta WHERE key = ?", [DIAGNOSED + grain.value])
     for grain in grains:
-        if grain is Grain.CUSTOM or not touched.get(grain):
+        if grain is Grain.CUSTOM:
             continue
-        redo: set[Period] = set()
-        for period in touched[grain]:
-            for _ in range(_SPIKE_HISTORY + 1):
-                if period.start <= ctx.today:
-                    redo.add(period)
-                period = period.next()
-        stored = {p for p in values.computed(ctx, grain, "").get((grain, ""), {})}
-        periods = sorted(redo & stored)
-        if not periods:
-            continue
-        found = evaluate(ctx, grain, segs, periods, compute_missing=False)
-        ctx.conn.executemany("DELETE FROM kpi_diagnostics WHERE grain = ? AND period_start = ? AND period_end = ?",
-                             [(grain.value, p.start.isoformat(), p.end.isoformat()) for p in periods])
-        ctx.conn.executemany(
-            "INSERT OR REPLACE INTO kpi_diagnostics (grain, by_key, period_start, period_end, diagnostic, segment,"
-            " evidence, message, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # named: PostgreSQL's upsert
-            [(grain.value, ",".join(d["segment"]), d["period_start"], d["period_end"], d["diagnostic"],
-              values.segment_json(d["segment"]), json.dumps(d["evidence"]), d["message"], ctx.now_iso)
-             for d in found])
-        count += len(found)
+        stored = {p for p in values.computed(ctx, grain, "").get((grain, ""), {}) if p.start <= ctx.today}
+        if get_meta(ctx.conn, DIAGNOSED + grain.value) != fingerprint:
+            ctx.conn.executemany(
+                "DELETE FROM kpi_diagnostics WHERE grain = ? AND period_start = ? AND period_end = ?",
+                [(grain.value, p.start.isoformat(), p.end.isoformat()) for p in sorted(stored)])
+            count += _judge(ctx, grain, wanted, {key: dict.fromkeys(stored) for key in wanted})
+        else:
+            count += _judge(ctx, grain, wanted, _targets(grain, wanted, stored, changes))
+        set_meta(ctx.conn, DIAGNOSED + grain.value, fingerprint)
     return count
+
+
+def _fingerprint(ctx: Context, wanted: dict[str, Segmentation]) -> str:
+    """What the diagnostics judge by beside the stored values."""
+    start = _data_start(ctx)
+    shaping = [sorted(wanted), ctx.settings.targets, ctx.settings.min_n, start.isoformat() if start else None]
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _targets(grain: Grain, wanted: dict[str, Segmentation], stored: set[Period], changes: values.Changes) -> _Redo:
+    """What the changed values make to judge again (see `store_diagnostics`)."""
+    children: dict[str, list[str]] = defaultdict(list)
+    for key, seg in wanted.items():
+        if "language" in seg.dims:
+            children[",".join(d for d in seg.dims if d != "language")].append(key)
+    targets: _Redo = defaultdict(dict)
+
+    def add(key: str, period: Period, segment: str | None) -> None:
+        if period not in stored:
+            return
+        have = targets[key].get(period, set())
+        if have is None or segment is None:
+            targets[key][period] = None
+        else:
+            have.add(segment)
+            targets[key][period] = have
+
+    for g, key, start, end, segment, kpi in changes.keys:
+        if g != grain.value or key not in wanted:
+            continue
+        period = Period(date.fromisoformat(start), date.fromisoformat(end), grain)
+        if kpi in _GAP_KPIS:
+            for child in children[key]:
+                add(child, period, None)
+        for _ in range(_TRENDS.get(kpi, 0) + 1):
+            add(key, period, segment)
+            period = period.next()
+    return targets
+
+
+def _judge(ctx: Context, grain: Grain, wanted: dict[str, Segmentation], targets: _Redo) -> int:
+    """Judge the targets again: their stored diagnostics replaced by those that fire now."""
+    targets = {key: periods for key, periods in targets.items() if periods}
+    if not targets:
+        return 0
+    data_start = _data_start(ctx)
+    tables: dict[str, _Table] = {}
+    parent_periods: dict[str, set[Period]] = defaultdict(set)
+    for key, periods in targets.items():
+        # Each period read for the segments judged in it or in a period whose trends read it; of a period only
+        # read for trends, only what they read.
+        read: dict[Period, set[str] | None] = {}
+        for period, chosen in periods.items():
+            for p in _chain(period):
+                have = read.get(p, set())
+                read[p] = None if have is None or chosen is None else have | chosen
+        seg = wanted[key]
+        rows: dict[tuple[Period, str], Rows] = {}
+        for p, segments in sorted(read.items(), key=lambda item: item[0]):
+            rows.update(values.judged(ctx, grain, key, seg.dims, [p], USED_KPIS if p in periods else _TRENDS,
+                                      segments))
+        tables[key] = _Table(seg, rows)
+        parent = ",".join(d for d in wanted[key].dims if d != "language")
+        if parent != key:
+            parent_periods[parent] |= set(periods)
+    parents = {key: _table(ctx, grain, wanted[key], sorted(periods), False) for key, periods in parent_periods.items()}
+    found: list[dict[str, Any]] = []
+    gone: list[tuple[Any, ...]] = []
+    for key, periods in targets.items():
+        table = tables[key]
+        for period, chosen in sorted(periods.items(), key=lambda item: item[0]):
+            span = (grain.value, key, period.start.isoformat(), period.end.isoformat())
+            if chosen is None:
+                gone.append(span)
+                chosen = {s for (p, s) in table.rows if p == period}
+            else:
+                gone.extend((*span, segment) for segment in chosen)
+            for segment in sorted(chosen):
+                found.extend(_evaluate_one(ctx, parents, table, period, segment, data_start))
+    conn = ctx.conn
+    conn.executemany("DELETE FROM kpi_diagnostics WHERE grain = ? AND by_key = ? AND period_start = ?"
+                     " AND period_end = ?", [g for g in gone if len(g) == 4])
+    conn.executemany("DELETE FROM kpi_diagnostics WHERE grain = ? AND by_key = ? AND period_start = ?"
+                     " AND period_end = ? AND segment = ?", [g for g in gone if len(g) == 5])
+    conn.executemany(
+        "INSERT OR REPLACE INTO kpi_diagnostics (grain, by_key, period_start, period_end, diagnostic, segment,"
+        " evidence, message, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # named: PostgreSQL's upsert
+        [(grain.value, ",".join(d["segment"]), d["period_start"], d["period_end"], d["diagnostic"],
+          values.segment_json(d["segment"]), json.dumps(d["evidence"]), d["message"], ctx.now_iso) for d in found])
+    return len(found)
 
 
 def diagnose(store: Store, settings: Settings | KpiSettings, since: date | None = None, until: date | None = None,

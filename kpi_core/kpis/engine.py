@@ -250,6 +250,8 @@ class _Evaluation:
         self.cols: Columns | None = None
         self.feed_start = _feed_start(ctx)
         self._feed_orders: dict[str, Table] | None = None
+        # Retention figures computed beforehand for these periods (and maybe more): see `retention_figures`.
+        self.retention: dict[str, Table] | None = None
 
     # --- SQL helpers ----------------------------------------------------------------------
 
@@ -298,10 +300,9 @@ class _Evaluation:
         if anchor is Anchor.ORDER:
             return f"({_ORDER_ROWS}) o", "o.at", "1 = 1", []
         if anchor is Anchor.RESPONSE:
-            people = (" LEFT JOIN people rp ON rp.source = s.source AND rp.source_id = s.requester_id"
-                      if {"language", "market"} & set(seg.dims) else "")
-            src = (f"{self._scored()} LEFT JOIN kpi_facts f ON f.source = s.source AND f.source_id = s.contact_id"
-                   + people + fact_joins(seg, duck=True))
+            # Through the links the copy keeps (columns.py): an integer join, not one over every contact's keys.
+            people = " LEFT JOIN people rp ON rp._rid = s._person" if {"language", "market"} & set(seg.dims) else ""
+            src = f"{self._scored()} LEFT JOIN kpi_facts f ON f._rid = s._fact" + people + fact_joins(seg, duck=True)
             dims = survey_dims(seg, self.ctx.market_of_person(duck=True), duck=True)
             # An answer goes with its contact: left out with a deleted or merged one, and with an outbound
             # contact nobody answered (catalogue 2c).
@@ -383,36 +384,48 @@ class _Evaluation:
         Per run and `_sets`: the requesters of each (period, union segment) once, flagged when they came back;
         each segmentation counts its distinct requesters (a requester of several segments of the union counts once
         in a coarser one). Outbound contacts nobody answered are no one's contact here (catalogue 2c)."""
+        if self.retention is not None:
+            return self.retention
         out: dict[str, Table] = {s.key: {} for s in self.segs}
         answered = ("coalesce(CASE WHEN s.requester_id IS NOT NULL THEN s.source || ':' || s.requester_id END,"
                     " f.requester)")
         for sets in self._sets():
             src, anchor_col, base_where, dims = self._source(Anchor.CREATED, sets.union)
             picked = "".join(f", {d} AS d{i}" for i, d in enumerate(dims))
+            names = "".join(f", d{i}" for i in range(sets.width))
             for run in self.runs:
                 key = self._key(anchor_col, run)
                 steps = " UNION ALL ".join(f"SELECT '{p.previous().start.isoformat()}' AS p, '{p.start.isoformat()}'"
                                            f" AS nxt" for p in run)
-                base = (f"SELECT DISTINCT {key} AS p{picked}, f.requester AS r FROM {src} WHERE {base_where}"
-                        f" AND {CUSTOMER_WROTE} AND f.requester IS NOT NULL"
-                        f" AND f.created_at >= :back AND f.created_at < :last")
-                active = (f"SELECT {key} AS p, f.requester AS r FROM kpi_facts f WHERE f.is_deleted = 0"
-                          f" AND {CUSTOMER_WROTE} AND f.requester IS NOT NULL AND {self._range('f.created_at')}"
-                          f" UNION SELECT {self._key('s.created_at', run)}, {answered} FROM survey_responses s"
-                          f" LEFT JOIN kpi_facts f ON f.source = s.source AND f.source_id = s.contact_id"
+                # Each requester of a (period before, union segment) once, keyed by the period it may come back in.
+                base = (f"SELECT st.nxt AS p{names}, b.r FROM (SELECT DISTINCT {key} AS p{picked}, f.requester AS r"
+                        f" FROM {src} WHERE {base_where} AND {CUSTOMER_WROTE} AND f.requester IS NOT NULL"
+                        f" AND f.created_at >= :back AND f.created_at < :last) b JOIN steps st ON st.p = b.p")
+                active = (f"SELECT DISTINCT p, r FROM (SELECT {key} AS p, f.requester AS r FROM kpi_facts f"
+                          f" WHERE f.is_deleted = 0 AND {CUSTOMER_WROTE} AND f.requester IS NOT NULL"
+                          f" AND {self._range('f.created_at')} UNION ALL SELECT {self._key('s.created_at', run)},"
+                          f" {answered} FROM survey_responses s LEFT JOIN kpi_facts f ON f._rid = s._fact"
                           f" WHERE coalesce(f.is_deleted, 0) = 0 AND (f.id IS NULL OR {CUSTOMER_WROTE})"
-                          f" AND {answered} IS NOT NULL AND {self._range('s.created_at')}")
-                flagged = (f"SELECT st.nxt AS p{''.join(f', b.d{i}' for i in range(sets.width))}, b.r,"
-                           f" a.r IS NOT NULL AS back FROM base b JOIN steps st ON st.p = b.p"
-                           f" LEFT JOIN active a ON a.p = st.nxt AND a.r = b.r")
+                          f" AND {answered} IS NOT NULL AND {self._range('s.created_at')})")
+                flagged = ("SELECT b.*, a.r IS NOT NULL AS back FROM base b"
+                           " LEFT JOIN active a ON a.p = b.p AND a.r = b.r")
                 counted = " UNION ALL ".join(self._counted(sets, at, gid) for _, gid, at in sets.members)
-                sql = (f"WITH base AS ({base}), active AS ({active}), steps AS ({steps}),"
+                sql = (f"WITH steps AS ({steps}), base AS ({base}), active AS ({active}),"
                        f" flagged AS MATERIALIZED ({flagged}) {counted}")
                 params = self._params(run[0].start, run[-1].end, back=self.ctx.bound(run[0].previous().start),
                                       last=self.ctx.bound(run[-1].start))
                 for seg_key, head, vals, row in sets.split(self._query(sql, params), 1):
                     out[seg_key][(head[0], vals)] = list(row)
         return out
+
+    def retention_figures(self, cols: Columns) -> dict[str, Table]:
+        """Retention alone, over the open copy: computed once for the periods of several evaluations that need it
+        (their `retention`), so adjacent periods share one query per run."""
+        self.cols = cols
+        try:
+            return self._retention()
+        finally:
+            self.cols = None
 
     @staticmethod
     def _counted(sets: _Sets, at: tuple[int, ...], gid: int) -> str:

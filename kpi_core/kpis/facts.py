@@ -4,8 +4,8 @@ The store marks the contacts it writes, and those whose messages or status event
 in `kpi_dirty_contacts` (`store.mark_for_kpis`); triggers on survey responses and people
 (migration m011) and on deleted status events mark theirs, and survey answers and status
 events also note their day in `kpi_dirty_days`. `refresh` rebuilds the facts of those contacts and of
-the other contacts of the same requesters (a new contact can undo an earlier one's FCR),
-compares them with the old rows, and adds the anchor days of every row that really changed
+the other contacts of the same requesters whose FCR a new contact can undo (resolved after one agent
+reply), compares them with the old rows, and adds the anchor days of every row that really changed
 to `kpi_dirty_days`, which tells `compute` which periods to redo. Those days are UTC dates, as the
 store's triggers note them; `compute` maps each to the one or two local dates of `[kpis] timezone`
 it overlaps (`periods.local_days`). The old and new versions
@@ -77,14 +77,19 @@ def _transitions_sql() -> str:
             f" THEN (SELECT json_group_array(json_array(at, d)) FROM ({steps}) WHERE d != 0) END")
 
 
+def _fcr_candidate(alias: str) -> str:
+    """A contact whose FCR can be undone by a later contact of its requester: resolved after one agent reply."""
+    return (f"{alias}.first_resolved_at IS NOT NULL AND coalesce({alias}.agent_replies, 0) = 1"
+            f" AND coalesce({alias}.reopens, 0) = 0")
+
+
 def _next_contact_sql(epoch: Callable[[str], str], window_s: int) -> str:
     """The requester's first later customer-started contact after this one's first resolution, for FCR
     candidates, kept only when it falls inside the FCR window (so a contact months later changes nothing)."""
     later = ("SELECT min(g.created_at) FROM contacts g WHERE g.source = c.source AND g.requester_id = c.requester_id"
              " AND g.created_at > c.first_resolved_at AND g.status NOT IN ('deleted', 'merged') AND g.rowid != c.rowid"
              " AND (coalesce(g.is_outbound, 0) = 0 OR g.first_customer_message_at IS NOT NULL)")
-    candidate = ("c.requester_id IS NOT NULL AND c.first_resolved_at IS NOT NULL"
-                 " AND coalesce(c.agent_replies, 0) = 1 AND coalesce(c.reopens, 0) = 0")
+    candidate = f"c.requester_id IS NOT NULL AND {_fcr_candidate('c')}"
     within = f"{epoch('c.first_resolved_at')} + {window_s}"
     return f"CASE WHEN {candidate} THEN (SELECT n FROM (SELECT {epoch(f'({later})')} AS n) WHERE n <= {within}) END"
 
@@ -427,12 +432,15 @@ def _refresh_some(ctx: Context) -> int:
     conn = ctx.conn
     conn.execute("CREATE TEMP TABLE kf_keys (source TEXT, source_id TEXT, PRIMARY KEY (source, source_id))")
     conn.execute("INSERT INTO kf_keys SELECT source, source_id FROM kpi_dirty_contacts")
-    # The requesters' other contacts: their next_contact_epoch (FCR) may move.
+    # The requesters' other contacts (the requester a contact has now, and the one its facts had: a contact removed
+    # or given to another requester) whose next_contact_epoch (FCR) may move: those it is kept for (_next_contact_sql).
     conn.execute(
-        "INSERT OR IGNORE INTO kf_keys SELECT g.source, g.source_id FROM (SELECT DISTINCT c.source, c.requester_id"
+        "INSERT OR IGNORE INTO kf_keys SELECT g.source, g.source_id FROM (SELECT c.source, c.requester_id"
         " FROM kpi_dirty_contacts d CROSS JOIN contacts c ON c.source = d.source AND c.source_id = d.source_id"
-        " WHERE c.requester_id IS NOT NULL) r CROSS JOIN contacts g ON g.source = r.source"
-        " AND g.requester_id = r.requester_id")
+        " WHERE c.requester_id IS NOT NULL UNION SELECT f.source, substr(f.requester, length(f.source) + 2)"
+        " FROM kpi_dirty_contacts d CROSS JOIN kpi_facts f ON f.source = d.source AND f.source_id = d.source_id"
+        " WHERE f.requester IS NOT NULL) r CROSS JOIN contacts g ON g.source = r.source"
+        f" AND g.requester_id = r.requester_id WHERE {_fcr_candidate('g')}")
     conn.execute(f"CREATE TEMP TABLE kf_new AS {select_sql(ctx, 'kf_keys')}")
     if ctx.store.on_server and ctx.hours.configured:
         hours_on_server.fill(conn, ctx.hours, "kf_new")

@@ -13,6 +13,8 @@ from kpi_core.kpis.periods import Grain, Period
 from kpi_core.kpis.segments import Segmentation
 
 ALL = "all"  # "every KPI" in a plan of what to redo in a period
+# kpi_meta key per grain: what its stored diagnostics were judged under (diagnostics.store_diagnostics).
+DIAGNOSED = "diagnostics_fingerprint:"
 # KPIs whose value moves with time alone (a contact passes a threshold without any change).
 TIME_KPIS = frozenset({"service_level_pct", "service_level_pct_bh", "abandonment_rate_pct", "fcr_pct"}
                       | catalogue.VALUE_KPIS)
@@ -24,13 +26,14 @@ def chosen(ctx: Context, what: frozenset[str]) -> list[catalogue.Kpi]:
 
 
 def write(ctx: Context, grain: Grain, segs: list[Segmentation], todo: list[Period], what: frozenset[str],
-           found: list[Any]) -> int:
+          found: list[Any], changes: values.Changes | None = None) -> int:
     by_seg: dict[str, list[Any]] = defaultdict(list)
     for value in found:
         by_seg[value.by].append(value)
     kpi_ids = None if ALL in what else [k.id for k in chosen(ctx, what)]
     touch = ALL in what or bool(TIME_KPIS & what)
-    return sum(values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch) for seg in segs)
+    return sum(values.write(ctx, grain, seg.key, todo, by_seg[seg.key], kpi_ids, touch=touch, changes=changes)
+               for seg in segs)
 
 
 def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) -> None:
@@ -54,3 +57,5 @@ def ensure(ctx: Context, grain: Grain, seg: Segmentation, wanted: list[Period]) 
             todo = [p for p in group if p.start <= ctx.today]
             found = evaluate(ctx, todo, [seg], chosen(ctx, frozenset({ALL})))
             write(ctx, grain, [seg], todo, frozenset({ALL}), found)
+        # Values written outside `compute`, which notes what the diagnostics judge again: they are judged whole.
+        ctx.conn.execute("DELETE FROM kpi_meta WHERE key = ?", [DIAGNOSED + grain.value])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -53,11 +54,35 @@ def _segment_read(text: str) -> tuple[dict[str, Any], str]:
     return segment, json.dumps(segment)
 
 
-def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], values: list[Value],
-          kpi_ids: list[str] | None = None, touch: bool = True) -> int:
-    """Replace the stored values of these periods (all KPIs, or only `kpi_ids`) with `values`; frozen
-    periods are skipped (their values are final).
+# (grain, segmentation key, period start, period end, segment's stored text, KPI)
+ValueKey = tuple[str, str, str, str, str, str]
+# A stored value of one segmentation by (period start, period end, KPI, segment's text): value, numerator,
+# denominator, n.
+_Stored = dict[tuple[str, str, str, str], tuple[Any, Any, Any, Any]]
 
+
+@dataclass
+class Changes:
+    """The values of `kpis` a computation changed (or made appear or vanish), by segment of a period: what the
+    diagnostics, which read only those KPIs, judge again (diagnostics.store_diagnostics)."""
+
+    kpis: frozenset[str]
+    keys: set[ValueKey] = field(default_factory=set)
+
+    def note(self, grain: Grain, by_key: str, old: _Stored, new: _Stored) -> None:
+        for key in old.keys() | new.keys():
+            if key[2] in self.kpis and old.get(key) != new.get(key):
+                start, end, kpi, segment = key
+                self.keys.add((grain.value, by_key, start, end, segment, kpi))
+
+
+def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], values: list[Value],
+          kpi_ids: list[str] | None = None, touch: bool = True, changes: Changes | None = None) -> int:
+    """Replace the stored values of these periods (all KPIs, or only `kpi_ids`) with `values`; frozen
+    periods are skipped (their values are final). `changes` notes which values it changed.
+
+    Only the rows that change are written: a value computed again as it was keeps its row (its
+    computed_at, read for backlog alone, whose rows are always written anew: see backlog.py).
     A full write records the period as computed under the current settings; `touch` also moves
     its computed_at (the clock that decides when a period has settled).
     """
@@ -65,13 +90,16 @@ def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], va
     fixed = frozen(conn, grain, by_key).get((grain, by_key), set())
     periods = [p for p in periods if p not in fixed]
     values = [v for v in values if v.period not in fixed]
-    only = f" AND kpi IN ({', '.join('?' for _ in kpi_ids)})" if kpi_ids else ""
-    for p in periods:
-        conn.execute(
-            f"DELETE FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?{only}",
-            [grain.value, by_key, p.start.isoformat(), p.end.isoformat(), *(kpi_ids or [])])
-    rows = [(grain.value, by_key, v.period.start.isoformat(), v.period.end.isoformat(), v.kpi,
-             segment_json(v.segment), v.value, v.numerator, v.denominator, v.n, now) for v in values]
+    old = _stored(ctx, grain, by_key, periods, kpi_ids)
+    new: _Stored = {(v.period.start.isoformat(), v.period.end.isoformat(), v.kpi, segment_json(v.segment)):
+                    (v.value, v.numerator, v.denominator, v.n) for v in values}
+    if changes is not None:
+        changes.note(grain, by_key, old, new)
+    gone = [(grain.value, by_key, *key) for key, row in old.items() if new.get(key) != row or key[2] == "backlog"]
+    rows = [(grain.value, by_key, *key, *row, now) for key, row in new.items()
+            if old.get(key) != row or key[2] == "backlog"]
+    conn.executemany("DELETE FROM kpi_values WHERE grain = ? AND by_key = ? AND period_start = ? AND period_end = ?"
+                     " AND kpi = ? AND segment = ?", gone)
     if ctx.store.on_server:
         # One COPY stream: an INSERT per value is a round trip each (6 of 12 s of a full compute of 2,000 contacts).
         copy_rows(conn, "kpi_values", VALUE_COLUMNS, rows)
@@ -79,6 +107,24 @@ def write(ctx: Context, grain: Grain, by_key: str, periods: Iterable[Period], va
         conn.executemany("INSERT INTO kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     _record(ctx, [(grain.value, by_key, p.start.isoformat(), p.end.isoformat()) for p in periods], not kpi_ids, touch)
     return len(values)
+
+
+def _stored(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids: list[str] | None) -> _Stored:
+    """What is stored of these periods (all KPIs, or `kpi_ids`)."""
+    spans = {(p.start.isoformat(), p.end.isoformat()) for p in periods}
+    if not spans:
+        return {}
+    starts = sorted({start for start, _ in spans})
+    only = f" AND kpi IN ({', '.join('?' for _ in kpi_ids)})" if kpi_ids else ""
+    out: _Stored = {}
+    for start, end, kpi, segment, value, numerator, denominator, n in ctx.conn.execute(
+        f"SELECT period_start, period_end, kpi, segment, value, numerator, denominator, n FROM kpi_values"
+        f" WHERE grain = ? AND by_key = ? AND period_start IN ({', '.join('?' for _ in starts)}){only}",
+        [grain.value, by_key, *starts, *(kpi_ids or [])],
+    ):
+        if (start, end) in spans:
+            out[(start, end, kpi, segment)] = (value, numerator, denominator, n)
+    return out
 
 
 def _record(ctx: Context, keys: list[tuple[str, str, str, str]], full: bool, touch: bool) -> None:
@@ -239,6 +285,44 @@ def read(ctx: Context, grain: Grain, by_key: str, periods: list[Period], kpi_ids
     ranked = sorted(range(len(rows)), key=lambda i: (rows[i]["period_start"], rows[i]["period_end"],
                                                      _ORDER[rows[i]["kpi"]], keys[i]))
     return [rows[i] for i in ranked]
+
+
+def judged(ctx: Context, grain: Grain, seg_key: str, dims: tuple[str, ...], periods: Iterable[Period],
+           kpi_ids: Iterable[str], segments: Iterable[str] | None = None) -> dict[tuple[Period, str], dict[str, Any]]:
+    """The stored values of `kpi_ids` as `as_row` shows them and judges them (only "value" and "status"), by
+    (period, segment's stored text): what the diagnostics read, without building whole interface rows. Only
+    segments of the segmentation's own dimensions (channel mix rows carry one more), and of `segments` if given.
+    No KPI read here is prorated (those on business inputs are not asked for)."""
+    wanted = sorted(set(kpi_ids))
+    if INPUT_KPIS & set(wanted):
+        raise ValueError(f"{sorted(INPUT_KPIS & set(wanted))} are prorated: read them with as_row")
+    by_span = {(p.start.isoformat(), p.end.isoformat()): p for p in periods}
+    starts = sorted({start for start, _ in by_span})
+    if not starts or not wanted:
+        return {}
+    picked = sorted(set(segments)) if segments is not None else None
+    only = f" AND segment IN ({', '.join('?' for _ in picked)})" if picked is not None else ""
+    targets: dict[tuple[str, str], Any] = {}
+    out: dict[tuple[Period, str], dict[str, Any]] = {}
+    min_n, columns = ctx.settings.min_n, list(dims)
+    for start, end, text, kpi_id, value, n in ctx.conn.execute(
+        f"SELECT period_start, period_end, segment, kpi, value, n FROM kpi_values WHERE grain = ? AND by_key = ?"
+        f" AND period_start IN ({', '.join('?' for _ in starts)}) AND kpi IN ({', '.join('?' for _ in wanted)}){only}",
+        [grain.value, seg_key, *starts, *wanted, *(picked or [])],
+    ):
+        period = by_span.get((start, end))
+        if period is None:
+            continue
+        segment, _ = _segment_read(text)
+        if list(segment) != columns:
+            continue
+        kpi = BY_ID[kpi_id]
+        if (kpi_id, text) not in targets:
+            targets[(kpi_id, text)] = ctx.targets.for_value(kpi, segment)
+        out.setdefault((period, text), {})[kpi_id] = {
+            "value": _tidy(value, kpi_id in COUNT_KPIS),
+            "status": status(kpi, value, targets[(kpi_id, text)], n, min_n)}
+    return out
 
 
 def as_row(ctx: Context, kpi: Kpi, period: Period, segment: dict[str, Any], value: float | None,
