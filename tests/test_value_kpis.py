@@ -90,6 +90,24 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     return built
 
 
+def test_a_customer_named_by_hash_and_by_map_is_one_customer_in_the_baseline(tmp_path: Path) -> None:
+    # HQ is requester rq (a contact last September, long before the window). Their shop order q1 (5 March)
+    # carries the hash, their imported order q2 (20 March) a map naming rq: one customer, whose first March
+    # order q1 is followed by q2 within 90 days -> baseline 1 / 1 = 100 %. Counted as two customers it was 0 / 2.
+    data = Data()
+    data.people.append({"source": "zendesk", "source_id": "rq", "role": "customer", "email_hash": "HQ"})
+    data.contact("c20", day(9, 1, 2025), requester_id="rq", reply=5, resolved=1)
+    built = make_store(tmp_path, data)
+    try:
+        built.upsert("orders", [order("q0", day(8, 1, 2025), 10, "HZ"), order("q1", day(3, 5), 40, "HQ"),
+                                order("q2", day(3, 20), 60, requester="zendesk:rq")])
+        built.db.conn.commit()
+        lift = row(built, "repurchase_lift_90d_pp", now=LATER)
+    finally:
+        built.close()
+    assert lift["denominator"] == 100.0
+
+
 def test_consultation_conversion_counts_pre_sales_contacts_once_their_window_passed(store: Store) -> None:
     # Pre-sales: the shop knows the customer and they had no order before the contact: c2 (HB), c3 (HC, no
     # orders at all), c5 (mapped requester), c7 (HE). c1 and c4 ordered before; c6 is unknown to the shop; c8

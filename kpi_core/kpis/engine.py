@@ -113,8 +113,14 @@ def prepare(ctx: Context, periods: list[Period], segs: list[Segmentation], kpis:
 # The order feed's rows for the ORDER anchor: each order kept (not cancelled) at its creation, and each of its
 # refunds at its own date as a negative amount; `influenced` when a contact of the same customer (matched by the
 # keyed e-mail hash or an explicit requester) was created within conversion_window_days before the order.
-_ORDERS_KEPT = ("kept AS (SELECT *, coalesce(customer_key, requester) AS who,"
-                " epoch(CAST(created_at AS TIMESTAMP)) AS e FROM orders WHERE cancelled_at IS NULL)")
+# `who`, one customer however their orders name them: the keyed e-mail hash, else the hash of the requester an
+# explicit map names (read off that requester's contacts), else that requester; so a customer whose shop orders
+# carry the hash and whose imported ones a map names counts once in the lift's baseline.
+_ORDERS_KEPT = ("kept AS (SELECT o.*, coalesce(o.customer_key, m.customer, o.requester) AS who,"
+                " epoch(CAST(o.created_at AS TIMESTAMP)) AS e FROM orders o LEFT JOIN (SELECT f.requester,"
+                " min(f.customer) AS customer FROM kpi_facts f WHERE f.customer IS NOT NULL AND f.requester IN"
+                " (SELECT requester FROM orders WHERE customer_key IS NULL) GROUP BY f.requester) m"
+                " ON m.requester = o.requester WHERE o.cancelled_at IS NULL)")
 # Each contact the customer wrote, once per key it matches orders by.
 _CONTACT_KEYS = ("SELECT f.customer AS who, f.created_epoch AS e FROM kpi_facts f WHERE f.customer IS NOT NULL"
                  f" AND f.is_deleted = 0 AND {CUSTOMER_WROTE} UNION ALL SELECT f.requester, f.created_epoch"
