@@ -17,12 +17,12 @@ be anything, a name or an address, and the quarantine table is kept in the store
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from connectors.base import Page
-from kpi_core.model import RecordError, iso_utc
+from kpi_core.model import RECORD_TYPES, RecordError, check_record, iso_utc
 
 Row = dict[str, Any]
 # Every record-level failure: ours (RecordError, a ValueError) and what Python raises on a
@@ -30,6 +30,7 @@ Row = dict[str, Any]
 BAD_RECORD: tuple[type[Exception], ...] = (RecordError, KeyError, TypeError, ValueError, AttributeError)
 
 _ISO_Z = re.compile(r"\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-6]\dZ")
+_is_store_time = _ISO_Z.fullmatch
 
 
 # --- the quarantine guard ------------------------------------------------------------------
@@ -45,25 +46,39 @@ def keep(page: Page, kind: str, item: Any, rows: Callable[[Row], Iterable[tuple[
     try:
         if not isinstance(item, dict):
             raise RecordError(f"expected an object, got {type(item).__name__}")
-        staged = Page()
-        for table, row in rows(item):
-            staged.add(table, row)
+        # Staged in a plain list: this runs for every record of every page.
+        staged = list(rows(item))
+        for table, row in staged:
+            check_record(RECORD_TYPES[table], row)
     except BAD_RECORD as exc:
         page.reject(rejected_id(kind, item), reason(exc))
         return False
-    for table, added in staged.records.items():
-        page.records.setdefault(table, []).extend(added)
+    records = page.records
+    for table, row in staged:
+        added = records.get(table)
+        if added is None:
+            added = records[table] = []
+        added.append(row)
     return True
 
 
 def keep_row(page: Page, kind: str, item: Any, table: str, build: Callable[[Row], Row | None]) -> bool:
     """`keep` for a record that makes one row of `table` (None from `build`: nothing to store)."""
-    return keep(page, kind, item, lambda record: _one(table, build(record)))
-
-
-def _one(table: str, row: Row | None) -> Iterator[tuple[str, Row]]:
+    try:
+        if not isinstance(item, dict):
+            raise RecordError(f"expected an object, got {type(item).__name__}")
+        row = build(item)
+        if row is not None:
+            check_record(RECORD_TYPES[table], row)
+    except BAD_RECORD as exc:
+        page.reject(rejected_id(kind, item), reason(exc))
+        return False
     if row is not None:
-        yield table, row
+        added = page.records.get(table)
+        if added is None:
+            added = page.records[table] = []
+        added.append(row)
+    return True
 
 
 def rejected_id(kind: str, item: Any) -> str:
@@ -118,6 +133,8 @@ def is_number(value: Any) -> bool:
 
 def iso_time(value: Any, field: str = "time") -> str:
     """A required time, ISO text or epoch seconds, as the store's ISO UTC text (`...Z`)."""
+    if type(value) is str and _is_store_time(value):
+        return value  # the hot path (as in `opt_iso_time`), one call less: every record has a time or two
     result = opt_iso_time(value, field)
     if result is None:
         raise RecordError(f"{field} is missing")
@@ -126,7 +143,7 @@ def iso_time(value: Any, field: str = "time") -> str:
 
 def opt_iso_time(value: Any, field: str = "time") -> str | None:
     """An optional time (None or "" -> None), ISO text or epoch seconds, as ISO UTC text."""
-    if isinstance(value, str) and _ISO_Z.fullmatch(value):
+    if isinstance(value, str) and _is_store_time(value):
         return value  # the hot path: already the store's form
     if value is not None and not isinstance(value, str) and not is_number(value):
         raise RecordError(f"{field} should be a time, got {_kind(value)}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kpi_core import derive
 from kpi_core.model import RecordError
 from kpi_core.store import Store, StoreError, open_store
 
@@ -164,3 +165,27 @@ def test_pages_written_together_keep_their_order_and_the_last_cursor(store: Stor
     assert store.get_cursor("zendesk", "tickets") == "c3"
     assert store.db.execute("SELECT pages, records, api_calls FROM sync_runs WHERE id = ?",
                             [run]).fetchone() == (3, 4, 3)
+
+
+def test_values_go_to_sql_in_their_column_forms_whatever_keys_each_row_has(store: Store) -> None:
+    """Rows of one table with different keys, in one page: each keeps its order, and its values their SQL form."""
+    store.write_page("zendesk", "tickets", {"contacts": [
+        contact("1", tags=["b", "a"], custom={"z": 1, "a": None}, is_outbound=True, handle_seconds=1.5),
+        contact("2", is_outbound=False, priority=None),
+        contact("3", tags=[], reopens=2, raw={"id": 3, "via": {"channel": "web"}}),
+    ]}, "c1")
+    rows = store.db.execute(
+        "SELECT source_id, tags, custom, is_outbound, typeof(is_outbound), handle_seconds, priority,"
+        " typeof(priority), reopens, raw FROM contacts ORDER BY rowid").fetchall()
+    assert rows == [
+        ("1", '["b","a"]', '{"a":null,"z":1}', 1, "integer", 1.5, None, "null", None, None),
+        ("2", None, None, 0, "integer", None, None, "null", None, None),
+        ("3", "[]", None, None, "null", None, None, "null", 2, '{"id":3,"via":{"channel":"web"}}'),
+    ]
+
+
+def test_deriving_facts_reads_the_messages_index_alone(store: Store) -> None:
+    """Every messages column the derivation reads is in its index (m031): deriving never visits the table."""
+    plan = " ".join(row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + derive._FACTS_SQL,
+                                                       {"source": "zendesk", "ids": "[]"}).fetchall())
+    assert "SEARCH m USING COVERING INDEX messages_contact" in plan

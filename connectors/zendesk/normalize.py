@@ -238,6 +238,7 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY,
     """
     contact_id = record_id(event["ticket_id"])
     at = iso_time(event.get("created_at") or event["timestamp"], "created_at")
+    bodies = privacy.bodies or privacy.read_bodies  # else `privacy.body` is None whatever the text
     for child in event.get("child_events") or ():
         kind = child.get("event_type")
         if kind in ("Comment", "VoiceComment") and "public" not in child and "comment_present" in child:
@@ -254,7 +255,7 @@ def event_rows(event: Mapping[str, Any], privacy: Privacy = DEFAULT_PRIVACY,
                 "source": SOURCE, "source_id": record_id(child["id"]), "contact_id": contact_id,
                 "author_id": author_id, "author_role": role, "public": flag(child["public"], "public"),
                 "created_at": iso_time(child.get("created_at") or at, "created_at"),
-                "body": privacy.body(child.get("plain_body", child.get("body"))),
+                "body": privacy.body(child.get("plain_body", child.get("body"))) if bodies else None,
             }
         elif kind in ("Create", "Change") and child.get("field_name", "status") == "status":
             # The export keys a change by the field's name (`status`); an audit's event gives `value`.
@@ -278,10 +279,11 @@ def field_change_row(child: Mapping[str, Any], contact_id: str, at: str) -> Row 
     value). Ids may come as numbers or text; a priority outside low/normal/high/urgent, like an
     emptied field, is None. A change to the same value is no change.
     """
+    field_name = child.get("field_name")
     for key, name in CHANGE_FIELDS.items():
         if key in child:
             new = child[key]
-        elif child.get("field_name") == key and "value" in child:
+        elif field_name == key and "value" in child:
             new = child["value"]
         else:
             continue
@@ -462,16 +464,29 @@ def survey_response_times(resp: Mapping[str, Any]) -> list[str]:
 def via_channel(via: Any) -> str | None:
     """The via type of a `via` in any form: an object, a display name ("Rule", "Web form") or a via id."""
     channel = via.get("channel") if isinstance(via, dict) else via
+    if type(channel) is str:
+        known = _VIA_TYPES.get(channel)
+        if known is not None:
+            return known  # the hot path: an account uses a handful of channel names
     if isinstance(channel, bool):
         return None
     if isinstance(channel, int):
         return VIA_IDS.get(channel, str(channel))
     if isinstance(channel, str):
         if channel.isdigit():
-            return VIA_IDS.get(int(channel), channel)
-        lowered = channel.strip().lower()
-        return VIA_NAMES.get(lowered, lowered.replace(" ", "_"))
+            found = VIA_IDS.get(int(channel), channel)
+        else:
+            lowered = channel.strip().lower()
+            found = VIA_NAMES.get(lowered, lowered.replace(" ", "_"))
+        if len(_VIA_TYPES) < _VIA_TYPES_KEPT:
+            _VIA_TYPES[channel] = found
+        return found
     return None
+
+
+# The via type of each channel text met (every comment and ticket names one), up to a bound.
+_VIA_TYPES: dict[str, str] = {}
+_VIA_TYPES_KEPT = 1000
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -579,12 +594,16 @@ def _vendor(metric: Any) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {"reopens": metric.get("reopens"), "replies": metric.get("replies"),
                            "solved_at": metric.get("solved_at")}
-    for key in METRICS:
+    for key, name, business in _METRIC_NAMES:
         value = metric.get(key)
         if isinstance(value, dict):
-            name = key.removesuffix("_in_minutes") + "_minutes"
-            out[name], out[name + "_bh"] = value.get("calendar"), value.get("business")
+            out[name], out[business] = value.get("calendar"), value.get("business")
     return out
+
+
+# Each metric's key in the metric set and its two names in `vendor` (calendar, business hours).
+_METRIC_NAMES = tuple((key, f"{name}_minutes", f"{name}_minutes_bh")
+                      for key, name in ((key, key.removesuffix("_in_minutes")) for key in METRICS))
 
 
 def _vendor_facts(created_at: str, metric: Any, outbound: bool = False) -> Row:
@@ -619,9 +638,13 @@ def _compact(payload: Mapping[str, Any], drop: frozenset[str]) -> dict[str, Any]
     """
     kept: dict[str, Any] = {}
     for key, value in payload.items():
-        if key in drop or value is None or value == "":
+        if value is None or key in drop:
             continue
-        if type(value) in (dict, list) and (not value or not (value := scrub(value, drop))):
+        kind = type(value)
+        if kind is dict or kind is list:
+            if not value or not (value := scrub(value, drop)):
+                continue
+        elif value == "":
             continue
         kept[key] = value
     return kept
