@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -100,6 +101,20 @@ def sync_cleanly(store: Store, connector: Connector) -> Store:
 # Where `make_store` opens its stores: a SQLite file in the test's folder, or, while `on_both_stores`
 # (tests/conftest.py) runs a test on PostgreSQL, an account of its own in that test's database.
 SERVER: dict[str, str] = {}
+
+
+def varied_facts(rng: random.Random) -> dict[str, Any]:
+    """The facts of one varied contact: channel, language, one of 40 requesters, tags, most often a reply (of
+    one to three agent replies) and a resolution; for contact(...)."""
+    facts: dict[str, Any] = {"channel": rng.choice(["email", "chat", "phone", "web_form"]),
+                             "language": rng.choice(["en", "de", "und"]), "requester_id": f"r{rng.randrange(40)}",
+                             "tags": rng.sample(["billing", "refund", "bug"], rng.randrange(3))}
+    if rng.random() < 0.85:
+        facts["reply"] = rng.choice([1, 3, 45, 600, 2000])
+        facts["agent_replies"] = rng.choice([1, 1, 2, 3])
+    if rng.random() < 0.7:
+        facts["resolved"] = rng.choice([0.5, 2, 30, 100])
+    return facts
 
 
 def make_store(tmp_path: Path, data: Data | None = None, name: str = "kpi.sqlite") -> Store:

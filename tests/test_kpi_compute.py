@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kpi_fixtures import Data, make_store, plus, ts
+from kpi_fixtures import Data, make_store, plus, ts, varied_facts
 
 from kpi_core.kpis.api import compute, kpi_rows
 from kpi_core.settings import KpiSettings
@@ -32,14 +32,7 @@ def _history(seed: int = 3) -> Data:
     for i in range(160):
         month = 1 + i % 4
         created = ts(1 + rng.randrange(9 if month == 4 else 27), rng.randrange(24), month=month)
-        facts: dict[str, Any] = {"channel": rng.choice(["email", "chat", "phone", "web_form"]),
-                                 "language": rng.choice(["en", "de", "und"]), "requester_id": f"r{rng.randrange(40)}",
-                                 "tags": rng.sample(["billing", "refund", "bug"], rng.randrange(3))}
-        if rng.random() < 0.85:
-            facts["reply"] = rng.choice([1, 3, 45, 600, 2000])
-            facts["agent_replies"] = rng.choice([1, 1, 2, 3])
-        if rng.random() < 0.7:
-            facts["resolved"] = rng.choice([0.5, 2, 30, 100])
+        facts = varied_facts(rng)
         contact = d.contact(f"c{i}", created, **facts)
         if contact.get("first_resolved_at") and rng.random() < 0.25:
             d.survey(f"s{i}", "csat", rng.choice([1, 0, 1]), "good_bad", plus(contact["first_resolved_at"], hours=2),
