@@ -12,7 +12,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from kpi_core.kpis.business_hours import BusinessClock, Schedule
+from kpi_core.kpis.business_hours import BusinessClock, BusinessHours
 from kpi_core.settings import Settings
 
 _YEAR = 366 * 86400
@@ -27,16 +27,16 @@ class WaitClock:
     _ends: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict, init=False)  # per laid-out span
 
     def __post_init__(self) -> None:
-        if self.settings.alerts.business_hours:
-            hours = self.settings.kpis.business_hours
-            self._clocks = [BusinessClock(Schedule.from_settings(name, s)) for name, s in sorted(hours.items())]
+        if self.settings.alerts.business_hours:  # the engine's schedules and clocks, in the engine's order
+            self._clocks = BusinessHours.from_settings(self.settings.kpis).clocks
 
     @property
     def business(self) -> bool:
         return bool(self._clocks)
 
     def schedule_of(self, group: str | None, market: str | None) -> int | None:
-        """The contact's schedule (as facts.py assigns it in SQL): its group's, its market's, the catch-all."""
+        """The contact's schedule: its group's, its market's, the catch-all; the rule of
+        BusinessHours.assignment_sql, which gives the facts theirs in SQL, here for one contact at a time."""
         for i, clock in enumerate(self._clocks):
             groups = clock.schedule.groups
             if group and (group in groups or group.split(":", 1)[-1] in groups):

@@ -9,10 +9,10 @@ computes or writes nothing in the other accounts. Targets and statuses are this 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import cached_property
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -21,13 +21,13 @@ from kpi_core.kpis.accounts import stored_rows
 from kpi_core.kpis.periods import Period
 from kpi_core.report.charts import PALETTE, Chart, ChartSpec, Series
 from kpi_core.report.charts import render as render_chart
-from kpi_core.report.figures import Line, SegmentRow, SourceHealth
+from kpi_core.report.figures import META, Line, SegmentRow, SourceHealth
 from kpi_core.report.formatting import zone_name
 from kpi_core.report.gather import Window, health, window
 from kpi_core.report.render import environment
 from kpi_core.report.trends import X_LABELS
 from kpi_core.settings import Settings
-from kpi_core.store import open_store
+from kpi_core.store import Store, open_store
 
 # The table's columns: what a lead compares brands by (volume, speed, resolution, satisfaction, workload).
 COLUMNS: Final = (("ticket_volume", "Contacts"), ("response_rate_pct", "Response rate"),
@@ -69,7 +69,7 @@ class AccountsData:
     def previous_label(self) -> str:
         return self.window.previous.label()
 
-    @property
+    @cached_property
     def trends(self) -> tuple[Period, ...]:
         """The window's periods from the first in which some account has a value (none stored before: not drawn)."""
         with_data = {r["period_start"] for a in self.accounts for r in a.rows
@@ -102,7 +102,7 @@ def gather_accounts(url: str, accounts: dict[str, str], settings: Settings, *, p
     return data
 
 
-def _sources(store: Any, now: datetime) -> dict[str, dict[str, Any]]:
+def _sources(store: Store, now: datetime) -> dict[str, dict[str, Any]]:
     """Every source the account's run log knows, as `status` reports it (without the daemon's plans: the
     other accounts' daemons run elsewhere)."""
     names = [r[0] for r in store.db.execute("SELECT DISTINCT source FROM sync_runs ORDER BY source")]
@@ -128,24 +128,20 @@ def trend_specs(data: AccountsData) -> list[ChartSpec]:
     specs = []
     for kpi, title, y_label in TRENDS:
         series = []
-        unit = "count"
         for account in drawn:
             by_start = {r["period_start"]: r for r in account.rows if r["kpi"] == kpi and not r["segment"]}
-            unit = next((r["unit"] for r in by_start.values()), unit)
             series.append(Series(account.name, [by_start[s]["value"] if s in by_start else None for s in starts]))
         notes = []
         if len(data.accounts) > len(drawn):
             notes.append(f"The {len(drawn)} accounts with the most contacts are drawn; the table above has all"
                          f" {len(data.accounts)}.")
-        specs.append(ChartSpec(f"chart-accounts-{kpi}", title, unit, y_label, x_label, labels, series, notes=notes,
-                               empty_note="No account has a stored value in these periods."))
+        specs.append(ChartSpec(f"chart-accounts-{kpi}", title, META[kpi].unit, y_label, x_label, labels, series,
+                               notes=notes, empty_note="No account has a stored value in these periods."))
     return specs
 
 
 def render_accounts(data: AccountsData) -> str:
     """The page as one self-contained HTML document."""
     charts: list[Chart] = [render_chart(spec) for spec in trend_specs(data)]
-    template = environment(ZoneInfo(data.zone) if data.zone != "UTC" else timezone.utc).get_template(
-        "accounts.html.j2")
-    return template.render(data=data, win=data.window, charts=charts, columns=COLUMNS,
-                           names=json.dumps([a.name for a in data.accounts])).lstrip() + "\n"
+    template = environment(ZoneInfo(data.zone)).get_template("accounts.html.j2")
+    return template.render(data=data, win=data.window, charts=charts, columns=COLUMNS).lstrip() + "\n"
