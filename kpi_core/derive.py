@@ -119,7 +119,9 @@ replies AS (
          nullif({_after_bar(f"min(CASE WHEN {_REPLY} THEN m.created_at || '|' || coalesce(m.language, '') END)")},
                 '') AS reply_language
   FROM firsts f
-  LEFT JOIN msgs m ON m.contact_id = f.contact_id AND m.created_at >= f.customer_start
+  -- Only what the figures above read (public agent and bot messages): the customer's own are not joined at all.
+  LEFT JOIN msgs m ON m.contact_id = f.contact_id AND m.created_at >= f.customer_start AND m.public = 1
+                   AND m.role IN ('agent', 'bot')
   GROUP BY f.contact_id
 ),
 resolutions AS (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -54,6 +56,23 @@ def test_split_days_and_out_of_hours_moments() -> None:
     assert c.between(epoch(2026, 3, 16, 8), epoch(2026, 3, 16, 18)) == 7 * 3600
     assert c.between(epoch(2026, 3, 16, 12, 15), epoch(2026, 3, 16, 12, 45)) == 0
     assert c.between(epoch(2026, 3, 16, 11), epoch(2026, 3, 16, 9)) == 0  # reversed: nothing
+
+
+def test_threads_asking_while_the_layout_widens_get_the_single_threaded_answers() -> None:
+    """DuckDB calls the clock from its own threads; a thread asking while another lays out a wider span reads one
+    span throughout (the business seconds before an interval differ between spans)."""
+    weeks = [(epoch(2010 + i % 30, 1 + i % 12, 5, 10), epoch(2010 + i % 30, 1 + i % 12, 19, 15)) for i in range(400)]
+    want = [clock().between(a, b) for a, b in weeks]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as DuckDB's do in a long query
+    try:
+        for _ in range(5):
+            shared = clock()
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(shared.between, *zip(*weeks, strict=True)))
+            assert got == want
+    finally:
+        sys.setswitchinterval(switching)
 
 
 def test_far_dates_extend_the_layout() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -185,7 +186,25 @@ def _copy_path(store: Store, tmp_path: Path) -> Path:
 CHANGES = [_a_changed_day, _a_deleted_contact, _new_survey_answers, _a_contact_moves, _people_change]
 
 
-def test_after_each_change_incremental_equals_from_scratch(tmp_path: Path) -> None:
+@pytest.fixture(params=["one after another", "side by side"])
+def query_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How the engine's queries run: on a small store, one after another in the computing thread; "side by side"
+    gives the copy two cores, as on a large store, so an incremental compute's short queries run on two threads.
+    Returns the names of the threads the queries ran on."""
+    if request.param == "side by side":
+        monkeypatch.setattr(columns, "cores_for", lambda contacts: 2)
+    names: list[str] = []
+    rows = columns.Columns.rows
+
+    def noted(self: columns.Columns, sql: str) -> list[tuple[Any, ...]]:
+        names.append(threading.current_thread().name)
+        return rows(self, sql)
+
+    monkeypatch.setattr(columns.Columns, "rows", noted)
+    return names
+
+
+def test_after_each_change_incremental_equals_from_scratch(tmp_path: Path, query_threads: list[str]) -> None:
     history = _history()
     store = make_store(tmp_path, history, "incremental.sqlite")
     settings = _settings(store, tmp_path, BASE)
@@ -201,6 +220,8 @@ def test_after_each_change_incremental_equals_from_scratch(tmp_path: Path) -> No
         compute(scratch, _settings(scratch, tmp_path, BASE), *RANGE, now=now)
         _assert_same_results(store, scratch)
         _assert_links_current(store, _copy_path(store, tmp_path))
+    workers = {name for name in query_threads if name.startswith("kpi-query")}
+    assert len(workers) == (2 if columns.cores_for(0) == 2 else 0), set(query_threads)
 
 
 def test_changed_targets_redo_the_diagnostics_they_judge(tmp_path: Path) -> None:

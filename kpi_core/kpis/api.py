@@ -27,6 +27,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 from kpi_core.kpis import backlog, catalogue, facts, inputs, values
 from kpi_core.kpis import periods as P
-from kpi_core.kpis.columns import Columns, open_columns
+from kpi_core.kpis.columns import Columns, open_columns, query_pool
 from kpi_core.kpis.context import Context, context_for, get_meta, set_meta
 from kpi_core.kpis.diagnostics import USED_KPIS, store_diagnostics
 from kpi_core.kpis.engine import evaluate, prepare
@@ -205,18 +206,24 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
     out: dict[Grain, list[Batch]] = defaultdict(list)
     if not prepared:
         return out
-    with open_columns(ctx) as cols:
-        _share_retention(ctx, [evaluation for grain, _, _, _, evaluation in prepared if grain is not Grain.CUSTOM],
-                         cols)
+    short = all(evaluation.short for *_, evaluation in prepared)
+    with open_columns(ctx) as cols, query_pool(cols, short) as pool:
+        # Every evaluation's queries are submitted before any answer is waited for, so they run side by side.
+        if not (short and cols.cores > 1):
+            _share_retention(ctx, [evaluation for grain, _, _, _, evaluation in prepared
+                                   if grain is not Grain.CUSTOM], cols, pool)
+        for *_, evaluation in prepared:
+            evaluation.start(cols, pool)
         for grain, segs, todo, what, evaluation in prepared:
-            out[grain].append((segs, todo, what, evaluation.run(cols)))
+            out[grain].append((segs, todo, what, evaluation.finish()))
     return out
 
 
-def _share_retention(ctx: Context, evaluations: list[Any], cols: Columns) -> None:
+def _share_retention(ctx: Context, evaluations: list[Any], cols: Columns, pool: Executor) -> None:
     """Retention of the evaluations of one grain and set of segmentations, computed in one go: a changed day
     redoes every KPI of its period and retention of the next, and both are then one run of periods (one query
-    rather than two, each reading the same months)."""
+    rather than two, each reading the same months). Not when short queries run side by side: there the two,
+    each on a core of its own, end sooner than the one."""
     groups: dict[tuple[Grain, tuple[str, ...]], list[Any]] = defaultdict(list)
     for evaluation in evaluations:
         if any(k.id in RETENTION for k in evaluation.kpis):
@@ -227,7 +234,7 @@ def _share_retention(ctx: Context, evaluations: list[Any], cols: Columns) -> Non
         periods = sorted({p for evaluation in group for p in evaluation.periods})
         shared = prepare(ctx, periods, group[0].segs, [catalogue.BY_ID[k] for k in sorted(RETENTION)])
         assert shared is not None
-        figures = shared.retention_figures(cols)
+        figures = shared.retention_job(cols, pool)
         for evaluation in group:
             evaluation.retention = figures
 

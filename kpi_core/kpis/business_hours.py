@@ -51,32 +51,67 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+@dataclass(frozen=True)
+class _Span:
+    """A schedule's intervals laid out over [first, last]: each start, length and the business seconds before it."""
+
+    first: date
+    last: date
+    starts: list[int]
+    lengths: list[int]
+    before: list[int]
+
+    def holds(self, day: date) -> bool:
+        return self.first < day < self.last
+
+    def elapsed(self, epoch: int) -> int:
+        i = bisect_right(self.starts, epoch) - 1
+        if i < 0:
+            return 0
+        return self.before[i] + min(epoch - self.starts[i], self.lengths[i])
+
+
 class BusinessClock:
-    """Business seconds of one schedule, on demand over any span of dates."""
+    """Business seconds of one schedule, on demand over any span of dates.
+
+    Safe to call from several threads (DuckDB calls `kpi_bh` from its own): a wider span is laid out
+    whole and then replaces the old one in one step, and each answer reads one span throughout.
+    """
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
         self.zone = ZoneInfo(schedule.time_zone)
-        self.first: date | None = None
-        self.last: date | None = None
-        self.starts: list[int] = []
-        self.lengths: list[int] = []
-        self.before: list[int] = []  # business seconds before each interval
+        self._span: _Span | None = None
+
+    @property
+    def starts(self) -> list[int]:
+        return self._span.starts if self._span else []
+
+    @property
+    def lengths(self) -> list[int]:
+        return self._span.lengths if self._span else []
+
+    @property
+    def before(self) -> list[int]:  # business seconds before each interval
+        return self._span.before if self._span else []
 
     def prepare(self, first: int, last: int) -> None:
         """Lay out the intervals for [first, last] at once (epoch seconds), before a bulk run."""
-        self._cover(first)
-        self._cover(last)
+        self._cover(first, last)
 
-    def _cover(self, epoch: int) -> None:
-        day = datetime.fromtimestamp(epoch, timezone.utc).date()
-        if self.first is not None and self.last is not None and self.first < day < self.last:
-            return
-        first = min(day, self.first or day) - timedelta(days=_MARGIN_DAYS)
-        last = max(day, self.last or day) + timedelta(days=_MARGIN_DAYS + 366)
-        self._layout(first, last)
+    def _cover(self, a: int, b: int) -> _Span:
+        """A span holding both instants: the current one, or a wider one laid out now."""
+        span = self._span
+        lo = datetime.fromtimestamp(a, timezone.utc).date()
+        hi = datetime.fromtimestamp(b, timezone.utc).date()
+        if span is not None and span.holds(lo) and span.holds(hi):
+            return span
+        first = min(lo, span.first if span else lo) - timedelta(days=_MARGIN_DAYS)
+        last = max(hi, span.last if span else hi) + timedelta(days=_MARGIN_DAYS + 366)
+        span = self._span = self._layout(first, last)
+        return span
 
-    def _layout(self, first: date, last: date) -> None:
+    def _layout(self, first: date, last: date) -> _Span:
         starts, lengths, before, total = [], [], [], 0
         day = first
         while day <= last:
@@ -90,8 +125,7 @@ class BusinessClock:
                         before.append(total)
                         total += b - a
             day += timedelta(days=1)
-        self.first, self.last = first, last
-        self.starts, self.lengths, self.before = starts, lengths, before
+        return _Span(first, last, starts, lengths, before)
 
     def _epoch(self, day: date, minutes: int) -> int:
         if minutes >= 24 * 60:
@@ -102,18 +136,13 @@ class BusinessClock:
 
     def elapsed(self, epoch: int) -> int:
         """Business seconds from the start of the laid-out span up to `epoch`."""
-        self._cover(epoch)
-        i = bisect_right(self.starts, epoch) - 1
-        if i < 0:
-            return 0
-        return self.before[i] + min(epoch - self.starts[i], self.lengths[i])
+        return self._cover(epoch, epoch).elapsed(epoch)
 
     def between(self, a: int, b: int) -> int:
         if b <= a:
             return 0
-        self._cover(a)
-        self._cover(b)
-        return self.elapsed(b) - self.elapsed(a)
+        span = self._cover(a, b)
+        return span.elapsed(b) - span.elapsed(a)
 
 
 class BusinessHours:

@@ -12,6 +12,8 @@ cost is mostly per query (planning), so the work is gathered into few of them:
   period) have queries of their own, again one for all plain segmentations.
 Tag segmentations are multi-valued (a contact counts once per tag), so they are never summed
 up and get their own queries. Values are raw: targets and status are applied on reading.
+The anchors' queries and retention's are independent: `start` submits them to a pool
+(`columns.query_pool`: short ones side by side), `finish` waits for them and assembles.
 
 Periods are local dates in `[kpis] timezone`: range conditions compare the UTC timestamps with
 each boundary's UTC instant (`ctx.bound`), and outside UTC the period key compares them with the
@@ -24,6 +26,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -47,7 +50,7 @@ from kpi_core.kpis.catalogue import (
     Special,
     Sum,
 )
-from kpi_core.kpis.columns import Columns, open_columns
+from kpi_core.kpis.columns import Columns, open_columns, query_pool
 from kpi_core.kpis.context import Context
 from kpi_core.kpis.inputs import Inputs
 from kpi_core.kpis.periods import Grain, Period
@@ -69,6 +72,10 @@ _CLOSED = "sum(CASE WHEN f.transitions IS NULL AND f.first_resolved_at >= f.crea
 _VOLUME = "count(*)"
 
 
+# Periods of at most this many days in all make an evaluation's queries short: a month or two of rows.
+SHORT_DAYS = 62
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -79,6 +86,25 @@ class _Plan:
     slots: dict[str, tuple[Anchor, tuple[int, ...]]] = field(default_factory=dict)
     ranks: dict[tuple[Anchor, str], list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     retention: bool = False
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """An anchor's grouped query, submitted: what it computes (see `_Evaluation._pass`) and its answer to come."""
+
+    anchor: Anchor
+    exprs: list[str]
+    ranks: dict[str, list[tuple[int, int]]]
+    counts: bool  # with the contacts' requesters and distinct values
+    job: Future[dict[str, Table]]
+
+
+@dataclass(frozen=True)
+class _Started:
+    plan: _Plan
+    distinct: list[tuple[Kpi, str]]
+    repeat: list[Kpi]
+    passes: list[_Pass]
 
 
 @dataclass(frozen=True)
@@ -256,8 +282,9 @@ class _Evaluation:
         self.cols: Columns | None = None
         self.feed_start = _feed_start(ctx)
         self._feed_orders: dict[str, Table] | None = None
-        # Retention figures computed beforehand for these periods (and maybe more): see `retention_figures`.
-        self.retention: dict[str, Table] | None = None
+        # Retention figures for these periods (and maybe more), computed by a query of its own: `retention_job`.
+        self.retention: Future[dict[str, Table]] | None = None
+        self._started: _Started | None = None
 
     # --- SQL helpers ----------------------------------------------------------------------
 
@@ -390,8 +417,6 @@ class _Evaluation:
         Per run and `_sets`: the requesters of each (period, union segment) once, flagged when they came back;
         each segmentation counts its distinct requesters (a requester of several segments of the union counts once
         in a coarser one). Outbound contacts nobody answered are no one's contact here (catalogue 2c)."""
-        if self.retention is not None:
-            return self.retention
         out: dict[str, Table] = {s.key: {} for s in self.segs}
         answered = ("coalesce(CASE WHEN s.requester_id IS NOT NULL THEN s.source || ':' || s.requester_id END,"
                     " f.requester)")
@@ -424,14 +449,12 @@ class _Evaluation:
                     out[seg_key][(head[0], vals)] = list(row)
         return out
 
-    def retention_figures(self, cols: Columns) -> dict[str, Table]:
-        """Retention alone, over the open copy: computed once for the periods of several evaluations that need it
-        (their `retention`), so adjacent periods share one query per run."""
+    def retention_job(self, cols: Columns, pool: Executor) -> Future[dict[str, Table]]:
+        """Retention alone, over the open copy, submitted to `pool`: computed once for the periods of several
+        evaluations that need it (their `retention`), so adjacent periods share one query per run. This
+        evaluation serves only that."""
         self.cols = cols
-        try:
-            return self._retention()
-        finally:
-            self.cols = None
+        return pool.submit(self._retention)
 
     @staticmethod
     def _counted(sets: _Sets, at: tuple[int, ...], gid: int) -> str:
@@ -488,48 +511,76 @@ class _Evaluation:
                 slot(a, f"sum(CASE WHEN {m.den} THEN 1 ELSE 0 END)")))
         return plan
 
+    @property
+    def short(self) -> bool:
+        """Whether the queries read a month or two of rows (see `columns.query_pool`)."""
+        return sum(p.days for p in self.periods) <= SHORT_DAYS
+
     def run(self, cols: Columns) -> list[Value]:
         """The values, computed over the open columnar copy `cols`."""
-        self.cols = cols
-        try:
-            return self._run()
-        finally:
-            self.cols = None
+        with query_pool(cols, self.short) as pool:
+            self.start(cols, pool)
+            return self.finish()
 
-    def _run(self) -> list[Value]:
+    def start(self, cols: Columns, pool: Executor) -> None:
+        """Submit the grouped queries to `pool`: one pass per anchor, and retention unless it was given
+        (`retention_job`). They are independent, so several evaluations' queries can run side by side;
+        `finish` waits for them and assembles the values."""
+        self.cols = cols
         plan = self.plan()
-        figures: dict[str, dict[str, Table]] = {}  # kpi -> segmentation -> key -> raw figures
         distinct = [(k, k.measure.expr) for k in self.kpis if isinstance(k.measure, Distinct)]
         repeat = [k for k in self.kpis if isinstance(k.measure, Repeat)]
         counting = bool(distinct or repeat)  # the contacts' requesters and distinct values, in the created pass
         anchors = dict.fromkeys([*plan.exprs, *(a for a, _ in plan.ranks)] + ([Anchor.CREATED] if counting else []))
+        passes = []
         for anchor in anchors:
             exprs = plan.exprs.get(anchor, [])
             ranks = {expr: wanted for (a, expr), wanted in plan.ranks.items() if a is anchor}
             counts = anchor is Anchor.CREATED and counting
-            found = self._pass(anchor, exprs, ranks, [e for _, e in distinct] if counts else None)
-            for kpi_id, (slot_anchor, idx) in plan.slots.items():
-                if slot_anchor is anchor:
-                    figures[kpi_id] = {s: {k: [row[i] for i in idx] for k, row in t.items()} for s, t in found.items()}
-            at = len(exprs)
-            for expr, wanted in ranks.items():
-                for kpi in self.kpis:
-                    m = kpi.measure
-                    if isinstance(m, Percentile) and m.expr == expr and kpi.anchor is anchor:
-                        i = at + 1 + wanted.index((m.num, m.den))
-                        figures[kpi.id] = {s: {k: [r[at], r[i]] for k, r in t.items()} for s, t in found.items()}
-                at += 1 + len(wanted)
-            if counts:
-                for kpi in repeat:
-                    figures[kpi.id] = {s: {k: [r[at + 1] - r[at + 2], r[at]] for k, r in t.items()}
-                                       for s, t in found.items()}
-                for i, (kpi, _) in enumerate(distinct):
-                    figures[kpi.id] = {s: {k: [r[at + 3 + i]] for k, r in t.items()} for s, t in found.items()}
-        if plan.retention:
-            figures["customer_retention_pct"] = self._retention()
-        if "repurchase_lift_90d_pp" in figures:
-            self._add_baseline(figures["repurchase_lift_90d_pp"])
-        return self._assemble(figures)
+            job = pool.submit(self._pass, anchor, exprs, ranks, [e for _, e in distinct] if counts else None)
+            passes.append(_Pass(anchor, exprs, ranks, counts, job))
+        if plan.retention and self.retention is None:
+            self.retention = pool.submit(self._retention)
+        self._started = _Started(plan, distinct, repeat, passes)
+
+    def finish(self) -> list[Value]:
+        """The values, once the queries `start` submitted have answered."""
+        started = self._started
+        assert started is not None, "start() submits the queries"
+        try:
+            figures: dict[str, dict[str, Table]] = {}  # kpi -> segmentation -> key -> raw figures
+            for done in started.passes:
+                self._slot(done, done.job.result(), started, figures)
+            if started.plan.retention:
+                assert self.retention is not None
+                figures["customer_retention_pct"] = self.retention.result()
+            if "repurchase_lift_90d_pp" in figures:
+                self._add_baseline(figures["repurchase_lift_90d_pp"])
+            return self._assemble(figures)
+        finally:
+            self.cols, self._started = None, None
+
+    def _slot(self, done: _Pass, found: dict[str, Table], started: _Started,
+              figures: dict[str, dict[str, Table]]) -> None:
+        """Each KPI's figures out of an anchor's pass (the columns `_pass` lays out)."""
+        anchor = done.anchor
+        for kpi_id, (slot_anchor, idx) in started.plan.slots.items():
+            if slot_anchor is anchor:
+                figures[kpi_id] = {s: {k: [row[i] for i in idx] for k, row in t.items()} for s, t in found.items()}
+        at = len(done.exprs)
+        for expr, wanted in done.ranks.items():
+            for kpi in self.kpis:
+                m = kpi.measure
+                if isinstance(m, Percentile) and m.expr == expr and kpi.anchor is anchor:
+                    i = at + 1 + wanted.index((m.num, m.den))
+                    figures[kpi.id] = {s: {k: [r[at], r[i]] for k, r in t.items()} for s, t in found.items()}
+            at += 1 + len(wanted)
+        if done.counts:
+            for kpi in started.repeat:
+                figures[kpi.id] = {s: {k: [r[at + 1] - r[at + 2], r[at]] for k, r in t.items()}
+                                   for s, t in found.items()}
+            for i, (kpi, _) in enumerate(started.distinct):
+                figures[kpi.id] = {s: {k: [r[at + 3 + i]] for k, r in t.items()} for s, t in found.items()}
 
     def _assemble(self, figures: dict[str, dict[str, Table]]) -> list[Value]:
         """Values per period and segment. A KPI has a row for a segment when its anchor event happened there in
