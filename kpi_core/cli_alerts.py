@@ -65,7 +65,8 @@ def _tables(found: Mapping[str, list[dict[str, Any]]], zone: ZoneInfo, limit: in
     lines.append(f"At risk or past a target now: {len(risky)} open contacts")
     if risky:
         risky_rows = [(f"{r['source']} #{r['contact_id']}", r["channel"], r["stage"],
-                 f"{duration(r['elapsed_seconds'])} / {duration(r['target_seconds'])}", _signed(r["due_in_seconds"]),
+                 f"{duration(r['elapsed_seconds'])} / {duration(r['target_seconds'])}"
+                 + (" business" if r.get("business_time") else ""), _signed(r["due_in_seconds"]),
                  r["alert"]) for r in risky[:limit]]
         lines += _table(("contact", "channel", "stage", "elapsed / target", "due in", "alert"), risky_rows)
         if len(risky) > limit:

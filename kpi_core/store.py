@@ -502,6 +502,15 @@ def m032_people_note_their_answers_days(db: Database) -> None:
     db.execute(f"CREATE TRIGGER kpi_people_answers_del AFTER DELETE ON people BEGIN {days('OLD')} END")
 
 
+@migrations()
+def m033_alert_events_business_time(db: Database) -> None:
+    """Whether a contact alert's figures are business time (`[alerts] business_hours` and a schedule covering the
+    contact): 1 or 0, so that its texts, webhook body and listing say which clock they count by; an admin reading
+    "1h 05m" on Monday for a ticket written on Friday evening must know it is business time. NULL for KPI alerts,
+    summaries and the alerts decided before (their texts read as calendar time, as they did)."""
+    db.execute("ALTER TABLE alert_events ADD COLUMN business INTEGER")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

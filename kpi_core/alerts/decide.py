@@ -98,7 +98,7 @@ def _record(conn: sqlite3.Connection, settings: Settings, now: datetime, disposi
 def _contact_columns(c: Crossing) -> dict[str, Any]:
     return {"key": c.key, "kind": "contact", "source": c.source, "contact_id": c.contact_id, "stage": c.stage,
             "channel": c.channel, "market": c.market, "grp": c.group, "crossed_at": state.iso(c.crossed_at),
-            "elapsed_s": c.elapsed_s, "target_s": c.target_s}
+            "elapsed_s": c.elapsed_s, "target_s": c.target_s, "business": int(c.business)}
 
 
 def _kpi_columns(b: KpiBreach) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def at_risk_now(store: Store, settings: Settings, now: datetime) -> list[dict[st
         how = on_record.get((c.source, c.contact_id, c.stage))
         rows.append({"source": c.source, "contact_id": c.contact_id, "channel": c.channel, "market": c.market,
                      "group": c.group, "stage": c.stage, "elapsed_seconds": c.elapsed_s,
-                     "target_seconds": c.target_s, "due_at": state.iso(c.due_at),
+                     "target_seconds": c.target_s, "business_time": c.business, "due_at": state.iso(c.due_at),
                      "due_in_seconds": int((c.due_at - now).total_seconds()),
                      "alert": HOW.get(how, how) if how else "next alerting pass"})
     rows.sort(key=lambda r: r["due_in_seconds"])

@@ -55,10 +55,16 @@ def contact_label(row: Mapping[str, Any]) -> str:
     return f"{row['source']} #{row['contact_id']}"
 
 
+def business_time(row: Mapping[str, Any]) -> bool:
+    """Whether a contact alert's figures are business time (m033; alerts decided before it: calendar time)."""
+    return bool(row.get("business"))
+
+
 def contact_line(row: Mapping[str, Any]) -> str:
     where = ", ".join(str(v) for v in (row.get("channel"), row.get("market"), row.get("grp")) if v)
     return (f"{contact_label(row)} ({where}): {STAGE_WORDS.get(row['stage'], row['stage'])},"
-            f" {duration(row['elapsed_s'])} of {duration(row['target_s'])}")
+            f" {duration(row['elapsed_s'])} of {duration(row['target_s'])}"
+            + (" business time" if business_time(row) else ""))
 
 
 def render(event: Mapping[str, Any], covered: Sequence[Mapping[str, Any]], zone: ZoneInfo) -> Message:
@@ -78,7 +84,9 @@ def _contact(event: Mapping[str, Any], zone: ZoneInfo) -> Message:
     words = STAGE_WORDS.get(stage, stage)
     title = f"{words[0].upper()}{words[1:]}: {contact_label(event)}"
     clock = "waiting for a first reply" if stage in ("at_risk", "breached") else "open, not resolved"
-    lines = [f"{duration(event['elapsed_s'])} {clock}; target {duration(event['target_s'])}",
+    # Business time says so at each figure: "2h 15m" on a Monday for a Friday-evening contact is not calendar time.
+    unit = " of business time" if business_time(event) else ""
+    lines = [f"{duration(event['elapsed_s'])}{unit} {clock}; target {duration(event['target_s'])}{unit}",
              f"Channel {event['channel']}" + (f", market {event['market']}" if event.get("market") else "")
              + (f", group {event['grp']}" if event.get("grp") else ""),
              f"{'Missed' if stage.endswith('breached') else 'At risk'} since {_local(event['crossed_at'], zone)}"]
@@ -138,7 +146,8 @@ def webhook_json(event: Mapping[str, Any], message: Message, covers: int) -> dic
     if event["kind"] == "contact":
         body.update(source=event["source"], contact_id=event["contact_id"], channel=event["channel"],
                     market=event["market"], group=event["grp"], elapsed_seconds=event["elapsed_s"],
-                    target_seconds=event["target_s"], crossed_at=event["crossed_at"])
+                    target_seconds=event["target_s"], business_time=business_time(event),
+                    crossed_at=event["crossed_at"])
     elif event["kind"] == "kpi":
         body.update(kpi=event["kpi"], period=event["grain"], period_start=event["period_start"],
                     segment=json.loads(event["segment"] or "{}"), value=event["value"],

@@ -39,7 +39,7 @@ def iso(moment: datetime) -> str:
 
 # alert_events' columns, named: a PostgreSQL store's tables also have a `rowid`, which is no part of an alert.
 _EVENT = ("id, key, kind, source, contact_id, stage, kpi, grain, period_start, segment, channel, market, grp,"
-          " crossed_at, elapsed_s, target_s, value, target, decided_at, disposition, summary_id, covers")
+          " crossed_at, elapsed_s, target_s, value, target, decided_at, disposition, summary_id, covers, business")
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class Crossing:
     target_s: int
     crossed_at: datetime  # when it reached `stage`
     due_at: datetime  # when the whole target is (or was) reached, on the contact's clock
+    business: bool  # elapsed, target and moments on its business-hours schedule's clock (else calendar time)
 
     @property
     def key(self) -> str:
@@ -88,18 +89,19 @@ def crossings(store: Store, settings: Settings, now: datetime) -> Iterator[Cross
     for source, contact_id, channel, market, grp, start, created, unanswered, unresolved in store.db.execute(
             open_contacts_sql(settings)):
         schedule = clock.schedule_of(grp, market) if clock.business else None
+        business = schedule is not None  # a contact no schedule covers keeps calendar time
         if unanswered and alerts.first_response:
-            target = targets.first_response_s(channel, market, grp, business=schedule is not None)
+            target = targets.first_response_s(channel, market, grp, business=business)
             found = _stage(clock, schedule, parse_time(start), target, share, now, (AT_RISK, BREACHED))
             if found:
-                yield Crossing(source, contact_id, channel, market, grp, FIRST_RESPONSE, *found)
+                yield Crossing(source, contact_id, channel, market, grp, FIRST_RESPONSE, *found, business)
         if unresolved and watch_resolution:
             res_target = targets.resolution_s(channel, market, grp)
             if res_target is not None:
                 found = _stage(clock, schedule, parse_time(created), res_target, share, now,
                                (RES_AT_RISK, RES_BREACHED))
                 if found:
-                    yield Crossing(source, contact_id, channel, market, grp, RESOLUTION, *found)
+                    yield Crossing(source, contact_id, channel, market, grp, RESOLUTION, *found, business)
 
 
 def _stage(clock: WaitClock, schedule: int | None, started: datetime, target_s: float, share: float,
