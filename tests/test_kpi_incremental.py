@@ -236,3 +236,35 @@ def test_changed_targets_redo_the_diagnostics_they_judge(tmp_path: Path) -> None
     scratch = make_store(tmp_path, history, "targets-scratch.sqlite")
     compute(scratch, _settings(scratch, tmp_path, stricter), *RANGE, now=T0)
     _assert_same_results(store, scratch)
+
+
+def test_a_query_failing_beside_others_fails_the_compute_and_the_next_compute_recovers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query that fails on a worker thread fails the compute with its own error, leaves no worker behind, and
+    the next compute takes over the changed days and ends where a compute from scratch does."""
+    history = _history()
+    store = make_store(tmp_path, history, "failing.sqlite")
+    settings = _settings(store, tmp_path, BASE)
+    compute(store, settings, *RANGE, now=T0)
+    monkeypatch.setattr(columns, "cores_for", lambda contacts: 2)
+    steps = Steps()
+    steps.apply(store, _a_changed_day)
+    rows = columns.Columns.rows
+
+    def failing(self: columns.Columns, sql: str) -> list[tuple[Any, ...]]:
+        if threading.current_thread().name.startswith("kpi-query") and "GROUPING" in sql:
+            raise duckdb.IOException("the disk went away")
+        return rows(self, sql)
+
+    monkeypatch.setattr(columns.Columns, "rows", failing)
+    now = T0.replace(hour=13)
+    with pytest.raises(duckdb.IOException, match="the disk went away"):
+        compute(store, settings, *RANGE, now=now)
+    assert not [t for t in threading.enumerate() if t.name.startswith("kpi-query")]
+    monkeypatch.setattr(columns.Columns, "rows", rows)
+    summary = compute(store, settings, *RANGE, now=now)
+    assert summary.periods_partly and not summary.rebuilt_everything
+    scratch = make_store(tmp_path, history, "failing-scratch.sqlite")
+    steps.replay(scratch)
+    compute(scratch, _settings(scratch, tmp_path, BASE), *RANGE, now=now)
+    _assert_same_results(store, scratch)
