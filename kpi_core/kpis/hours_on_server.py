@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kpi_core.kpis.business_hours import BusinessHours
-from kpi_core.kpis.context import copy_rows
+from kpi_core.kpis.context import copy_rows, stream_rows
 
 _CHUNK = 50_000  # rows turned into Python values and written back at a time
 BH_COLUMNS = ("frt_bh_s", "res_bh_s", "full_res_bh_s")
@@ -31,9 +31,9 @@ def fill(conn: sqlite3.Connection, hours: BusinessHours, table: str) -> None:
     conn.execute("DROP TABLE IF EXISTS temp.kf_bh")
     conn.execute("CREATE TEMP TABLE kf_bh (source TEXT, source_id TEXT, frt_bh_s INTEGER, res_bh_s INTEGER,"
                  " full_res_bh_s INTEGER)")
-    cursor = conn.execute(f"SELECT source, source_id, schedule, start_epoch, frt_s, created_epoch,"
-                          f" first_resolved_epoch, full_res_s FROM {table} WHERE schedule IS NOT NULL")
-    while rows := cursor.fetchmany(_CHUNK):
+    scheduled = (f"SELECT source, source_id, schedule, start_epoch, frt_s, created_epoch, first_resolved_epoch,"
+                 f" full_res_s FROM {table} WHERE schedule IS NOT NULL")
+    for rows in stream_rows(conn, scheduled, _CHUNK):
         copy_rows(conn, "pg_temp.kf_bh", ("source", "source_id", *BH_COLUMNS), _seconds(hours, rows))
     conn.execute(f"UPDATE {table} SET frt_bh_s = b.frt_bh_s, res_bh_s = b.res_bh_s,"
                  f" full_res_bh_s = b.full_res_bh_s FROM kf_bh b"

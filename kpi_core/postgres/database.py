@@ -16,6 +16,7 @@ password (the URL is shown without it).
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from kpi_core.postgres.translate import UntranslatableSql, translate
 
 _INSERT_INTO = re.compile(r'^\s*INSERT\s+INTO\s+"?(\w+)"?', re.IGNORECASE)
 _SAVEPOINT = 0
+_STREAMS = itertools.count(1)  # names of server-side cursors, unique per process
 _SAVEPOINT_STATEMENT = re.compile(r"^\s*(SAVEPOINT|RELEASE|ROLLBACK\s+TO)\s+(?:SAVEPOINT\s+)?(\w+)\s*;?\s*$",
                                   re.IGNORECASE)
 
@@ -137,6 +139,16 @@ class PgConnection:
         with as_dbapi_errors(), self.raw.cursor().copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+    def stream(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = (), size: int = 10_000
+               ) -> Iterator[list[Any]]:
+        """A query's rows `size` at a time through a server-side cursor (inside the caller's transaction): a plain
+        cursor's result arrives whole, a million rows at once. Other statements may run between two batches."""
+        statement = translate(sql, self.primary_key)
+        with as_dbapi_errors(), self.raw.cursor(name=f"stream_{next(_STREAMS)}") as cursor:
+            cursor.execute(statement, _params(params))
+            while rows := cursor.fetchmany(size):
+                yield rows
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any] | Mapping[str, Any]]) -> PgCursor:
         statement = translate(sql, self.primary_key)
