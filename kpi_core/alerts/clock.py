@@ -8,11 +8,10 @@ hours and on its holidays, so a chat written at 23:00 is not at risk before the 
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from kpi_core.kpis.business_hours import BusinessClock, BusinessHours
+from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.settings import Settings
 
 _YEAR = 366 * 86400
@@ -23,59 +22,35 @@ class WaitClock:
     """Elapsed time and the moment a wait reaches a length, per contact, on its own clock."""
 
     settings: Settings
-    _clocks: list[BusinessClock] = field(default_factory=list, init=False)
-    _ends: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict, init=False)  # per laid-out span
+    _hours: BusinessHours | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.settings.alerts.business_hours:  # the engine's schedules and clocks, in the engine's order
-            self._clocks = BusinessHours.from_settings(self.settings.kpis).clocks
+            hours = BusinessHours.from_settings(self.settings.kpis)
+            self._hours = hours if hours.schedules else None
 
     @property
     def business(self) -> bool:
-        return bool(self._clocks)
+        return self._hours is not None
 
     def schedule_of(self, group: str | None, market: str | None) -> int | None:
-        """The contact's schedule: its group's, its market's, the catch-all; the rule of
-        BusinessHours.assignment_sql, which gives the facts theirs in SQL, here for one contact at a time."""
-        for i, clock in enumerate(self._clocks):
-            groups = clock.schedule.groups
-            if group and (group in groups or group.split(":", 1)[-1] in groups):
-                return i
-        for i, clock in enumerate(self._clocks):
-            if market is not None and market in clock.schedule.markets:
-                return i
-        return next((i for i, c in enumerate(self._clocks) if not c.schedule.groups and not c.schedule.markets),
-                    None)
+        """The contact's schedule, as the engine assigns the facts theirs (BusinessHours.schedule_for)."""
+        return self._hours.schedule_for(group, market) if self._hours else None
 
     def elapsed_s(self, schedule: int | None, started: datetime, now: datetime) -> float:
-        if schedule is None:
+        if schedule is None or self._hours is None:
             return (now - started).total_seconds()
-        return float(self._clocks[schedule].between(int(started.timestamp()), int(now.timestamp())))
+        return float(self._hours.clocks[schedule].between(int(started.timestamp()), int(now.timestamp())))
 
     def reached_at(self, schedule: int | None, started: datetime, seconds: float) -> datetime:
         """When a wait that began at `started` has lasted `seconds` on the contact's clock."""
-        if schedule is None:
+        if schedule is None or self._hours is None:
             return started + timedelta(seconds=seconds)
-        clock = self._clocks[schedule]
+        clock = self._hours.clocks[schedule]
         begin = int(started.timestamp())
         horizon = begin + _YEAR
-        while True:
-            clock.prepare(begin, horizon)
-            wanted = clock.elapsed(begin) + seconds
-            # The first interval whose end reaches the wanted total; the moment falls inside it.
-            ends = self._interval_ends(schedule, clock)
-            i = bisect_left(ends, wanted)
-            if i < len(ends):
-                moment = clock.starts[i] + (wanted - clock.before[i])
-                return datetime.fromtimestamp(max(moment, begin), timezone.utc)
+        while (moment := clock.reached(begin, seconds, horizon)) is None:
             if horizon - begin > 10 * _YEAR:  # a schedule without hours: the wait never ends
                 return datetime.max.replace(tzinfo=timezone.utc)
             horizon += _YEAR
-
-    def _interval_ends(self, schedule: int, clock: BusinessClock) -> list[int]:
-        """Business seconds at the end of each laid-out interval (made again when the clock lays out a new span)."""
-        kept = self._ends.get(schedule)
-        if kept is None or kept[0] is not clock.before:
-            kept = (clock.before, [b + n for b, n in zip(clock.before, clock.lengths, strict=True)])
-            self._ends[schedule] = kept
-        return kept[1]
+        return datetime.fromtimestamp(moment, timezone.utc)

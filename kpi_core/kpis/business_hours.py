@@ -13,10 +13,11 @@ neither (if any); contacts with no schedule have no business-hours values.
 from __future__ import annotations
 
 import sqlite3
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from kpi_core.kpis.segments import matches_id, sql_text
@@ -61,6 +62,11 @@ class _Span:
     lengths: list[int]
     before: list[int]
 
+    @cached_property
+    def ends(self) -> list[int]:
+        """The business seconds at the end of each interval."""
+        return [b + n for b, n in zip(self.before, self.lengths, strict=True)]
+
     def holds(self, day: date) -> bool:
         return self.first < day < self.last
 
@@ -82,18 +88,6 @@ class BusinessClock:
         self.schedule = schedule
         self.zone = ZoneInfo(schedule.time_zone)
         self._span: _Span | None = None
-
-    @property
-    def starts(self) -> list[int]:
-        return self._span.starts if self._span else []
-
-    @property
-    def lengths(self) -> list[int]:
-        return self._span.lengths if self._span else []
-
-    @property
-    def before(self) -> list[int]:  # business seconds before each interval
-        return self._span.before if self._span else []
 
     def prepare(self, first: int, last: int) -> None:
         """Lay out the intervals for [first, last] at once (epoch seconds), before a bulk run."""
@@ -144,6 +138,16 @@ class BusinessClock:
         span = self._cover(a, b)
         return span.elapsed(b) - span.elapsed(a)
 
+    def reached(self, begin: int, seconds: float, horizon: int) -> float | None:
+        """The instant (epoch seconds) at which `seconds` of business time have passed since `begin`, or None when
+        that is later than the span laid out up to `horizon` holds."""
+        span = self._cover(begin, horizon)
+        wanted = span.elapsed(begin) + seconds
+        i = bisect_left(span.ends, wanted)  # the first interval whose end reaches it: the moment falls inside
+        if i == len(span.ends):
+            return None
+        return max(span.starts[i] + (wanted - span.before[i]), begin)
+
 
 class BusinessHours:
     """The configured schedules, their SQL assignment to contacts and the `kpi_bh` SQL function."""
@@ -171,6 +175,17 @@ class BusinessHours:
 
     def register(self, conn: sqlite3.Connection) -> None:
         conn.create_function("kpi_bh", 3, self.seconds, deterministic=True)
+
+    def schedule_for(self, group: str | None, market: str | None) -> int | None:
+        """A contact's schedule index by `assignment_sql`'s rule, for one contact at a time (the alert watcher): its
+        group's (the qualified `source:id` or the bare id listed), else its market's, else the catch-all."""
+        for i, s in enumerate(self.schedules):
+            if group and (group in s.groups or group.split(":", 1)[-1] in s.groups):
+                return i
+        for i, s in enumerate(self.schedules):
+            if market is not None and market in s.markets:
+                return i
+        return next((i for i, s in enumerate(self.schedules) if not s.groups and not s.markets), None)
 
     def assignment_sql(self, group: str, market: str) -> str:
         """SQL giving a contact's schedule index: its group's, else its market's, else the catch-all."""

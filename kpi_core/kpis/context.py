@@ -143,7 +143,9 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class _BulkLoading(Protocol):
+class _ServerConnection(Protocol):
+    """What a PostgreSQL store's connection (PgConnection) adds to the DB-API: bulk writes and streamed reads."""
+
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None: ...
 
     def stream(self, sql: str, params: Sequence[Any] = (), size: int = 10_000) -> Iterator[list[Any]]: ...
@@ -152,13 +154,13 @@ class _BulkLoading(Protocol):
 def copy_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Rows into `table` of a PostgreSQL store in one COPY stream (PgConnection.copy_rows): many rows without a
     round trip each."""
-    cast(_BulkLoading, conn).copy_rows(table, columns, rows)
+    cast(_ServerConnection, conn).copy_rows(table, columns, rows)
 
 
 def stream_rows(conn: sqlite3.Connection, sql: str, size: int) -> Iterator[list[Any]]:
     """A query's rows of a PostgreSQL store, `size` at a time, without holding the whole result
     (PgConnection.stream); the caller may write between two batches."""
-    return cast(_BulkLoading, conn).stream(sql, (), size)
+    return cast(_ServerConnection, conn).stream(sql, (), size)
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any
 from kpi_core.kpis.business_hours import BusinessHours
 from kpi_core.kpis.context import copy_rows, stream_rows
 
-_CHUNK = 50_000  # rows turned into Python values and written back at a time
+_CHUNK = 50_000  # rows read, turned into business seconds and written back at a time
 BH_COLUMNS = ("frt_bh_s", "res_bh_s", "full_res_bh_s")
 
 
