@@ -761,12 +761,19 @@ class Daemon:
             return sorted(job for job, n in self._active.items() if n)
 
     def _write_state(self) -> None:
+        # The scheduler is asked before the state is locked, never while: its own thread may call
+        # `_on_job_event` (which writes the state) while holding the lock `get_jobs` takes, when a
+        # job ends before the scheduler has attached its callback. Holding both in the other order
+        # here deadlocked the two threads, and with them the stop.
+        scheduler = self._scheduler
+        jobs: dict[str, datetime | None] | None = None
+        if scheduler is not None:
+            try:
+                jobs = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+            except Exception:  # shut down meanwhile
+                jobs = {}
         with self._state_lock:
-            if self._scheduler is not None:
-                try:
-                    jobs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
-                except Exception:  # shut down meanwhile
-                    jobs = {}
+            if jobs is not None:
                 for job_id, state in self._state.jobs.items():
                     state.next_run_at = iso(jobs.get(job_id))
             self._state.updated_at = iso(utc_now()) or ""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from waiting import wait_until
 
 from connectors.base import CallCounts, Page, StreamSpec
@@ -482,6 +483,30 @@ def test_writer_gate_lets_a_compute_in_alone_and_ahead_of_later_syncs() -> None:
         stop.set()
         waiting.join(5)
     assert order[4] == "compute False", order
+
+
+def test_the_state_is_written_while_the_scheduler_reports_a_job_from_its_own_thread(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    # A job that ends before the scheduler attaches its callback is reported from the scheduler's
+    # thread, inside the scheduler's lock; a state write elsewhere waits for that lock meanwhile.
+    daemon = Daemon(load_settings(write_config(tmp_path / "c.toml", sandbox, tmp_path / "s.sqlite")))
+    scheduler = BackgroundScheduler(timezone=timezone.utc)
+    daemon._scheduler = scheduler
+    daemon._update("report")
+    other_writer = threading.Thread(target=daemon._write_state, daemon=True)
+
+    def scheduler_thread() -> None:
+        with scheduler._jobstores_lock:
+            other_writer.start()
+            time.sleep(0.2)  # the other writer now waits for the scheduler's lock
+            daemon._write_state()  # what reporting the job does
+
+    reporter = threading.Thread(target=scheduler_thread, daemon=True)  # a deadlock must not hang the suite
+    reporter.start()
+    reporter.join(5)
+    other_writer.join(5)
+    assert not reporter.is_alive() and not other_writer.is_alive(), "the two state writers deadlocked"
+    assert read_state(state_path_for(tmp_path / "s.sqlite")) is not None
 
 
 def test_lock_names_the_holder_and_is_released(tmp_path: Path) -> None:
