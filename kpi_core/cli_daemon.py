@@ -6,7 +6,9 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from kpi_core.cli_common import EXIT_FAILED, EXIT_OK, UsageError, command, err, out, settings_from
@@ -97,7 +99,20 @@ def _stop_on_signals() -> threading.Event:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handle)
+    signal.signal(signal.SIGUSR1, _log_stacks)
     return stop
+
+
+def _log_stacks(signum: int, frame: Any) -> None:
+    """SIGUSR1: log where every thread stands (files, lines and code; no values), the daemon running on.
+
+    For a daemon that seems stuck. Read from Python's own frames at a safe point of the main thread
+    (faulthandler's dump can crash a process whose other threads are running).
+    """
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    stacks = [f"thread {names.get(ident, ident)}:\n{''.join(traceback.format_stack(top))}"
+              for ident, top in sys._current_frames().items()]
+    log.warning("%s: the stacks of %d threads\n%s", signal.Signals(signum).name, len(stacks), "\n".join(stacks))
 
 
 def _print_cycle(cycle: CycleResult) -> None:

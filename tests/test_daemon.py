@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
-from waiting import wait_until
+from waiting import stop_daemon, wait_until
 
 from connectors.base import CallCounts, Page, StreamSpec
 from connectors.sandbox import Sandbox
@@ -82,11 +82,10 @@ class DaemonProcess:
         return self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        self._log_file.close()
-        return code, time.monotonic() - started
+        try:
+            return stop_daemon(self.proc, self.log, sig, timeout)
+        finally:
+            self._log_file.close()
 
     def output(self) -> str:
         return self.log.read_text()
@@ -218,6 +217,11 @@ def test_runs_cycles_follows_changes_refuses_a_second_instance_and_stops_on_sigt
                             text=True, env=clean_env(), timeout=60)
     assert lag_ok.returncode == 0, lag_ok.stderr
     assert "daemon: running (pid" in lag_ok.stdout and "sync:zendesk" in lag_ok.stdout
+
+    os.kill(daemon.pid, signal.SIGUSR1)  # where does it stand? it answers in its log and runs on
+    stacks = wait_until(lambda: "SIGUSR1: the stacks of" in daemon.output() and daemon.output(), 10,
+                        "the threads' stacks in the log")
+    assert "thread MainThread:" in stacks and "in run_forever" in stacks and daemon.alive()
 
     code, took = daemon.stop(signal.SIGTERM)
     assert code == 0 and took < 10

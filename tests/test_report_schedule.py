@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import wait_until
+from waiting import stop_daemon, wait_until
 
 from connectors.sandbox import Sandbox
 
@@ -90,9 +88,8 @@ def test_the_daemon_rewrites_the_report_on_schedule_atomically_and_status_lists_
     table = cli("status", "--config", str(config), timeout=60)
     assert table.returncode == 0 and "\nreport " in table.stdout
 
-    proc.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    assert proc.wait(timeout=15) == 0 and time.monotonic() - started < 10
+    code, took = stop_daemon(proc, tmp_path / "daemon.log")
+    assert code == 0 and took < 10
     log.close()
     output = (tmp_path / "daemon.log").read_text()
     assert "Traceback" not in output

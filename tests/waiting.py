@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -30,3 +31,25 @@ def kill_once(child: subprocess.Popen[Any], started: Callable[[], Any], timeout:
     finally:
         child.wait(10)
     assert child.returncode == -signal.SIGKILL, "the child ended before it was killed"
+
+
+def stop_daemon(daemon: subprocess.Popen[Any], log: Path, sig: int = signal.SIGTERM,
+                timeout: float = 15) -> tuple[int, float]:
+    """Send `sig` to a `helpdesk-kpi run` and wait for it: its exit code and the seconds it took.
+
+    A daemon still running after `timeout` is asked for its threads' stacks (SIGUSR1), then killed;
+    the test fails with the end of its log, stacks included, so a hang shows where it stood.
+    """
+    started = time.monotonic()
+    daemon.send_signal(sig)
+    try:
+        code = daemon.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        daemon.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        daemon.kill()
+        daemon.wait()
+        tail = log.read_text(encoding="utf-8", errors="replace")[-6000:]
+        raise AssertionError(f"the daemon did not stop within {timeout:.0f}s of {signal.Signals(sig).name};"
+                             f" the end of its log:\n{tail}") from None
+    return code, time.monotonic() - started
