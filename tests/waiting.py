@@ -49,7 +49,7 @@ def stop_daemon(daemon: subprocess.Popen[Any], log: Path, sig: int = signal.SIGT
         time.sleep(1)
         daemon.kill()
         daemon.wait()
-        tail = log.read_text(encoding="utf-8", errors="replace")[-6000:]
+        tail = log.read_text(encoding="utf-8", errors="replace")[-12000:]  # the stacks and what led to them
         raise AssertionError(f"the daemon did not stop within {timeout:.0f}s of {signal.Signals(sig).name};"
                              f" the end of its log:\n{tail}") from None
     return code, time.monotonic() - started
