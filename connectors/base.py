@@ -206,7 +206,14 @@ class Page:
     def add(self, table: str, row: dict[str, Any]) -> None:
         """Add a normalized row; raises RecordError (naming the record and key) if it does not fit."""
         check_record(RECORD_TYPES[table], row)
-        self.records.setdefault(table, []).append(row)
+        self.add_checked(table, row)
+
+    def add_checked(self, table: str, row: dict[str, Any]) -> None:
+        """Add a row `check_record` has accepted (per record of every page: no list is built to be thrown away)."""
+        rows = self.records.get(table)
+        if rows is None:
+            rows = self.records[table] = []
+        rows.append(row)
 
     def reject(self, record_id: str, reason: str) -> None:
         """Set a record aside for quarantine instead of failing the page."""

@@ -53,12 +53,8 @@ def keep(page: Page, kind: str, item: Any, rows: Callable[[Row], Iterable[tuple[
     except BAD_RECORD as exc:
         page.reject(rejected_id(kind, item), reason(exc))
         return False
-    records = page.records
     for table, row in staged:
-        added = records.get(table)
-        if added is None:
-            added = records[table] = []
-        added.append(row)
+        page.add_checked(table, row)
     return True
 
 
@@ -74,10 +70,7 @@ def keep_row(page: Page, kind: str, item: Any, table: str, build: Callable[[Row]
         page.reject(rejected_id(kind, item), reason(exc))
         return False
     if row is not None:
-        added = page.records.get(table)
-        if added is None:
-            added = page.records[table] = []
-        added.append(row)
+        page.add_checked(table, row)
     return True
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from kpi_core.kpis import backlog, catalogue, facts, inputs, values
 from kpi_core.kpis import periods as P
-from kpi_core.kpis.columns import Columns, open_columns, query_pool
+from kpi_core.kpis.columns import Columns, open_columns, query_pool, side_by_side
 from kpi_core.kpis.context import Context, context_for, get_meta, set_meta
 from kpi_core.kpis.diagnostics import USED_KPIS, store_diagnostics
 from kpi_core.kpis.engine import evaluate, prepare
@@ -209,7 +209,7 @@ def _evaluate_plans(ctx: Context, plans: dict[Grain, dict[tuple[Period, frozense
     short = all(evaluation.short for *_, evaluation in prepared)
     with open_columns(ctx) as cols, query_pool(cols, short) as pool:
         # Every evaluation's queries are submitted before any answer is waited for, so they run side by side.
-        if not (short and cols.cores > 1):
+        if not side_by_side(cols, short):
             _share_retention(ctx, [evaluation for grain, _, _, _, evaluation in prepared
                                    if grain is not Grain.CUSTOM], cols, pool)
         for *_, evaluation in prepared:

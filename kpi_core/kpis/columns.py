@@ -213,7 +213,7 @@ def query_pool(cols: Columns, short: bool) -> Iterator[Executor]:
     (a full recompute took 10 % longer). Leaving waits for what still runs and drops what has not
     started (after an error).
     """
-    if cols.cores < 2 or not short:
+    if not side_by_side(cols, short):
         yield _Inline()
         return
     cols.threads(1)
@@ -223,6 +223,11 @@ def query_pool(cols: Columns, short: bool) -> Iterator[Executor]:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         cols.threads(cols.cores)
+
+
+def side_by_side(cols: Columns, short: bool) -> bool:
+    """Whether `query_pool` runs queries side by side: short ones, with more than one core to spread them over."""
+    return short and cols.cores > 1
 
 
 class _Inline(Executor):
