@@ -94,6 +94,7 @@ ALERTS = "alerts"
 MAX_BACKOFF = timedelta(hours=1)
 STOP_GRACE = 8.0  # seconds the busy jobs get to commit and return after a stop; under the 10 s promised
 HEARTBEAT = 30.0  # seconds between state-file refreshes while idle
+SIGNAL_SLICE = 0.5  # seconds the main thread waits at a time: how late a signal caught by another thread acts
 RECONCILE_GRACE = 3600  # a nightly run missed by up to an hour (machine asleep) still runs
 
 
@@ -400,7 +401,7 @@ class Daemon:
                 log.info("the report is written to %s every %s", report_target(self.settings),
                          _age(self.report_every))
             self._write_state()
-            while not self.stop.wait(HEARTBEAT):
+            while not self._stopped_within(HEARTBEAT):
                 self._write_state()
             log.info("stopping: letting running jobs commit the page in hand")
             scheduler.shutdown(wait=False)
@@ -751,6 +752,19 @@ class Daemon:
         elif job_id == ALERTS:
             self._alerts.finished()
         self._write_state()
+
+    def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a stop, in slices of SIGNAL_SLICE.
+
+        Python runs a signal's handler in the main thread between two steps of its code. The kernel
+        may hand SIGTERM to any thread of the process, a busy job's say; the main thread then learns of
+        it only when its wait ends, and one wait of HEARTBEAT held a stop up that long.
+        """
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, SIGNAL_SLICE)):
+                return True
+        return self.stop.is_set()
 
     def _wait_idle(self, timeout: float) -> list[str]:
         """Wait for running jobs to return; the ones still busy after `timeout`."""

@@ -81,9 +81,9 @@ class DaemonProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0, thread: int | None = None) -> tuple[int, float]:
         try:
-            return stop_daemon(self.proc, self.log, sig, timeout)
+            return stop_daemon(self.proc, self.log, sig, timeout, thread)
         finally:
             self._log_file.close()
 
@@ -276,6 +276,22 @@ def test_sigterm_exits_within_10s_even_while_a_request_hangs(
                            env=clean_env(), timeout=60)
     assert again.returncode == 0, again.stderr
     assert_same_rows(snapshot(store), reference_snapshot(sandbox, tmp_path))
+
+
+def test_sigterm_caught_by_another_thread_than_the_main_one_stops_the_daemon_as_soon(
+        sandbox: Sandbox, tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    # The kernel hands a process's signal to any of its threads; Python acts on it in the main thread only.
+    store = tmp_path / "store.sqlite"
+    config = write_config(tmp_path / "c.toml", sandbox, store)
+    begun = time.time() - 2
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemons.append(daemon)
+    wait_until(lambda: caught_up(store, begun), 20, "a first sync of every source")
+    others = sorted(int(tid) for tid in os.listdir(f"/proc/{daemon.pid}/task") if int(tid) != daemon.pid)
+    assert others, "the daemon runs its jobs on threads of their own"
+    code, took = daemon.stop(signal.SIGTERM, thread=others[-1])
+    assert code == 0 and took < 10
+    assert "stopped cleanly" in daemon.output()
 
 
 def test_sigkill_loses_nothing_and_the_stale_lock_is_taken_over(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 import time
@@ -34,14 +35,18 @@ def kill_once(child: subprocess.Popen[Any], started: Callable[[], Any], timeout:
 
 
 def stop_daemon(daemon: subprocess.Popen[Any], log: Path, sig: int = signal.SIGTERM,
-                timeout: float = 15) -> tuple[int, float]:
-    """Send `sig` to a `helpdesk-kpi run` and wait for it: its exit code and the seconds it took.
+                timeout: float = 15, thread: int | None = None) -> tuple[int, float]:
+    """Send `sig` to a `helpdesk-kpi run` (to one of its threads, by Linux thread id, if `thread` is given) and wait
+    for it: its exit code and the seconds it took.
 
     A daemon still running after `timeout` is asked for its threads' stacks (SIGUSR1), then killed;
     the test fails with the end of its log, stacks included, so a hang shows where it stood.
     """
     started = time.monotonic()
-    daemon.send_signal(sig)
+    if thread is None:
+        daemon.send_signal(sig)
+    elif ctypes.CDLL(None, use_errno=True).tgkill(daemon.pid, thread, sig) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {daemon.pid} {thread} {sig}")
     try:
         code = daemon.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
